@@ -1,0 +1,11 @@
+"""melfront: differentiable mel-spectrogram frontends and few-data experiments for audio classifiers."""
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .audio import AudioError, load_audio, resample
+from .functional import deltas, mel_filterbank
+from .frontends import MelSpectrogram, Spectrogram
+
+try:
+    __version__ = _version("melfront")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+local"
