@@ -1,0 +1,124 @@
+"""Few-shot sampling: class-balanced training subsets and prototypical-network episodes.
+
+Pons, Serrà & Serra (2019, "Training neural audio classifiers with few data", ICASSP) train on
+``n`` randomly chosen audios per class, ``n`` in {1, 2, 5, 10, 20, 50, 100}, and repeat every
+experiment several times with different random subsets. :func:`few_shot_subset` draws such a subset
+reproducibly from ``(seed, n, run, fold)`` alone: its random generator is derived from a hash of
+these values, so the result does not depend on the order of the input clips nor on any other
+random draw made before. :func:`episode` draws the support and query sets of one training
+episode of a prototypical network (Snell, Swersky & Zemel 2017, NeurIPS).
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections import defaultdict
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["FEW_SHOT_SIZES", "rng_for", "few_shot_subset", "episode"]
+
+#: The training-set sizes (clips per class) of Pons et al. (2019).
+FEW_SHOT_SIZES = (1, 2, 5, 10, 20, 50, 100)
+
+
+def rng_for(*parts) -> np.random.Generator:
+    """A numpy Generator seeded from a SHA-256 hash of ``parts`` (their ``str``), independent of any global state."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
+
+
+def _key(clip) -> str:
+    return str(getattr(clip, "path", clip))
+
+
+def _label(clip) -> int:
+    try:
+        return int(clip.label)
+    except AttributeError:
+        raise ValueError(f"clip {clip!r} has no integer .label") from None
+
+
+def few_shot_subset(clips: Sequence, n_per_class: int, seed: int = 0, run: int = 0, fold=0,
+                    nested: bool = True) -> list:
+    """A class-balanced subset of ``n_per_class`` clips of every class, reproducible from ``(seed, n, run, fold)``.
+
+    Parameters
+    ----------
+    clips : sequence of Clip
+        Candidate training clips (anything with ``.label`` and ``.path``); a ``ClipList`` gives a ``ClipList``.
+    n_per_class : int
+        Clips per class (Pons et al. use 1, 2, 5, 10, 20, 50, 100). A class with fewer clips gives all
+        of them, with a ``UserWarning``.
+    seed, run, fold
+        The draw is a function of these (and ``n_per_class`` when ``nested=False``) only: the same
+        values give the same subset whatever the order of ``clips``; different ``run`` values give
+        different subsets.
+    nested : bool
+        True (default): each class's clips are put in one random order per ``(seed, run, fold)`` and the
+        first ``n`` taken, so the subset for ``n`` is contained in the subset for any larger ``n``
+        (learning curves then differ only by the added clips). False: an independent draw for each ``n``.
+
+    Returns
+    -------
+    list (or ClipList) of clips, grouped by class in label order, each group in drawn order.
+    """
+    if isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)) or n_per_class < 1:
+        raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}")
+    by_class: dict[int, list] = defaultdict(list)
+    for c in clips:
+        by_class[_label(c)].append(c)
+    chosen = []
+    short = []
+    for label in sorted(by_class):
+        # sort by path so that the input order does not matter
+        group = sorted(by_class[label], key=_key)
+        rng = rng_for("few-shot", seed, run, fold, label, "nested" if nested else int(n_per_class))
+        order = rng.permutation(len(group))
+        if len(group) < n_per_class:
+            name = getattr(group[0], "class_name", label)
+            short.append(f"{name} ({len(group)})")
+        chosen.extend(group[j] for j in order[:n_per_class])
+    if short:
+        warnings.warn(f"few_shot_subset: {len(short)} class(es) have fewer than {n_per_class} clips, all taken: "
+                      + ", ".join(short), UserWarning, stacklevel=2)
+    subset = getattr(clips, "subset", None)
+    return subset(chosen) if callable(subset) else chosen
+
+
+def episode(clips_by_class: Mapping[int, Sequence], n_support: int = 5, n_query: int = 5,
+            rng: np.random.Generator | None = None) -> tuple[list, list]:
+    """One prototypical-network episode (Snell et al. 2017, as used by Pons et al. 2019).
+
+    Parameters
+    ----------
+    clips_by_class : mapping label -> sequence of clip identifiers (e.g. indices into the feature list)
+    n_support : int
+        Support audios per class: ``min(n_support, available)`` distinct clips, drawn without
+        replacement; the caller takes one random patch from each (Pons et al.: up to 5 audios).
+    n_query : int
+        Query patches per class: ``n_query`` clips drawn with replacement from the class's clips (with
+        one audio per class the queries are other patches of the same audio); the caller takes a
+        random patch from each.
+    rng : numpy Generator (default: a fresh unseeded one)
+
+    Returns
+    -------
+    support, query : lists of ``(clip, label)`` pairs, classes in sorted label order.
+    """
+    for name, v in (("n_support", n_support), ("n_query", n_query)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not clips_by_class:
+        raise ValueError("clips_by_class is empty")
+    rng = np.random.default_rng() if rng is None else rng
+    support, query = [], []
+    for label in sorted(clips_by_class):
+        group = list(clips_by_class[label])
+        if not group:
+            raise ValueError(f"class {label!r} has no clips")
+        k = min(n_support, len(group))
+        support.extend((group[j], label) for j in rng.choice(len(group), size=k, replace=False))
+        query.extend((group[j], label) for j in rng.integers(0, len(group), size=n_query))
+    return support, query
