@@ -1,0 +1,89 @@
+"""PiczakCNN (Piczak 2015): two convolutions and two 5000-unit dense layers on short log-mel segments."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import functional as F
+from .classifier import Backbone, glorot_init
+
+__all__ = ["PiczakCNN"]
+
+
+class PiczakCNN(Backbone):
+    """Piczak's environmental-sound CNN on 60-band segments of 41 (short) or 101 (long) frames.
+
+    ``(batch, in_channels, n_mels, n_frames) -> (batch, n_classes)``::
+
+        [deltas of the input stacked as extra channels, if deltas=True]
+        conv 80 @ 57 x 6 (mel x time) valid, ReLU, max-pool 4 x 3 stride 1 x 3, dropout 0.5
+        conv 80 @ 1 x 3 valid, ReLU, max-pool 1 x 3 stride 1 x 3
+        flatten, dense 5000, ReLU, dropout 0.5, dense 5000, ReLU, dropout 0.5, dense n_classes
+
+    With 60 mels the first convolution leaves 4 mel rows, which its pooling reduces to one, so
+    the second works along time only. For 60 x 41 input and 2 channels the last map is
+    80 x 1 x 3 (240 values); for 60 x 101, 80 x 1 x 9. Other ``n_mels`` work (the first kernel
+    stays 57 tall, the dense layer grows with what is left) but 60 is what the network was made for.
+
+    Parameters
+    ----------
+    n_classes : int
+        Output logits.
+    n_mels, n_frames : int
+        Segment size, default 60 x 41 (short); 60 x 101 is Piczak's long variant. At least
+        60 mels x 20 frames (and ``delta_width`` frames with deltas).
+    in_channels : int
+        Channels of the input, default 1.
+    deltas : bool
+        If ``True``, ``forward`` computes :func:`melfront.functional.deltas` of the input along
+        time (Savitzky-Golay, ``delta_width`` frames, as ``librosa.feature.delta``) and stacks them
+        after the input channels, so the convolutions see ``2 * in_channels`` channels whatever the
+        frontend. Piczak's 2-channel setting is ``in_channels=1, deltas=True``. Default ``False``.
+    delta_width : int
+        Width of the delta filter in frames (odd, >= 3), default 9.
+    hidden : int
+        Units of each dense layer, default 5000.
+    dropout : float
+        Dropout rate, default 0.5.
+
+    References
+    ----------
+    K. J. Piczak, "Environmental sound classification with convolutional neural networks",
+    IEEE International Workshop on Machine Learning for Signal Processing (MLSP), 2015.
+    """
+
+    def __init__(self, n_classes: int, n_mels: int = 60, n_frames: int = 41, in_channels: int = 1,
+                 deltas: bool = False, delta_width: int = 9, hidden: int = 5000, dropout: float = 0.5):
+        super().__init__(n_classes, n_mels, n_frames, in_channels)
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if deltas and (not isinstance(delta_width, int) or delta_width < 3 or delta_width % 2 == 0):
+            raise ValueError(f"delta_width must be an odd integer >= 3, got {delta_width!r}")
+        if deltas and n_frames < delta_width:
+            raise ValueError(f"PiczakCNN with deltas needs n_frames >= delta_width={delta_width}, got {n_frames}")
+        self.deltas, self.delta_width, self.hidden = bool(deltas), delta_width, hidden
+        mel_h, time_w = self._require([(57, 1, 0), (4, 1, 0), (1, 1, 0), (1, 1, 0)],
+                                      [(6, 1, 0), (3, 3, 0), (3, 1, 0), (3, 3, 0)])
+        channels = in_channels * (2 if deltas else 1)
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 80, (57, 6)), nn.ReLU(), nn.MaxPool2d((4, 3), stride=(1, 3)), nn.Dropout(dropout),
+            nn.Conv2d(80, 80, (1, 3)), nn.ReLU(), nn.MaxPool2d((1, 3), stride=(1, 3)),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(80 * mel_h * time_w, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
+        )
+        glorot_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        if self.deltas:
+            x = torch.cat([x, F.deltas(x, width=self.delta_width)], dim=1)
+        return self.head(self.features(x))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", deltas={self.deltas}, hidden={self.hidden}"
