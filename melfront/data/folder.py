@@ -1,0 +1,71 @@
+"""Any folder-per-class tree.
+
+Accepted layouts (hidden entries ignored, audio found recursively under each class folder)::
+
+    ROOT/{class}/.../*.wav                   fold 1
+    ROOT/fold{N}/{class}/.../*.wav           fold N (an int)
+    ROOT/{train,test,...}/{class}/.../*.wav  fold "train", "test", ... (the split's name)
+
+Classes are the class-folder names sorted alphabetically (label = position); a class folder with no
+audio is left out.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .base import AUDIO_EXTENSIONS, Clip, ClipList, MetadataError, require_root
+
+__all__ = ["load_folder"]
+
+_SPLITS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev", "development",
+           "eval", "evaluation"}
+_FOLD = re.compile(r"^fold[_-]?(\d+)$", re.IGNORECASE)
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _audio_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+
+
+def load_folder(root=None, extensions=None) -> ClipList:
+    """A folder-per-class tree (optionally split into ``fold{N}/`` or ``train/``/``test/`` first).
+
+    Parameters
+    ----------
+    root : str or Path
+    extensions : iterable of str or None
+        Audio file extensions to accept (default: wav, flac, ogg, aiff, aif, mp3).
+    """
+    if root is None:
+        raise FileNotFoundError("folder: pass root=DIR, a folder with one sub-folder of audio per class")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"folder: root {str(root)!r} does not exist or is not a folder")
+    root = require_root(root, "folder", "folder")
+    exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in (extensions or AUDIO_EXTENSIONS))
+    top = _subdirs(root)
+    names = [p.name for p in top]
+    if top and all(_FOLD.match(n) for n in names):
+        groups = [(int(_FOLD.match(p.name).group(1)), p) for p in top]
+    elif top and all(n.lower() in _SPLITS for n in names):
+        groups = [(p.name, p) for p in top]
+    else:
+        groups = [(1, root)]
+    per_fold = []
+    for fold, base in groups:
+        for cdir in _subdirs(base):
+            files = [p for p in _audio_files(cdir) if p.suffix.lower() in exts]
+            if files:
+                per_fold.append((fold, cdir.name, files))
+    if not per_fold:
+        raise MetadataError(root, "no audio found: expected ROOT/{class}/*.wav (or ROOT/fold{N}/{class}/..., "
+                                  "ROOT/train/{class}/...)")
+    classes = sorted({c for _, c, _ in per_fold})
+    index = {c: i for i, c in enumerate(classes)}
+    clips = [Clip(str(p.resolve()), index[c], c, fold, "") for fold, c, files in per_fold for p in files]
+    return ClipList(clips, name="folder", classes=classes, root=root)
