@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from .audio import AudioError, load_audio, resample
 from .functional import deltas, mel_filterbank
 from .frontends import MelSpectrogram, Spectrogram
+from . import models  # melfront.models.build(name, ...), melfront.models.Classifier
 
 try:
     __version__ = _version("melfront")
