@@ -6,6 +6,13 @@ from .functional import deltas, mel_filterbank
 from .frontends import MelSpectrogram, Spectrogram
 from . import models  # melfront.models.build(name, ...), melfront.models.Classifier
 
+
+def load_classifier(path, map_location="cpu"):
+    """Rebuild a trained classifier from a checkpoint: ``(classifier, config)``; see :func:`melfront.training.load_classifier`."""
+    from .training import load_classifier as _load
+    return _load(path, map_location)
+
+
 try:
     __version__ = _version("melfront")
 except PackageNotFoundError:  # running from a source tree that was not installed
