@@ -11,7 +11,7 @@ Every backbone maps ``(batch, in_channels, n_mels, n_frames)`` to ``(batch, n_cl
 of the paper the model comes from (keys: ``optimizer`` "sgd" | "adam", ``lr``, ``momentum``,
 ``nesterov``, ``weight_decay`` (L2 on kernels, see :func:`kernel_weights`), ``decay_layers``
 "all" | "dense", ``clip_norm`` (global gradient norm, ``None`` for none), ``batch_size``,
-``epochs``, ``patience`` (early stopping, ``None`` for fixed epochs), ``n_mels``,
+``epochs`` (``None``: until early stopping), ``patience`` (early stopping, ``None`` for fixed epochs), ``n_mels``,
 ``patch_frames``, ``sampling`` ("random": one random patch per clip per epoch; "all": every
 segment; "episodes": prototypical episodes), ``source``). A trainer reads them as defaults and lets
 the user override any.
@@ -54,8 +54,8 @@ _SETTINGS = {
     # Pons et al. 2019 prototypical networks (config_file.py config_proto, proto.py): SGD lr 0.1 with
     # clipping at 5, no L2; episodes of 5 query patches per class against a support set of one patch
     # from each of up to 5 audios per class; stop after 200 epochs without training-accuracy gain
-    # (their max_epochs is unbounded; 1000 is a cap). batch_size None: an episode is the batch.
-    "protonet": dict(_PONS, weight_decay=0.0, batch_size=None, epochs=1000, patience=200, sampling="episodes",
+    # (epochs None: unbounded, early stopping only). batch_size None: an episode is the batch.
+    "protonet": dict(_PONS, weight_decay=0.0, batch_size=None, epochs=None, patience=200, sampling="episodes",
                      query_per_class=5, support_per_class=5,
                      source="Pons, Serra & Serra 2019 (ICASSP), reference code config_file.py / proto.py; "
                             "Snell et al. 2017"),
@@ -65,9 +65,9 @@ _SETTINGS = {
     # workspace (no copy available): treat lr/epochs as best recollection and override if needed.
     "piczak": dict(optimizer="sgd", lr=0.002, momentum=0.9, nesterov=True, weight_decay=0.001,
                    decay_layers="all", clip_norm=None, batch_size=1000, epochs=300, patience=None,
-                   n_mels=60, patch_frames=41, sampling="all", long_patch_frames=101, long_epochs=150,
+                   n_mels=60, patch_frames=41, sampling="all",
                    source="Piczak 2015 (MLSP), section 3 (from recollection, unverified here); "
-                          "long variant: 101-frame segments, 150 epochs"),
+                          "long variant: patch_frames=101, epochs=150"),
     # He et al. 2016 (ImageNet): SGD momentum 0.9, lr 0.1 (divided by 10 on plateaus), weight decay
     # 1e-4, batch 256. Their ~90-epoch ImageNet schedule is far too long for small audio sets; the
     # epochs here follow Pons et al.'s 200 with early stopping on validation left to the trainer.
