@@ -13,7 +13,8 @@ of the paper the model comes from (keys: ``optimizer`` "sgd" | "adam", ``lr``, `
 "all" | "dense", ``clip_norm`` (global gradient norm, ``None`` for none), ``batch_size``,
 ``epochs`` (``None``: until early stopping), ``patience`` (early stopping, ``None`` for fixed epochs), ``n_mels``,
 ``patch_frames``, ``sampling`` ("random": one random patch per clip per epoch; "all": every
-segment; "episodes": prototypical episodes), ``source``). A trainer reads them as defaults and lets
+segment; "episodes": prototypical episodes, with ``query_per_class`` and ``support_per_class``),
+``source``). A trainer reads them as defaults and lets
 the user override any.
 """
 from __future__ import annotations
