@@ -9,7 +9,8 @@ parameter (the full :meth:`melfront.MelSpectrogram.config`, defaults filled in) 
 Entries are ``.npy`` files (float32) written to a temporary file in the same folder and moved into
 place with :func:`os.replace`, which is atomic on POSIX and Windows: two processes writing the same
 entry, or a process killed mid-write, never leave a half-written entry under the final name. An
-entry that fails to load (truncated, garbage) is recomputed and rewritten.
+entry that fails to load (truncated, garbage) is recomputed and rewritten. (Entries are not fsync'ed: after
+a power loss an entry may be empty or damaged, and is then recomputed like any corrupt entry.)
 """
 from __future__ import annotations
 
@@ -112,8 +113,6 @@ class FeatureCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.save(f, tensor.detach().cpu().numpy().astype(np.float32, copy=False), allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, entry)
         except BaseException:
             try:
