@@ -202,10 +202,10 @@ def _members(archive: Path, strip: int):
     if zipfile.is_zipfile(archive):
         zf = zipfile.ZipFile(archive)
         for info in zf.infolist():
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
+            ftype = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip carries no Unix file type
+            if ftype == stat.S_IFLNK:
                 raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link; refusing to extract")
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            if ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
                 raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device or special file; "
                                          "refusing to extract")
             rel = _safe_name(info.filename, archive, strip)
