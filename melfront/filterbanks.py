@@ -1,0 +1,524 @@
+r"""Adaptive filterbank frontend and window-equivalence kernels (Dörfler, Bammer & Grill 2017).
+
+M. Dörfler, R. Bammer, T. Grill, "Inside the spectrogram: convolutional neural networks in audio
+processing", SampTA 2017 (arXiv:1710.03013). Two facts from that paper are made concrete here.
+
+1. **Mel = adaptive filterbank + time averaging** (their Proposition IV.5). A mel band is a
+   frequency-weighted sum of STFT powers, :math:`M_k(t) = \sum_j \Lambda_k[j]\,|V_g f(t, \xi_j)|^2`.
+   The same number is (to a documented approximation) obtained by filtering the signal with one
+   band-pass filter :math:`h_k` per band, taking the squared magnitude and averaging over time with
+   :math:`w_k`: :math:`A_k(t) = (|f * h_k|^2 * w_k)(t)`. :class:`AdaptiveFilterbank` computes
+   :math:`A_k`; :meth:`AdaptiveFilterbank.from_mel` designs :math:`h_k, w_k` from a
+   :class:`~melfront.frontends.MelSpectrogram` (derivation in its docstring).
+
+2. **Window equivalence** (their Proposition IV.2 / Theorem IV.4). Spectrograms with two windows
+   g and h become equal after two-dimensional convolution with kernels :math:`w_g, w_h` when
+   :math:`\mathcal F_s(w_g)\,\mathcal A_g = \mathcal F_s(w_h)\,\mathcal A_h` (:math:`\mathcal A` the
+   ambiguity function :math:`V_g g`, :math:`\mathcal F_s` the symplectic Fourier transform). See
+   :func:`window_equivalence_kernels` and :func:`window_equivalence`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import functional as F
+
+__all__ = [
+    "triangle_weights", "band_power_responses", "averaging_kernels", "adaptive_filterbank",
+    "AdaptiveFilterbank", "adaptive_frontend",
+    "cyclic_spectrogram", "ambiguity_multiplier", "window_equivalence_kernels", "window_equivalence",
+    "damped_notes",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Pure functions: the adaptive filterbank
+# --------------------------------------------------------------------------------------------
+def triangle_weights(centre_hz: torch.Tensor, bandwidth_hz: torch.Tensor, skew: torch.Tensor, peak: torch.Tensor,
+                     bin_hz: torch.Tensor) -> torch.Tensor:
+    r"""Triangular band weights :math:`\Lambda_k[j]` on the FFT bin frequencies, shape ``(n_bands, n_bins)``.
+
+    Band k rises linearly from :math:`l_k = c_k - \rho_k b_k` to its peak at the centre :math:`c_k`
+    and falls to :math:`u_k = c_k + (1 - \rho_k) b_k` (``centre_hz`` :math:`c_k`, total width
+    ``bandwidth_hz`` :math:`b_k`, ``skew`` :math:`\rho_k \in (0, 1)`, all in Hz but the skew), with
+    peak value ``peak`` :math:`p_k`. With :math:`c, b, \rho` taken from the mel scale this is exactly
+    the rows of :func:`melfront.functional.mel_filterbank`. Differentiable in ``centre_hz``,
+    ``bandwidth_hz`` and ``peak``.
+    """
+    lo_width = (skew * bandwidth_hz)[:, None]
+    hi_width = ((1 - skew) * bandwidth_hz)[:, None]
+    d = bin_hz[None, :] - centre_hz[:, None]
+    rise = 1 + d / lo_width
+    fall = 1 - d / hi_width
+    return peak[:, None] * torch.clamp(torch.minimum(rise, fall), min=0)
+
+
+def _window_power_spectrum(window: torch.Tensor, oversample: int) -> torch.Tensor:
+    """|ĝ(i / (R N))|^2 for i = 0 .. R N - 1 (the DTFT of the length-N window, R-times oversampled)."""
+    n = window.shape[-1]
+    spec = torch.fft.fft(window, n=oversample * n)
+    return spec.real ** 2 + spec.imag ** 2
+
+
+def band_power_responses(weights: torch.Tensor, window: torch.Tensor, oversample: int = 16) -> torch.Tensor:
+    r"""Power responses :math:`|H_k(\nu)|^2 = \sum_j \Lambda_k[j]\, |\hat g(\nu - j/N)|^2` on a fine grid.
+
+    ``weights`` ``(n_bands, 1 + N//2)`` are the band weights :math:`\Lambda_k` on the N-point FFT bins,
+    ``window`` the STFT window g (length N = n_fft). Returns ``(n_bands, R N)`` samples at
+    :math:`\nu_i = i / (R N)` cycles per sample, i = 0 .. RN-1 (negative frequencies wrap), with
+    R = ``oversample``. :math:`\hat g(\nu) = \sum_m g[m] e^{-2\pi i \nu m}`, unnormalised, so that
+    a complex exponential of frequency :math:`\nu` has STFT power :math:`|\hat g(\xi_j - \nu)|^2` in
+    bin j and mel power :math:`|H_k(\nu)|^2` in band k. Computed as a circular convolution on the
+    fine grid of the comb :math:`\sum_j \Lambda_k[j]\delta_{jR}` with :math:`|\hat g|^2`.
+    """
+    n_bands, n_bins = weights.shape
+    n = window.shape[-1]
+    if n_bins != n // 2 + 1:
+        raise ValueError(f"weights have {n_bins} bins, expected 1 + n_fft//2 = {n // 2 + 1} for a window of {n}")
+    length = oversample * n
+    comb = torch.nn.functional.pad(weights, (0, n - n_bins))  # (K, N): bins above Nyquist carry no weight
+    comb = torch.nn.functional.pad(comb.unsqueeze(-1), (0, oversample - 1)).reshape(n_bands, length)
+    power = _window_power_spectrum(window.to(weights.dtype), oversample)
+    # circular convolution of two real sequences of length R N
+    out = torch.fft.irfft(torch.fft.rfft(comb) * torch.fft.rfft(power), n=length)
+    return torch.clamp(out, min=0)
+
+
+def averaging_kernels(widths_samples: torch.Tensor, step: int, half_taps: int) -> torch.Tensor:
+    r"""Time-averaging functions :math:`w_k`, sampled every ``step`` samples: ``(n_bands, 2 half_taps + 1)``.
+
+    :math:`w_k(\tau) \propto \cos^4(\pi \tau / \ell_k)` for :math:`|\tau| < \ell_k / 2` (a squared
+    Hann window of total length :math:`\ell_k` = ``widths_samples``), normalised to unit sum.
+    Widths below two steps give a single centre tap (no averaging).
+    """
+    taps = torch.arange(-half_taps, half_taps + 1, dtype=widths_samples.dtype, device=widths_samples.device) * step
+    x = taps[None, :] / widths_samples[:, None]
+    w = torch.where(x.abs() < 0.5, torch.cos(math.pi * x) ** 4, torch.zeros_like(x))
+    centre = torch.zeros_like(w)
+    centre[:, half_taps] = 1.0
+    w = w + 1e-12 * centre  # guarantees a positive sum (a single tap) for widths below one step
+    return w / w.sum(dim=-1, keepdim=True)
+
+
+def _fast_length(n: int) -> int:
+    """Smallest integer >= n whose prime factors are 2, 3 and 5 (quick FFTs)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < 2 * n:
+        p35 = p5
+        while p35 < 2 * n:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def _band_amplitudes(power_response: torch.Tensor, first_bin: torch.Tensor, n_sub: int, n_fft: int) -> torch.Tensor:
+    """sqrt(|H_k|^2) on the fine bins first_bin[k] + 0 .. n_sub-1 of an n_fft-point FFT, linearly interpolated."""
+    grid = power_response.shape[-1]
+    fine = first_bin[:, None] + torch.arange(n_sub, device=first_bin.device)[None, :]
+    pos = torch.remainder(fine.to(torch.float64) * (grid / n_fft), grid)
+    lo = pos.floor().long()
+    frac = (pos - lo).to(power_response.dtype)
+    lo = torch.remainder(lo, grid)
+    hi = torch.remainder(lo + 1, grid)
+    resp = torch.gather(power_response, 1, lo) * (1 - frac) + torch.gather(power_response, 1, hi) * frac
+    return torch.sqrt(torch.clamp(resp, min=torch.finfo(resp.dtype).tiny))
+
+
+def adaptive_filterbank(waveform: torch.Tensor, power_response: torch.Tensor, support_centre_hz: torch.Tensor,
+                        groups, sample_rate: float, hop_length: int, n_frames: int, first_centre: int,
+                        pad: int) -> torch.Tensor:
+    r"""Band powers ``(..., time)`` -> ``(..., n_bands, n_frames)`` of a filterbank given by its responses.
+
+    For each band k: :math:`y_k = f * h_k` with :math:`\hat h_k = \sqrt{|H_k|^2}` (zero phase, so
+    :math:`|y_k|^2` is not delayed), computed by one FFT of the zero-padded signal and, per band, an
+    inverse FFT of only the ``sample_rate / D`` Hz around ``support_centre_hz[k]`` (a band-limited,
+    decimated analytic signal, as in a non-stationary Gabor filterbank); then :math:`|y_k|^2`
+    (every D samples) is averaged with the band's kernel and read every ``hop_length`` samples,
+    frame t at sample ``first_centre + t * hop_length`` of the input.
+
+    ``power_response`` ``(n_bands, R N)`` is :math:`|H_k|^2` on the grid ``i / (R N)`` cycles/sample
+    (see :func:`band_power_responses`). ``groups`` is a list of ``(bands, D, kernels)``: the band
+    indices (a LongTensor) computed with decimation D (a power of two dividing ``hop_length``,
+    ``first_centre`` and ``pad``), and their averaging kernels ``(len(bands), 2 T + 1)`` with taps
+    every D samples. ``pad`` zeros are added on both sides (more than the filters' and kernels'
+    half-lengths).
+    """
+    if waveform.ndim == 0:
+        raise ValueError("waveform must have a time axis, got a scalar")
+    if not waveform.is_floating_point():
+        raise TypeError(f"waveform must be a floating-point tensor, got {waveform.dtype}")
+    d_max = max(int(d) for _, d, _ in groups)
+    for _, d, kernels in groups:
+        if hop_length % d or pad % d or first_centre % d or d_max % d:
+            raise ValueError(f"decimation {d} must be a power of two dividing hop_length={hop_length}, "
+                             f"pad={pad} and first_centre={first_centre}")
+        if pad // d < (kernels.shape[-1] - 1) // 2:
+            raise ValueError(f"pad={pad} is shorter than the averaging kernels")
+    lead, length = waveform.shape[:-1], waveform.shape[-1]
+    x = waveform.reshape(-1, length)
+    needed = max(pad + first_centre + (n_frames - 1) * hop_length + (k.shape[-1] // 2 + 1) * d for _, d, k in groups)
+    needed = max(needed, length) + pad
+    n_fft = _fast_length(-(-needed // d_max)) * d_max
+    spec = torch.fft.fft(torch.nn.functional.pad(x, (pad, n_fft - length - pad)))   # (B, L)
+    outs, order = [], []
+    for bands, d, kernels in groups:
+        d = int(d)
+        n_sub = n_fft // d
+        # the n_sub fine bins around each band, contiguous (circularly): an ifft of a window that starts
+        # n_sub/2 bins below the centre gives (-1)^n y_k(nD), the same power
+        first = torch.round(support_centre_hz[bands].detach().to(torch.float64) / sample_rate * n_fft).long() - n_sub // 2
+        amp = _band_amplitudes(power_response[bands], first, n_sub, n_fft) * (1.0 / d)
+        ext = torch.cat([spec[:, -n_sub:], spec, spec[:, :n_sub]], dim=1)
+        sub = ext.unfold(1, n_sub, 1)[:, torch.remainder(first, n_fft) + n_sub]        # (B, k, M)
+        sub = torch.view_as_complex(torch.view_as_real(sub) * amp.to(spec.real.dtype)[..., None])
+        y = torch.fft.ifft(sub, dim=-1)
+        power = y.real.square() + y.imag.square()                                        # |y|^2 every d samples
+        half_taps = (kernels.shape[-1] - 1) // 2
+        start = (pad + first_centre) // d - half_taps
+        out = torch.nn.functional.conv1d(power[..., start:], kernels.to(power.dtype).unsqueeze(1),
+                                         stride=hop_length // d, groups=len(bands))
+        outs.append(out[..., :n_frames])
+        order.append(bands)
+    out = torch.cat(outs, dim=1)
+    order = torch.cat(order)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    out = out[:, inverse.to(out.device)]
+    return out.reshape(*lead, out.shape[1], n_frames)
+
+
+# --------------------------------------------------------------------------------------------
+# The module
+# --------------------------------------------------------------------------------------------
+class AdaptiveFilterbank(nn.Module):
+    r"""Adaptive (mel-like) filterbank on raw audio: ``(..., time)`` -> ``(..., n_bands, frames)``.
+
+    One zero-phase complex band-pass filter :math:`h_k` per band, with its own centre frequency and
+    bandwidth (wide at high frequencies, as mel bands are), applied by FFT convolution; squared
+    magnitude; time averaging with a per-band function :math:`w_k`; decimation to the frame rate of
+    a :class:`~melfront.frontends.MelSpectrogram` (frame t centred on sample ``t * hop_length`` for
+    ``center=True``, same frame count). The output is a *linear power* representation in the units
+    of that mel spectrogram, so compressions (decibels, PCEN, ...) can follow it.
+
+    Band k is described by a triangle :math:`\Lambda_k` on the STFT bins (centre :math:`c_k`, total
+    width :math:`b_k`, skew :math:`\rho_k`, see :func:`triangle_weights`) and the STFT window g; its
+    filter has the power response :math:`|\hat h_k(\nu)|^2 = \sum_j \Lambda_k[j] |\hat g(\nu - \xi_j)|^2`
+    (:func:`band_power_responses`), and :math:`w_k` is a squared-Hann window of length :math:`\ell_k`
+    (:func:`averaging_kernels`). Build it with :meth:`from_mel` (or :func:`adaptive_frontend`).
+
+    With ``trainable=True`` the centre frequencies, bandwidths and averaging widths are
+    ``nn.Parameter`` s, kept valid by their parametrisation: :math:`c_k = f_N\,\sigma(\theta_k)`
+    stays in (0, Nyquist :math:`f_N`), :math:`b_k = \exp(\beta_k)` and :math:`\ell_k = \exp(\lambda_k)`
+    are clamped to ``[min, max]`` ranges fixed at construction (:attr:`limits`). The triangle's skew
+    and the normalisation rule (area kept for ``norm="slaney"``) are fixed.
+
+    Attributes: ``input_kind = "waveform"``, ``out_channels = 1``, ``n_bands``, ``sample_rate``,
+    ``hop_length``, ``decimation`` (the rate, ``sample_rate / decimation`` Hz, at which each band's
+    analytic signal is computed).
+    """
+
+    input_kind = "waveform"
+    out_channels = 1
+
+    def __init__(self, sample_rate: float, window: torch.Tensor, centre_hz, bandwidth_hz, skew, averaging_s,
+                 hop_length: int, center: bool = True, pad_mode: str = "constant", norm="slaney", gain=None,
+                 trainable: bool = False, oversample: int = 16, margin_bins: float = 4.0,
+                 max_bandwidth_factor: float = 1.5, max_averaging_s: float | None = None):
+        super().__init__()
+        window = torch.as_tensor(window, dtype=torch.float64)
+        if window.ndim != 1 or window.numel() < 2:
+            raise ValueError(f"window must be a 1-D tensor of n_fft samples, got shape {tuple(window.shape)}")
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        if hop_length <= 0:
+            raise ValueError(f"hop_length must be positive, got {hop_length}")
+        if pad_mode not in ("constant", "reflect"):
+            raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
+        if oversample < 4:
+            raise ValueError(f"oversample must be >= 4, got {oversample}")
+        centre = torch.as_tensor(centre_hz, dtype=torch.float64).flatten()
+        width = torch.as_tensor(bandwidth_hz, dtype=torch.float64).flatten()
+        skew_t = torch.as_tensor(skew, dtype=torch.float64).flatten()
+        avg = torch.as_tensor(averaging_s, dtype=torch.float64).flatten()
+        n_bands = centre.numel()
+        if n_bands == 0 or not all(t.numel() == n_bands for t in (width, skew_t, avg)):
+            raise ValueError("centre_hz, bandwidth_hz, skew and averaging_s must be non-empty and of equal length")
+        nyquist = float(sample_rate) / 2
+        if not bool(((centre > 0) & (centre < nyquist)).all()):
+            raise ValueError(f"centre_hz must lie in (0, Nyquist={nyquist}) Hz")
+        if not bool((width > 0).all()):
+            raise ValueError("bandwidth_hz must be positive")
+        if not bool(((skew_t > 0) & (skew_t < 1)).all()):
+            raise ValueError("skew must lie in (0, 1)")
+        if not bool((avg > 0).all()):
+            raise ValueError("averaging_s must be positive")
+        if norm not in ("slaney", None) and not isinstance(norm, (int, float)):
+            raise ValueError(f"norm must be 'slaney', None or a number, got {norm!r}")
+        self.sample_rate, self.hop_length, self.center, self.pad_mode = float(sample_rate), int(hop_length), center, pad_mode
+        self.n_fft, self.n_bands, self.norm, self.oversample = window.numel(), n_bands, norm, int(oversample)
+        self.trainable = bool(trainable)
+        bin_hz = self.sample_rate / self.n_fft
+        # limits keeping trainable parameters valid (and inside the sub-band each band is computed on)
+        bw_lo = float(min(bin_hz, width.min()))
+        bw_hi = torch.clamp(max_bandwidth_factor * width if trainable else width, max=2 * nyquist)
+        win_len = int((window != 0).sum())
+        avg_hi = float(max_averaging_s if max_averaging_s is not None else 2 * win_len / self.sample_rate)
+        avg_hi = max(avg_hi, float(avg.max()))
+        avg_lo = float(min(1.0 / self.sample_rate, avg.min()))
+        self.limits = dict(bandwidth_hz=(bw_lo, float(bw_hi.max())), averaging_s=(avg_lo, avg_hi))
+        self.register_buffer("bandwidth_max", bw_hi.clone(), persistent=False)
+        # per-band decimation D_k: the largest power of two dividing the hop (and the frame offset) with
+        # a sub-band rate sample_rate / D_k >= 1.5 x (the band's widest triangle + margins on both sides);
+        # bands with the same D_k are computed together
+        offset = 0 if center else self.n_fft // 2
+        decim = []
+        for k in range(n_bands):
+            support = float(bw_hi[k]) + 2 * margin_bins * bin_hz
+            d = 1
+            while (self.hop_length % (2 * d) == 0 and offset % (2 * d) == 0
+                   and self.sample_rate / (2 * d) >= 1.5 * support):
+                d *= 2
+            decim.append(d)
+        self.decimation = decim
+        self.groups = [([k for k in range(n_bands) if decim[k] == d], d, int(math.ceil(avg_hi * self.sample_rate / 2 / d)))
+                       for d in sorted(set(decim))]
+        d_max = max(decim)
+        # zero padding on each side: filter half-length (the window length) + averaging half-length
+        self.pad = int(math.ceil((self.n_fft + max(t * d for _, d, t in self.groups)) / d_max)) * d_max
+        self.register_buffer("window", window, persistent=False)
+        self.register_buffer("bin_hz", torch.arange(self.n_fft // 2 + 1, dtype=torch.float64) * bin_hz, persistent=False)
+        self.register_buffer("skew", skew_t)
+        self.register_buffer("gain", torch.ones(n_bands, dtype=torch.float64) if gain is None
+                             else torch.as_tensor(gain, dtype=torch.float64).flatten())
+        raw = dict(centre_logit=torch.logit(centre / nyquist), log_bandwidth=torch.log(width),
+                   log_averaging=torch.log(avg))
+        for name, value in raw.items():
+            if trainable:
+                setattr(self, name, nn.Parameter(value.clone()))
+            else:
+                self.register_buffer(name, value.clone())
+        self._cache = None
+
+    # ----------------------------------------------------------------------------- construction
+    @classmethod
+    def from_mel(cls, mel_spectrogram, trainable: bool = False, **kwargs) -> "AdaptiveFilterbank":
+        r"""Design the filterbank that reproduces ``mel_spectrogram`` (Dörfler et al. 2017, Prop. IV.5).
+
+        **What is exact.** For the STFT :math:`V_g f(t, \xi) = \sum_m f[m] g[m - t] e^{-2\pi i \xi m}` a
+        mel band is the quadratic form
+
+        .. math:: M_k(t) = \sum_j \Lambda_k[j] |V_g f(t, \xi_j)|^2 = \sum_{m, m'} f[m] f[m']\,
+                  g[m-t] g[m'-t]\, q_k(m - m'), \qquad q_k(d) = \sum_j \Lambda_k[j] \cos(2\pi \xi_j d).
+
+        The adaptive output :math:`A_k(t) = \sum_\tau w_k(\tau) |(f * h_k)(t + \tau)|^2` is the quadratic
+        form with kernel :math:`\sum_\tau w_k(\tau) \mathrm{Re}[h_k(t+\tau-m)\overline{h_k(t+\tau-m')}]`.
+        Both kernels are functions of the mean time and the lag :math:`d = m - m'`; Fourier transforming
+        in the mean time gives the paper's condition
+        :math:`\mathcal A_{h_k}(d, \eta)\, \hat w_k(\eta) = \mathcal A_g(d, \eta)\, q_k(d)`
+        (ambiguity functions; Prop. IV.5 writes it with :math:`\mathcal F^{-1}\Lambda_k = q_k`).
+        The design meets the condition exactly on two slices:
+
+        - :math:`\eta = 0` (stationary signals, steady tones): the lag profile
+          :math:`\sum_\tau w_k\,(h_k \star h_k)(d) = (g \star g)(d)\, q_k(d)` holds exactly when
+          :math:`|\hat h_k(\nu)|^2 = \sum_j \Lambda_k[j]\,|\hat g(\nu - \xi_j)|^2` and
+          :math:`\sum_\tau w_k(\tau) = 1`. We take :math:`\hat h_k` the non-negative square root of that
+          (zero phase), computed on a 16x oversampled grid and interpolated linearly; a steady tone of
+          any frequency, or white noise on average, gives the mel value in every band.
+        - :math:`d = 0` (clicks, onsets): :math:`|h_k|^2 * w_k = (\sum_j \Lambda_k[j])\, g^2` is only
+          approximated: :math:`w_k` is a squared-Hann window whose length :math:`\ell_k` is fitted by
+          least squares on that identity (a deconvolution of :math:`g^2` by :math:`|h_k|^2`, which has no
+          exact non-negative solution for a Hann g). Wide (high) bands have short filters and
+          :math:`w_k \approx g^2 / \sum g^2`; the narrow low bands have filters about as long as g and
+          nearly no averaging.
+
+        Off these slices (amplitude/frequency modulation at rates comparable to the band width) the
+        two differ; an exact equality would need, per band, the eigen-decomposition of the N x N
+        kernel :math:`g[m] g[m'] q_k(m - m')`, i.e. a rank-many bank of filters per band (about the
+        band's time-bandwidth product), not one filter. Further approximations: each band's analytic
+        signal is computed on ``sample_rate / decimation`` Hz around the band (the response beyond,
+        the far side-lobes of :math:`\hat g`, is dropped), and ``pad_mode="reflect"`` is imitated by
+        reflecting ``n_fft // 2`` samples at each end.
+
+        ``mel_spectrogram`` must have ``power=2``. ``trainable=True`` makes centre frequencies,
+        bandwidths and averaging widths learnable, initialised at this design. Other keyword
+        arguments go to the constructor (``oversample``, ``margin_bins``, ``max_bandwidth_factor``,
+        ``max_averaging_s``).
+        """
+        if getattr(mel_spectrogram, "power", None) != 2.0:
+            raise ValueError("from_mel needs a power (power=2) MelSpectrogram; the adaptive filterbank yields power")
+        m = mel_spectrogram
+        mel_f = torch.as_tensor(F.mel_frequencies(m.n_mels + 2, m.fmin, m.fmax, m.htk), dtype=torch.float64)
+        lo, centre, hi = mel_f[:-2], mel_f[1:-1], mel_f[2:]
+        width = hi - lo
+        skew = (centre - lo) / width
+        nyquist = m.sample_rate / 2
+        if not bool(((centre > 0) & (centre < nyquist)).all()):
+            raise ValueError("every mel band centre must lie strictly between 0 Hz and Nyquist (check fmin/fmax)")
+        window = m.window.detach().to(torch.float64).cpu()
+        gain = None
+        if m.norm not in ("slaney", None):
+            bins = torch.arange(m.n_fft // 2 + 1, dtype=torch.float64) * (m.sample_rate / m.n_fft)
+            raw = triangle_weights(centre, width, skew, torch.ones_like(centre), bins)
+            basis = m.mel_basis.detach().to(torch.float64).cpu()
+            gain = basis.amax(1) / raw.amax(1).clamp(min=1e-300)
+        # averaging widths by least squares on the click identity |h_k|^2 * w_k = sum(Lambda_k) g^2
+        avg = _fit_averaging_widths(centre, width, skew, m.norm, gain, window, m.sample_rate, kwargs.get("oversample", 16))
+        return cls(m.sample_rate, window, centre, width, skew, avg, m.hop_length, center=m.center, pad_mode=m.pad_mode,
+                   norm=m.norm, gain=gain, trainable=trainable, **kwargs)
+
+    # ----------------------------------------------------------------------------- parameters
+    @property
+    def centre_hz(self) -> torch.Tensor:
+        """Centre frequencies (Hz), ``(n_bands,)``, always in (0, Nyquist)."""
+        return torch.sigmoid(self.centre_logit) * (self.sample_rate / 2)
+
+    @property
+    def bandwidth_hz(self) -> torch.Tensor:
+        """Total widths (lower to upper edge, Hz) of the bands' triangles, ``(n_bands,)``."""
+        return torch.minimum(torch.clamp(torch.exp(self.log_bandwidth), min=self.limits["bandwidth_hz"][0]),
+                             self.bandwidth_max.to(self.log_bandwidth.dtype))
+
+    @property
+    def averaging_s(self) -> torch.Tensor:
+        """Lengths (s) of the squared-Hann averaging functions w_k, ``(n_bands,)``."""
+        return torch.clamp(torch.exp(self.log_averaging), *self.limits["averaging_s"])
+
+    def band_weights(self) -> torch.Tensor:
+        r"""The bands' triangles :math:`\Lambda_k` on the STFT bins, ``(n_bands, 1 + n_fft // 2)``."""
+        width = self.bandwidth_hz
+        peak = 2.0 / width if self.norm == "slaney" else torch.ones_like(width)
+        return triangle_weights(self.centre_hz, width, self.skew, peak * self.gain, self.bin_hz)
+
+    def power_responses(self) -> torch.Tensor:
+        r""":math:`|\hat h_k|^2` on the grid ``i / (oversample * n_fft)`` cycles/sample, ``(n_bands, oversample * n_fft)``."""
+        return band_power_responses(self.band_weights(), self.window, self.oversample)
+
+    def learned_parameters(self) -> dict:
+        """Current centre frequencies (Hz), bandwidths (Hz) and averaging widths (s), as plain lists."""
+        with torch.no_grad():
+            return dict(centre_hz=self.centre_hz.tolist(), bandwidth_hz=self.bandwidth_hz.tolist(),
+                        averaging_s=self.averaging_s.tolist())
+
+    def num_frames(self, n_samples: int) -> int:
+        """Number of frames produced for ``n_samples`` input samples (as the MelSpectrogram's)."""
+        if self.center:
+            return 1 + n_samples // self.hop_length
+        return 1 + (n_samples - self.n_fft) // self.hop_length
+
+    # ----------------------------------------------------------------------------- forward
+    def _design(self, dtype):
+        """(power responses, support centres, groups); cached when nothing is trainable."""
+        key = (dtype, str(self.window.device))
+        if not self.trainable and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        resp = self.power_responses().to(dtype)
+        support_centre = self.centre_hz + (0.5 - self.skew) * self.bandwidth_hz
+        widths = self.averaging_s * self.sample_rate
+        groups = []
+        for bands, d, half_taps in self.groups:
+            idx = torch.tensor(bands, dtype=torch.long, device=self.window.device)
+            groups.append((idx, d, averaging_kernels(widths[idx], d, half_taps).to(dtype)))
+        design = (resp, support_centre, groups)
+        if not self.trainable:
+            self._cache = (key, (resp.detach(), support_centre.detach(), [(i, d, k.detach()) for i, d, k in groups]))
+        return design
+
+    def _apply(self, fn, *args, **kwargs):
+        self._cache = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.ndim == 0:
+            raise ValueError("waveform must have a time axis, got a scalar")
+        length = waveform.shape[-1]
+        if not self.center and length < self.n_fft:
+            raise ValueError(f"waveform has {length} samples, fewer than n_fft={self.n_fft} (use center=True)")
+        n_frames = self.num_frames(length)
+        first = 0 if self.center else self.n_fft // 2
+        if self.center and self.pad_mode == "reflect":
+            half = self.n_fft // 2
+            if length <= half:
+                raise ValueError(f"reflect padding needs more than n_fft//2={half} samples, got {length}")
+            lead = waveform.shape[:-1]
+            waveform = torch.nn.functional.pad(waveform.reshape(-1, 1, length), (half, half), mode="reflect").reshape(*lead, -1)
+            first = half
+        resp, support_centre, groups = self._design(waveform.dtype)
+        return adaptive_filterbank(waveform, resp, support_centre, groups, self.sample_rate, self.hop_length,
+                                   n_frames, first, self.pad)
+
+    def extra_repr(self) -> str:
+        return (f"sample_rate={self.sample_rate}, n_bands={self.n_bands}, n_fft={self.n_fft}, hop_length={self.hop_length}, "
+                f"center={self.center}, decimations={sorted(set(self.decimation))}, trainable={self.trainable}")
+
+
+def _fit_averaging_widths(centre, width, skew, norm, gain, window, sample_rate, oversample=16, n_grid=48):
+    r"""Least-squares lengths :math:`\ell_k` (s) of squared-Hann :math:`w_k` with :math:`|h_k|^2 * w_k \approx S_k g^2`."""
+    n = window.numel()
+    bins = torch.arange(n // 2 + 1, dtype=torch.float64) * (sample_rate / n)
+    peak = 2.0 / width if norm == "slaney" else torch.ones_like(width)
+    if gain is not None:
+        peak = peak * gain
+    weights = triangle_weights(centre, width, skew, peak, bins)
+    resp = band_power_responses(weights, window, oversample)               # (K, RN)
+    h = torch.fft.ifft(torch.sqrt(resp).to(torch.complex128))             # zero-phase filters, centred at 0
+    h2 = torch.fft.fftshift(h.real ** 2 + h.imag ** 2, dim=-1)            # (K, RN), centre at RN/2
+    # crop to 3 N samples around the centre (|h_k|^2 and g^2 live inside), zero-padded to 6 N for
+    # linear (not circular) convolution with the candidate kernels
+    half = min(n + n // 2, h2.shape[-1] // 2)
+    h2 = h2[:, h2.shape[-1] // 2 - half: h2.shape[-1] // 2 + half]
+    grid = 4 * half
+    h2 = torch.nn.functional.pad(h2, (half, half))
+    g = torch.zeros(grid, dtype=torch.float64)
+    nz = torch.nonzero(window).flatten()
+    core = window[nz[0]:nz[-1] + 1]
+    start = grid // 2 - (n // 2 - int(nz[0]))
+    g[start:start + core.numel()] = core ** 2
+    target = weights.sum(1, keepdim=True) * g[None, :]                    # (K, grid)
+    # candidate lengths, log-spaced from 0.5 sample (no averaging) to twice the window; squared error of
+    # each candidate by Parseval, in the frequency domain
+    n_cands = 4 * n_grid
+    logs = torch.linspace(math.log(0.5), math.log(2 * core.numel()), n_cands, dtype=torch.float64)
+    taps = torch.arange(grid, dtype=torch.float64) - grid // 2
+    x = taps[None, :] / logs.exp()[:, None]
+    w = torch.where(x.abs() < 0.5, torch.cos(math.pi * x) ** 4, torch.zeros_like(x))
+    w[:, grid // 2] += 1e-12
+    w = w / w.sum(-1, keepdim=True)
+    w_hat = torch.fft.rfft(torch.fft.ifftshift(w, dim=-1)).real           # (C, F), real: w is even
+    h2_hat = torch.fft.rfft(h2)                                            # (K, F)
+    t_hat = torch.fft.rfft(target)
+    # |a w - t|^2 = |a|^2 w^2 - 2 Re(a conj(t)) w + |t|^2, summed over frequency: two matrix products
+    err = (h2_hat.abs() ** 2) @ (w_hat ** 2).T - 2 * (h2_hat * t_hat.conj()).real @ w_hat.T
+    i = torch.argmin(err, dim=1).clamp(1, n_cands - 2)
+    # parabolic refinement in log-length around the best candidate
+    e0, e1, e2 = (err.gather(1, (i + o)[:, None]).squeeze(1) for o in (-1, 0, 1))
+    denom = e0 - 2 * e1 + e2
+    shift = torch.where(denom > 0, 0.5 * (e0 - e2) / denom.clamp(min=1e-300), torch.zeros_like(denom)).clamp(-1, 1)
+    step = logs[1] - logs[0]
+    best = torch.exp(logs[i] + shift * step)
+    return best / sample_rate
+
+
+def adaptive_frontend(sample_rate: float = 22050, n_fft: int = 1024, hop_length: int = 512, n_mels: int = 128,
+                      trainable: bool = False, **kw) -> AdaptiveFilterbank:
+    """The :class:`AdaptiveFilterbank` designed (:meth:`AdaptiveFilterbank.from_mel`) from
+    ``MelSpectrogram(sample_rate, n_fft, hop_length, n_mels=n_mels, **mel_kw)``.
+
+    Keyword arguments that :class:`~melfront.frontends.MelSpectrogram` accepts (``fmin``, ``fmax``,
+    ``window``, ``norm``, ``htk``, ``center``, ``pad_mode``, ``win_length``) go to it, the others to
+    :meth:`AdaptiveFilterbank.from_mel`. Used by the frontend factory for ``"adaptive(...)"`` specs.
+    """
+    from .frontends import MelSpectrogram
+    mel_keys = {"fmin", "fmax", "window", "norm", "htk", "center", "pad_mode", "win_length"}
+    mel_kw = {k: v for k, v in kw.items() if k in mel_keys}
+    rest = {k: v for k, v in kw.items() if k not in mel_keys}
+    mel = MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, **mel_kw)
+    return AdaptiveFilterbank.from_mel(mel, trainable=trainable, **rest)
