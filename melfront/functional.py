@@ -15,6 +15,9 @@ import torch
 __all__ = [
     "hz_to_mel", "mel_to_hz", "mel_frequencies", "fft_frequencies", "mel_filterbank",
     "get_window", "spectrogram", "melspectrogram", "deltas",
+    # compressions
+    "log_offset", "power_to_db", "log_floor", "power_compress", "minmax", "pcen_time_constant_to_s",
+    "pcen_smoother", "pcen", "pcen_reference",
 ]
 
 
@@ -254,3 +257,539 @@ def deltas(x: torch.Tensor, width: int = 9, order: int = 1) -> torch.Tensor:
     first = x[..., :width] @ start.T
     last = x[..., -width:] @ end.T
     return torch.cat([first, interior, last], dim=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Compressions
+# --------------------------------------------------------------------------------------------
+# All of them map a linear power (mel) spectrogram ``(..., n_mels, frames)`` to the same shape.
+# "Per example" always means: reduced over the last two dimensions (n_mels, frames), never
+# across leading (batch) dimensions.
+_LOG_EPS = float(np.finfo(np.float64).eps)  # 2.22e-16, numpy's float eps, as Pons et al. use
+
+
+def _as_param(value, like: torch.Tensor, name: str) -> torch.Tensor:
+    """A float, a 0-d tensor or a per-band vector ``(n_mels,)`` -> tensor broadcastable to ``(..., n_mels, 1)``."""
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if t.ndim == 0:
+        return t
+    if t.ndim == 1:
+        if like.ndim < 2 or t.shape[0] not in (1, like.shape[-2]):
+            raise ValueError(f"{name} has {t.shape[0]} values but the input has shape {tuple(like.shape)} "
+                             f"(per-band parameters need one value per mel band, axis -2)")
+        return t.unsqueeze(-1)
+    raise ValueError(f"{name} must be a number or a 1-D per-band vector, got shape {tuple(t.shape)}")
+
+
+def _check_spec(x: torch.Tensor, name: str = "x", min_ndim: int = 1) -> None:
+    if not torch.is_tensor(x):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions (..., n_mels, frames), got shape {tuple(x.shape)}")
+
+
+def log_offset(x: torch.Tensor, alpha=1.0, beta=_LOG_EPS, base="e") -> torch.Tensor:
+    r"""Logarithm with a gain and an offset: :math:`\log_{base}(\alpha X + \beta)`.
+
+    ``log_offset(X, 1, eps, 10)`` is Pons, Serrà & Serra's (2019) "log-EPS" with the machine
+    epsilon ``eps = 2.22e-16`` (numpy's float64 epsilon, the default ``beta``);
+    ``log_offset(X, 10000, 1, 10)`` is the widely used ``log10(10000 X + 1)``.
+
+    Parameters
+    ----------
+    x : tensor ``(..., n_mels, frames)``, non-negative (linear power)
+    alpha, beta : float, 0-d tensor or per-band vector ``(n_mels,)``
+        Gain (> 0) and offset (> 0). Tensors may require grad (see :class:`melfront.LogLearn`).
+    base : "e", 10, 2 or any positive number other than 1
+
+    Returns
+    -------
+    tensor, same shape and dtype as ``x``.
+    """
+    _check_spec(x)
+    if base == "e":
+        scale = 1.0
+    else:
+        try:
+            b = float(base)
+        except (TypeError, ValueError):
+            raise ValueError(f"base must be 'e' or a positive number other than 1, got {base!r}") from None
+        if b <= 0 or b == 1:
+            raise ValueError(f"base must be 'e' or a positive number other than 1, got {base!r}")
+        scale = 1.0 / math.log(b)
+    for name, v in (("alpha", alpha), ("beta", beta)):
+        if not torch.is_tensor(v) and not float(v) > 0:
+            raise ValueError(f"{name} must be positive, got {v!r}")
+    a = _as_param(alpha, x, "alpha")
+    b_ = _as_param(beta, x, "beta")
+    out = torch.log(a * x + b_)
+    return out * scale if scale != 1.0 else out
+
+
+def power_to_db(x: torch.Tensor, ref=1.0, amin: float = 1e-10, top_db: float | None = 80.0) -> torch.Tensor:
+    r"""Power to decibels, ``librosa.power_to_db`` semantics, **per example**.
+
+    .. math:: D = 10 \log_{10} \max(a_{min}, X) - 10 \log_{10} \max(a_{min}, |ref|)
+
+    then, when ``top_db`` is given, :math:`\max(D, \max D - top\_db)`.
+
+    Parameters
+    ----------
+    x : tensor ``(..., n_mels, frames)``, non-negative power
+    ref : float, ``"max"`` or tensor
+        Reference power (0 dB). ``"max"``: each example's own maximum over ``(n_mels, frames)``
+        (librosa's ``ref=np.max`` applied clip by clip). A tensor must broadcast against ``x``,
+        e.g. shape ``(batch, 1, 1)`` for one reference per example.
+    amin : float > 0
+        Floor on the power (and on ``ref``) before the log: -100 dB for the default 1e-10.
+    top_db : float >= 0 or None
+        Clip each example to at most ``top_db`` below *its own* maximum (over the last two
+        dimensions). Never taken across the batch: an example's output does not depend on the
+        other examples in the batch (torchaudio's and kapre's batch-wide maximum does).
+
+    Returns
+    -------
+    tensor, same shape as ``x``, in dB.
+    """
+    _check_spec(x)
+    if not amin > 0:
+        raise ValueError(f"amin must be strictly positive, got {amin!r}")
+    if top_db is not None and not top_db >= 0:
+        raise ValueError(f"top_db must be non-negative or None, got {top_db!r}")
+    dims = tuple(range(-min(2, x.ndim), 0))
+    db = 10.0 * torch.log10(torch.clamp(x, min=amin))
+    if isinstance(ref, str):
+        if ref != "max":
+            raise ValueError(f"ref must be a number, a tensor or 'max', got {ref!r}")
+        db = db - db.amax(dim=dims, keepdim=True)  # log10 is monotonic: log of the max == max of the log
+    else:
+        r = torch.as_tensor(ref, dtype=x.dtype, device=x.device).abs()
+        if r.ndim == 0 and float(r) == 1.0:
+            pass
+        else:
+            db = db - 10.0 * torch.log10(torch.clamp(r, min=amin))
+    if top_db is not None:
+        db = torch.maximum(db, db.amax(dim=dims, keepdim=True) - top_db)
+    return db
+
+
+def log_floor(x: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
+    r"""Natural log with a floor, :math:`\log \max(X, floor)` (the Macaulay Library / Merlin "decibel" form).
+
+    ``x`` ``(..., n_mels, frames)`` non-negative; ``floor`` > 0. Same shape out.
+    """
+    _check_spec(x)
+    if not floor > 0:
+        raise ValueError(f"floor must be positive, got {floor!r}")
+    return torch.log(torch.clamp(x, min=floor))
+
+
+def power_compress(x: torch.Tensor, exponent) -> torch.Tensor:
+    r"""Power-law compression :math:`X^{p}`, with a finite gradient everywhere.
+
+    ``exponent`` is a float, 0-d tensor or per-band vector ``(n_mels,)``, > 0 (a tensor may
+    require grad; :class:`melfront.PowerLearn` passes ``sigmoid(a)``, Schlüter 2018). Computed
+    as ``exp(p log X)`` where ``X > 0`` and 0 where ``X == 0``, so that the gradient with
+    respect to ``p`` (:math:`X^p \log X`) is 0, not NaN, at silent bins.
+    """
+    _check_spec(x)
+    if not torch.is_tensor(exponent) and not float(exponent) > 0:
+        raise ValueError(f"exponent must be positive, got {exponent!r}")
+    p = _as_param(exponent, x, "exponent")
+    pos = x > 0
+    safe = torch.where(pos, x, torch.ones_like(x))
+    return torch.where(pos, torch.exp(p * torch.log(safe)), torch.zeros_like(x))
+
+
+def minmax(x: torch.Tensor) -> torch.Tensor:
+    """Rescale each example to [0, 1]: ``(X - min) / (max - min)`` over ``(n_mels, frames)``.
+
+    A constant example maps to 0. ``x`` ``(..., n_mels, frames)``; same shape out.
+    """
+    _check_spec(x)
+    dims = tuple(range(-min(2, x.ndim), 0))
+    lo = x.amin(dim=dims, keepdim=True)
+    span = x.amax(dim=dims, keepdim=True) - lo
+    tiny = torch.finfo(x.dtype).tiny
+    return (x - lo) / torch.clamp(span, min=tiny)
+
+
+def pcen_time_constant_to_s(time_constant: float, sample_rate: float, hop_length: int) -> float:
+    r"""Smoothing coefficient ``s`` of a smoother with time constant ``time_constant`` seconds.
+
+    As librosa: with :math:`T = \tau \cdot sr / hop` frames, :math:`s = (\sqrt{1 + 4T^2} - 1) / (2T^2)`,
+    the root of :math:`s^2 + (1 - s)/T - 2 = 0`, which matches the full width at half maximum
+    of the squared frequency response of the one-pole low-pass filter.
+    """
+    if not time_constant > 0:
+        raise ValueError(f"time_constant must be positive (seconds), got {time_constant!r}")
+    if sample_rate is None or not sample_rate > 0:
+        raise ValueError(f"time_constant needs a positive sample_rate, got {sample_rate!r}")
+    if hop_length is None or not hop_length > 0:
+        raise ValueError(f"time_constant needs a positive hop_length, got {hop_length!r}")
+    t = float(time_constant) * float(sample_rate) / float(hop_length)
+    return (math.sqrt(1.0 + 4.0 * t * t) - 1.0) / (2.0 * t * t)
+
+
+_PCEN_INITS = ("first", "loop", "zero", "librosa")
+_SCAN_CHUNK = 32
+
+
+def _decay_powers(log_a: torch.Tensor, n: int, start: int = 0) -> torch.Tensor:
+    """``a ** k`` for ``k = start .. start + n - 1``, shape ``(*log_a.shape, n)``, via ``exp(k log a)``."""
+    k = torch.arange(start, start + n, dtype=log_a.dtype, device=log_a.device)
+    return torch.exp(log_a.unsqueeze(-1) * k)
+
+
+def _decay_matrix(log_a: torch.Tensor, n: int) -> torch.Tensor:
+    """Lower-triangular ``W[..., k, j] = a ** (k - j)`` (``j <= k``), shape ``(*log_a.shape, n, n)``."""
+    k = torch.arange(n, device=log_a.device)
+    d = (k[:, None] - k[None, :]).clamp(min=0).to(log_a.dtype)  # clamped so exp never overflows above the diagonal
+    return torch.tril(torch.exp(log_a[..., None, None] * d))
+
+
+def _scan(u: torch.Tensor, log_a: torch.Tensor, chunk: int, reverse: bool = False, scale=None) -> torch.Tensor:
+    """Exact first-order recursion along the last axis, zero boundary, no Python loop over frames.
+
+    Forward: ``y[t] = a y[t-1] + c u[t]`` with ``y[-1] = 0``; ``reverse=True``:
+    ``y[t] = a y[t+1] + c u[t]`` with ``y[T] = 0`` (the adjoint, for the backward pass).
+    ``u`` ``(N, m, T)``; ``log_a`` (``log a <= 0``) and ``scale`` ``c`` are 0-d or ``(m,)`` (per band).
+
+    The frames are cut into blocks of ``L <= chunk``. Inside a block,
+    ``y[k] = a^k * cumsum_j(a^-j c u[j])`` (a cumulative sum of rescaled, non-negative terms
+    when ``u >= 0``, so float32 keeps full relative precision; ``L`` is kept small enough that
+    ``a^-L <= e^30``); when ``a`` is too small for that, a product with the triangular decay
+    matrix ``a^(k-j)`` does the same. The states at block ends obey the same recursion with
+    ``a^L`` and are solved recursively (depth ``log_L(T)``), then carried into each block.
+    """
+    if reverse:
+        return _scan(u.flip(-1), log_a, chunk, scale=scale).flip(-1)
+    N, m, T = u.shape
+    per_band = log_a.ndim == 1
+    L = min(T, chunk)
+    for cand in range(L, (L + 1) // 2, -1):  # a block length that divides T saves padding and copies
+        if T % cand == 0:
+            L = cand
+            break
+    n_chunks = -(-T // L)
+    pad = n_chunks * L - T
+    u = torch.nn.functional.pad(u, (0, pad)) if pad else u.contiguous()
+    if float(-log_a.min()) * L <= 30.0:
+        k = torch.arange(L, dtype=u.dtype, device=u.device)
+        la = log_a.unsqueeze(-1)
+        up = torch.exp(-la * k)  # a ** -k
+        down = torch.exp(la * k)  # a ** k
+        if scale is not None:
+            up = up * (scale.unsqueeze(-1) if per_band else scale)
+        if per_band:
+            up, down = up.unsqueeze(-2), down.unsqueeze(-2)  # (m, 1, L)
+        y = u.view(N, m, n_chunks, L) * up
+        torch.cumsum(y, -1, out=y)
+        y.mul_(down)
+    else:
+        W = _decay_matrix(log_a, L)  # W[k, j] = a ** (k - j), j <= k
+        if scale is not None:
+            W = W * (scale[..., None, None] if per_band else scale)
+        op = W.transpose(-1, -2)
+        if per_band:  # one (N * n_chunks, L) @ (L, L) product per band
+            uc = u.view(N, m, n_chunks * L).transpose(0, 1).reshape(m, N * n_chunks, L)
+            y = torch.bmm(uc, op).view(m, N, n_chunks, L).transpose(0, 1).contiguous()
+        else:
+            y = (u.view(N * m * n_chunks, L) @ op).view(N, m, n_chunks, L)
+    if n_chunks > 1:
+        bound = _scan(y[..., -1].contiguous(), log_a * L, chunk)  # state at each block's end
+        prev = torch.nn.functional.pad(bound[..., :-1], (1, 0))  # state at the previous block's end
+        carry = _decay_powers(log_a, L, start=1)  # a ** (k + 1)
+        if per_band:
+            carry = carry.unsqueeze(-2)  # (m, 1, L)
+        y = y.addcmul_(prev.unsqueeze(-1), carry)
+    y = y.view(N, m, n_chunks * L)
+    return y[..., :T] if pad else y
+
+
+class _Smoother(torch.autograd.Function):
+    """``M[t] = a M[t-1] + s X[t]`` from a given ``M[-1]`` (or periodic, ``loop``), with its adjoint as backward.
+
+    Backward: ``lam = reverse scan of dL/dM``, ``dL/dX = s lam``,
+    ``dL/ds = sum_t lam[t] (X[t] - M[t-1])``, ``dL/dM[-1] = a lam[0]``. For the periodic
+    ("loop") solution the adjoint is periodic too: ``lam += a ** (T - t) lam0[0] / (1 - a ** T)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, s, state, loop, chunk):
+        log_a = torch.log1p(-s.clamp(max=1.0)).clamp(min=-1e4)  # log(1 - s); s == 1 stays finite
+        M = _scan(x, log_a, chunk, scale=s)
+        T = x.shape[-1]
+        if loop:  # fixed point of M[T-1] = a^T M[-1] + M0[T-1]
+            state = M[..., -1] / -torch.expm1(log_a * T)
+        if state is not None:
+            decay = _decay_powers(log_a, T, start=1)  # a ** (t + 1)
+            M.addcmul_(state.unsqueeze(-1), decay)
+        ctx.loop, ctx.chunk = loop, chunk
+        ctx.has_state = state is not None
+        ctx.save_for_backward(x, s, log_a, M, state if state is not None else torch.zeros(()))
+        return M
+
+    @staticmethod
+    def backward(ctx, g):
+        x, s, log_a, M, state = ctx.saved_tensors
+        T = x.shape[-1]
+        lam = _scan(g, log_a, ctx.chunk, reverse=True)
+        per_band = s.ndim == 1
+        sb = s.unsqueeze(-1) if per_band else s
+        if ctx.loop:
+            a_T = -torch.expm1(log_a * T)
+            first = lam[..., 0] / (a_T.unsqueeze(0) if per_band else a_T)
+            lam.addcmul_(first.unsqueeze(-1), _decay_powers(log_a, T, start=1).flip(-1))  # a ** (T - t)
+        gx = gs = gstate = None
+        if ctx.needs_input_grad[1]:
+            # sum_t lam[t] (x[t] - M[t-1]), with M[-1] = the initial state (0 when none)
+            d = torch.linalg.vecdot(lam, x)
+            d = d - torch.linalg.vecdot(lam[..., 1:], M[..., :-1])
+            if ctx.has_state:
+                d = d - lam[..., 0] * state
+            gs = d.sum(0) if per_band else d.sum()
+        if ctx.needs_input_grad[2]:
+            gstate = lam[..., 0] * torch.exp(log_a)
+        if ctx.needs_input_grad[0]:
+            gx = lam.mul_(sb)
+        return gx, gs, gstate, None, None
+
+
+def _pcen_inputs(x, s):
+    _check_spec(x, min_ndim=2)
+    lead = x.shape[:-2]
+    m, T = x.shape[-2], x.shape[-1]
+    if T == 0:
+        raise ValueError("pcen needs at least one frame, got 0")
+    return lead, m, T
+
+
+def pcen_smoother(x: torch.Tensor, s=0.025, initial_state=None, init: str = "first",
+                  return_state: bool = False, chunk: int = _SCAN_CHUNK):
+    r"""The PCEN smoother, :math:`M[t] = (1 - s) M[t-1] + s X[t]`, exactly and without a loop over frames.
+
+    Parameters
+    ----------
+    x : tensor ``(..., n_mels, frames)``
+    s : float in (0, 1], 0-d tensor or per-band vector ``(n_mels,)``
+        Smoothing coefficient (weight of the new frame).
+    initial_state : tensor ``(..., n_mels)`` or broadcastable, optional
+        :math:`M[-1]`, e.g. the ``state`` returned by the previous chunk of a stream. Overrides ``init``.
+    init : "first", "loop", "zero" or "librosa"
+        :math:`M[-1]` when ``initial_state`` is None. "first": the first frame (the smoother is
+        in steady state for it, so :math:`M[0] = X[0]`); "loop": the periodic steady state of
+        the clip looped in time, :math:`M[-1] = M_0[T-1] / (1 - (1-s)^T)` with :math:`M_0` the
+        smoother run from zero, i.e. the clip played forever before itself (the Macaulay
+        Library / Merlin team's fix for the dark band at the start); "zero": 0; "librosa":
+        1, the steady state for a constant input of 1, as ``librosa.pcen``'s default
+        ``zi = lfilter_zi([s], [1, s - 1])``.
+    return_state : bool
+        Also return :math:`M[..., -1]` ``(..., n_mels)`` to continue a stream.
+    chunk : int
+        Frames per block of the exact chunked recursion (speed only).
+
+    Returns
+    -------
+    M : tensor, same shape as ``x`` (and the final state if ``return_state``).
+    """
+    lead, m, T = _pcen_inputs(x, s)
+    if init not in _PCEN_INITS:
+        raise ValueError(f"init must be one of {', '.join(_PCEN_INITS)}, got {init!r}")
+    if not isinstance(chunk, int) or chunk < 2:
+        raise ValueError(f"chunk must be an integer >= 2, got {chunk!r}")
+    s_t = torch.as_tensor(s, dtype=x.dtype, device=x.device)
+    if not torch.is_tensor(s):
+        if not 0 < float(s) <= 1:
+            raise ValueError(f"s must be in (0, 1], got {s!r}")
+    if s_t.ndim > 1 or (s_t.ndim == 1 and s_t.shape[0] not in (1, m)):
+        raise ValueError(f"s must be a number or a per-band vector of {m} values, got shape {tuple(s_t.shape)}")
+    if s_t.ndim == 1 and s_t.shape[0] == 1:
+        s_t = s_t[0]
+    flat = x.reshape(-1, m, T)
+    loop = False
+    if initial_state is not None:
+        init_state = torch.as_tensor(initial_state, dtype=x.dtype, device=x.device)
+        init_state = torch.broadcast_to(init_state, (*lead, m)).reshape(-1, m)
+    elif init == "zero":
+        init_state = None
+    elif init == "first":
+        init_state = flat[..., 0]
+    elif init == "librosa":
+        init_state = torch.ones(flat.shape[:-1], dtype=x.dtype, device=x.device)
+    else:
+        init_state, loop = None, True
+    M = _Smoother.apply(flat, s_t, init_state, loop, chunk)
+    M = M.reshape(*lead, m, T)
+    if return_state:
+        return M, M[..., -1]
+    return M
+
+
+def _sum_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Sum a broadcast gradient back to the shape of ``like`` (a 0-d tensor or ``(m, 1)``)."""
+    if like.ndim == 0:
+        return grad.sum()
+    return grad.sum(dim=tuple(range(grad.ndim - 2))).sum(-1, keepdim=True)
+
+
+class _PCENCompress(torch.autograd.Function):
+    """``delta^r expm1(r log1p(X (eps + M)^-alpha / delta))`` with a hand-written backward.
+
+    Autograd through the dozen elementwise steps allocates and revisits a full-size tensor per
+    step (PCEN's cost is memory traffic, not arithmetic); this keeps a few and works in place.
+    """
+
+    @staticmethod
+    def forward(ctx, x, M, alpha, delta, r, eps):
+        need = ctx.needs_input_grad
+        em = torch.add(M, eps)                        # eps + M
+        L = torch.log(em)
+        gain = torch.mul(L, -alpha).exp_()            # (eps + M)^-alpha
+        G = gain * x if need[0] else gain.mul_(x)
+        q = torch.div(G, delta).log1p_()              # log1p(G / delta)
+        dr = torch.exp(r * torch.log(delta))          # delta^r
+        out = torch.mul(q, r).expm1_().mul_(dr) if need[4] else q.mul_(r).expm1_().mul_(dr)
+        ctx.save_for_backward(x, em, L if need[2] else None, G, q if need[4] else None, out,
+                              gain if need[0] else None, alpha, delta, r, eps, dr)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, em, L, G, q, out, gain, alpha, delta, r, eps, dr = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        gx = gM = ga = gd = gr = ge = None
+        P = torch.div(out, dr).add_(1.0)              # (1 + G / delta)^r
+        w = torch.add(G, delta)
+        torch.div(P, w, out=w).mul_(g).mul_(r * dr)   # w = g * d out / d G
+        scratch = None
+        if need[3] or need[4]:
+            scratch = torch.mul(g, out)
+            s_out = _sum_to(scratch, r)               # sum g * out
+            if need[4]:                               # d out / d r = log(delta) out + delta^r P q
+                gr = torch.log(delta) * s_out + dr * _sum_to(P.mul_(q).mul_(g), r)
+        if need[0]:
+            gx = w * gain
+        wG = w.mul_(G)                                # g * dout/dG * G
+        if need[3]:                                   # d out / d delta = (r out - G dout/dG) / delta
+            gd = (r * s_out - _sum_to(wG, delta)) / delta
+        if need[2]:                                   # d G / d alpha = -G log(eps + M)
+            scratch = torch.mul(wG, L, out=scratch) if scratch is not None else wG * L
+            ga = -_sum_to(scratch, alpha)
+        if need[1] or need[5]:                        # d G / d M = -alpha G / (eps + M)
+            gM = wG.div_(em).mul_(-alpha)
+            if need[5]:
+                ge = _sum_to(gM, eps)
+        return gx, gM, ga, gd, gr, ge
+
+
+def pcen(x: torch.Tensor, s=0.025, alpha=0.98, delta=2.0, r=0.5, eps=1e-6, initial_state=None,
+         return_state: bool = False, init: str = "first", chunk: int = _SCAN_CHUNK):
+    r"""Per-channel energy normalisation (Wang et al. 2017, "Trainable frontend for robust and far-field keyword spotting").
+
+    .. math::
+
+        M[t] = (1 - s) M[t-1] + s X[t], \qquad
+        PCEN[t] = \left(\frac{X[t]}{(\epsilon + M[t])^{\alpha}} + \delta\right)^{r} - \delta^{r}
+
+    Computed in float32 or float64 without loss of relative precision: the smoother is an exact
+    chunked recursion (:func:`pcen_smoother`), the gain :math:`(\epsilon + M)^{-\alpha}` is
+    ``exp(-alpha log(eps + M))`` and the compression is ``delta**r * expm1(r * log1p(G / delta))``,
+    which does not cancel when ``G << delta``. Inside ``torch.autocast`` it runs in float32.
+
+    Parameters
+    ----------
+    x : tensor ``(..., n_mels, frames)``, non-negative (linear power mel spectrogram)
+    s : float in (0, 1] (default 0.025; see :func:`pcen_time_constant_to_s`)
+    alpha : float >= 0 (default 0.98), gain normalisation strength
+    delta : float >= 0 (default 2), bias; 0 gives :math:`G^r`
+    r : float > 0 (default 0.5), compression exponent
+    eps : float > 0 (default 1e-6)
+        Each of ``s, alpha, delta, r, eps`` may be a float, a 0-d tensor or a per-band vector
+        ``(n_mels,)``, and tensors may require grad (see :class:`melfront.PCEN`).
+    initial_state, init, return_state, chunk
+        Smoother start and streaming, see :func:`pcen_smoother`. Processing a long recording in
+        chunks, each given the previous chunk's returned state, equals one call on the whole.
+
+    Returns
+    -------
+    tensor, same shape as ``x`` (float32 for half-precision input), and the smoother's final
+    state ``(..., n_mels)`` if ``return_state``.
+    """
+    _check_spec(x, min_ndim=2)
+    for name, v in (("alpha", alpha), ("delta", delta), ("eps", eps), ("r", r)):
+        if not torch.is_tensor(v):
+            v = float(v)
+            if (name in ("alpha", "delta") and not v >= 0) or (name in ("eps", "r") and not v > 0):
+                bound = ">= 0" if name in ("alpha", "delta") else "> 0"
+                raise ValueError(f"{name} must be {bound}, got {v!r}")
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.to(dtype)
+        cast = (lambda v: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v)
+        s, alpha, delta, r, eps = (cast(v) for v in (s, alpha, delta, r, eps))
+        if initial_state is not None and torch.is_tensor(initial_state):
+            initial_state = initial_state.to(dtype)
+        M, state = pcen_smoother(x, s, initial_state=initial_state, init=init, return_state=True, chunk=chunk)
+        a_ = _as_param(alpha, x, "alpha")
+        d_ = _as_param(delta, x, "delta")
+        r_ = _as_param(r, x, "r")
+        e_ = _as_param(eps, x, "eps")
+        zero_bias = (not d_.requires_grad) and bool((d_ == 0).any())
+        if zero_bias:
+            G = x * torch.exp(-a_ * torch.log(e_ + M))
+            d_safe = torch.where(d_ > 0, d_, torch.ones_like(d_))
+            biased = torch.exp(r_ * torch.log(d_safe)) * torch.expm1(r_ * torch.log1p(G / d_safe))
+            out = torch.where(d_ > 0, biased, G.pow(r_))
+        else:
+            out = _PCENCompress.apply(x, M, a_, d_, r_, e_)
+    if return_state:
+        return out, state
+    return out
+
+
+def pcen_reference(x, s=0.025, alpha=0.98, delta=2.0, r=0.5, eps=1e-6, initial_state=None,
+                   init: str = "first", return_state: bool = False, dtype=torch.float64):
+    """PCEN by a frame-by-frame Python loop, in float64 by default: the test oracle for :func:`pcen`.
+
+    Same arguments and results as :func:`pcen`; slow on purpose (one step per frame, the
+    textbook recursion; the compression in its cancellation-free form). ``dtype=torch.float32`` gives the loop implementation
+    the benchmarks time.
+    """
+    x = x.to(dtype) if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float64)).to(dtype)
+    m, T = x.shape[-2], x.shape[-1]
+    p = [v.to(dtype) if torch.is_tensor(v) else torch.tensor(float(v), dtype=dtype) for v in (s, alpha, delta, r, eps)]
+    s_, alpha_, delta_, r_, eps_ = [v.unsqueeze(-1) if v.ndim == 1 else v for v in p]
+    s_vec = s_.squeeze(-1) if s_.ndim == 2 else s_
+    a = 1 - s_vec
+    if initial_state is not None:
+        st = initial_state.to(dtype) if torch.is_tensor(initial_state) else torch.as_tensor(initial_state, dtype=dtype)
+        state = torch.broadcast_to(st, x.shape[:-1]).clone()
+    elif init == "zero":
+        state = torch.zeros(x.shape[:-1], dtype=dtype)
+    elif init == "first":
+        state = x[..., 0].clone()
+    elif init == "librosa":
+        state = torch.ones(x.shape[:-1], dtype=dtype)
+    elif init == "loop":
+        m0 = torch.zeros(x.shape[:-1], dtype=dtype)
+        for t in range(T):
+            m0 = a * m0 + s_vec * x[..., t]
+        state = m0 / (1 - a ** T)
+    else:
+        raise ValueError(f"init must be one of {', '.join(_PCEN_INITS)}, got {init!r}")
+    cols = []
+    for t in range(T):
+        state = a * state + s_vec * x[..., t]
+        cols.append(state)
+    M = torch.stack(cols, dim=-1)
+    G = x / (eps_ + M) ** alpha_
+    # (G + delta)^r - delta^r, written so that it does not cancel when G << delta (even float64
+    # would lose ~8 digits at G / delta = 1e-8); delta == 0 gives G^r.
+    safe = torch.where(delta_ > 0, delta_, torch.ones_like(delta_))
+    out = torch.where(delta_ > 0, safe ** r_ * torch.expm1(r_ * torch.log1p(G / safe)), G ** r_)
+    if return_state:
+        return out, state
+    return out
