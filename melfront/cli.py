@@ -255,6 +255,7 @@ def _add_mst_study(sub):
     p.add_argument("--mst-dataset", default=None, help="data set whose audio trains the MSTModel (default: --dataset)")
     p.add_argument("--mst-root", default=None, help="its folder (default: --root)")
     p.add_argument("--mst-epochs", type=int, default=20, help="MSTModel epochs at most (default 20)")
+    p.add_argument("--mst-lr", type=float, default=3e-4, help="MSTModel Adam learning rate (default 3e-4)")
     p.add_argument("--epochs", type=int, default=10, help="epochs before fine-tuning starts (default 10)")
     p.add_argument("--finetune-epochs", type=int, default=5, help="epochs of (d) fine-tuning (default 5)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="test share of the clips (default 0.25)")
@@ -273,7 +274,8 @@ def _add_mst_study(sub):
 def _run_mst_study(args):
     from .learn_mel import LABELS, run_mst_study
     r = run_mst_study(args.dataset, args.root, args.output, mst=args.mst, mst_dataset=args.mst_dataset,
-                      mst_root=args.mst_root, mst_epochs=args.mst_epochs, epochs=args.epochs,
+                      mst_root=args.mst_root, mst_epochs=args.mst_epochs, mst_lr=args.mst_lr,
+                      epochs=args.epochs,
                       finetune_epochs=args.finetune_epochs, test_fraction=args.test_fraction,
                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, finetune_lr=args.finetune_lr,
                       hidden=args.hidden, max_clips=args.max_clips, seed=args.seed, device=args.device,
