@@ -331,14 +331,19 @@ class MSTFrontend(nn.Module):
     requires a gradient and the batch-norm layers stay in eval mode (running statistics fixed)
     even when the parent classifier calls ``.train()``; :meth:`unfreeze` makes the whole stack
     trainable again (fine-tuning, the paper's open question), :meth:`freeze` undoes it.
-    Inputs should be peak-normalised segments, as in training.
+
+    The model was trained on peak-normalised segments; with ``normalise_peak=True`` (default) each
+    input example is divided by its peak absolute value first (idempotent on normalised input), so
+    patches cut by any trainer see what the model saw in training.
     """
 
     input_kind = "waveform"
     out_channels = 1
 
-    def __init__(self, model: MSTModel, frozen: bool = True, config: dict | None = None):
+    def __init__(self, model: MSTModel, frozen: bool = True, config: dict | None = None,
+                 normalise_peak: bool = True):
         super().__init__()
+        self.normalise_peak = bool(normalise_peak)
         if not isinstance(model, MSTModel):
             raise ValueError(f"model must be an MSTModel, got {type(model).__name__}")
         self.mst = model
@@ -372,13 +377,14 @@ class MSTFrontend(nn.Module):
         return self.mst.num_frames(n_samples)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.mst(waveform)
+        return self.mst(peak_normalise(waveform) if self.normalise_peak else waveform)
 
     def extra_repr(self) -> str:
-        return f"frozen={self.frozen}"
+        return f"frozen={self.frozen}, normalise_peak={self.normalise_peak}"
 
 
-def mst_frontend(checkpoint: str = "mst.pt", frozen: bool = True, **ignored) -> MSTFrontend:
+def mst_frontend(checkpoint: str = "mst.pt", frozen: bool = True, normalise_peak: bool = True,
+                 **ignored) -> MSTFrontend:
     """Frontend from a ``melfront learn-mel`` checkpoint (spec ``"mst(checkpoint='mst.pt', frozen=True)"``).
 
     Returns an :class:`MSTFrontend` (``input_kind = "waveform"``, output ``(batch, n_mels, frames)``).
@@ -388,4 +394,4 @@ def mst_frontend(checkpoint: str = "mst.pt", frozen: bool = True, **ignored) -> 
     if not isinstance(frozen, bool):
         raise ValueError(f"frozen must be True or False, got {frozen!r}")
     model, _target, config = load_mst(checkpoint)
-    return MSTFrontend(model, frozen=frozen, config=config)
+    return MSTFrontend(model, frozen=frozen, config=config, normalise_peak=normalise_peak)
