@@ -4,6 +4,8 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from .audio import AudioError, load_audio, resample
 from .functional import deltas, mel_filterbank
 from .frontends import MelSpectrogram, Spectrogram
+from .frontends import (FRONTENDS, Chain, Decibel, Frontend, Log10000, LogEPS, LogFloor, LogLearn, LogOffset,
+                        MinMax, PCEN, PowerLearn, Stack, frontend)
 from . import models  # melfront.models.build(name, ...), melfront.models.Classifier
 
 

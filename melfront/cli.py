@@ -431,10 +431,29 @@ def _run_predict(args):
 
 
 # --------------------------------------------------------------------------------------------
+# frontends
+# --------------------------------------------------------------------------------------------
+def _add_frontends(sub):
+    sub.add_parser("frontends", help="list the frontend names usable in specs, with a one-line description",
+                   description="List the frontend names of melfront.frontend(spec) specs (e.g. \"db\", "
+                               "\"pcen(trainable=True, per_band=True, init='loop')\", \"stack(db, pcen, power)\").")
+
+
+def _run_frontends(args):
+    from .frontends import FRONTENDS
+    width = max(len(n) for n in FRONTENDS)
+    for name, entry in FRONTENDS.items():
+        print(f"{name:<{width}}  {entry.description}")
+    print("\nArguments go in parentheses as Python literals, e.g. pcen(trainable=True, per_band=True, init='loop');")
+    print("stack(a, b, ...) makes channels, chain(a, b) or a+b applies in sequence.")
+
+
+# --------------------------------------------------------------------------------------------
 # Registry: add new commands here, in the order `melfront --help` lists them.
 # --------------------------------------------------------------------------------------------
 COMMANDS = [
     ("show", _add_show, _run_show),
+    ("frontends", _add_frontends, _run_frontends),
     ("train", _add_train, _run_train),
     ("evaluate", _add_evaluate, _run_evaluate),
     ("predict", _add_predict, _run_predict),
