@@ -449,6 +449,43 @@ def _run_frontends(args):
 
 
 # --------------------------------------------------------------------------------------------
+# equivalence
+# --------------------------------------------------------------------------------------------
+def _add_equivalence(sub):
+    p = sub.add_parser("equivalence", help="figures for the Dörfler-Bammer-Grill equivalences (windows; mel vs adaptive filterbank)",
+                       description="Write two PNGs into DIR: window_equivalence.png (Figure 1 of Dörfler, Bammer & Grill "
+                                   "2017 on a synthetic signal of damped notes: spectrograms with a 2048- and a 512-sample "
+                                   "window, each convolved with its kernel and max-pooled, and their difference) and "
+                                   "mel_vs_adaptive.png (a MelSpectrogram against the AdaptiveFilterbank designed from it, "
+                                   "on --audio or a generated clip).")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the PNGs")
+    p.add_argument("--audio", default=None, help="audio file for the mel-vs-adaptive figure (default: a generated clip)")
+    p.add_argument("--sample-rate", type=int, default=22050, help="sampling rate in Hz (default 22050)")
+    p.add_argument("--n-fft", type=int, default=1024, help="mel FFT size (default 1024)")
+    p.add_argument("--hop", type=int, default=512, help="mel hop length (default 512)")
+    p.add_argument("--n-mels", type=int, default=128, help="number of mel bands (default 128)")
+
+
+def _run_equivalence(args):
+    import torch
+    from .filterbanks import demo_clip, plot_mel_vs_adaptive, plot_window_equivalence
+    out = Path(args.output)
+    fig1 = plot_window_equivalence(out / "window_equivalence.png", sample_rate=args.sample_rate)
+    print(f"wrote {fig1['path']}  (relative residual {fig1['residual']:.2e} on the lattice, "
+          f"{fig1['pooled_residual']:.2e} after pooling)")
+    if args.audio:
+        from .audio import load_audio
+        wave, sr = load_audio(args.audio, sample_rate=args.sample_rate)
+        name = Path(args.audio).name
+    else:
+        wave, sr, name = demo_clip(args.sample_rate), args.sample_rate, "generated clip"
+    fig2 = plot_mel_vs_adaptive(out / "mel_vs_adaptive.png", torch.as_tensor(wave), sr, n_fft=args.n_fft,
+                                hop_length=args.hop, n_mels=args.n_mels, title=name)
+    print(f"wrote {fig2['path']}  (median relative error {fig2['median_relative_error']:.2%}, "
+          f"dB correlation {fig2['db_correlation']:.4f})")
+
+
+# --------------------------------------------------------------------------------------------
 # Registry: add new commands here, in the order `melfront --help` lists them.
 # --------------------------------------------------------------------------------------------
 COMMANDS = [
@@ -463,6 +500,7 @@ COMMANDS = [
     ("report", _add_report, _run_report),
     ("download", _add_download, _run_download),
     ("synth", _add_synth, _run_synth),
+    ("equivalence", _add_equivalence, _run_equivalence),
 ]
 
 

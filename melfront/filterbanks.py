@@ -20,6 +20,7 @@ processing", SampTA 2017 (arXiv:1710.03013). Two facts from that paper are made 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ __all__ = [
     "triangle_weights", "band_power_responses", "averaging_kernels", "adaptive_filterbank",
     "AdaptiveFilterbank", "adaptive_frontend",
     "cyclic_spectrogram", "ambiguity_multiplier", "window_equivalence_kernels", "window_equivalence",
-    "damped_notes",
+    "damped_notes", "demo_clip", "plot_window_equivalence", "plot_mel_vs_adaptive",
 ]
 
 
@@ -522,3 +523,323 @@ def adaptive_frontend(sample_rate: float = 22050, n_fft: int = 1024, hop_length:
     rest = {k: v for k, v in kw.items() if k not in mel_keys}
     mel = MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, **mel_kw)
     return AdaptiveFilterbank.from_mel(mel, trainable=trainable, **rest)
+
+
+# --------------------------------------------------------------------------------------------
+# Window equivalence (Proposition IV.2 / Theorem IV.4)
+# --------------------------------------------------------------------------------------------
+def damped_notes(sample_rate: float = 22050, duration: float = 1.5, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """A test signal of damped harmonic notes (piano-like: sharp onsets, exponential decays), ``(time,)``.
+
+    Eight notes at random times, pitches 110-880 Hz, 1-6 harmonics with 1/h amplitudes and decay
+    times 0.08-0.4 s, plus a short click; peak-normalised to 0.9. Deterministic for a given ``seed``.
+    """
+    if sample_rate <= 0 or duration <= 0:
+        raise ValueError(f"sample_rate and duration must be positive, got {sample_rate}, {duration}")
+    rng = np.random.default_rng(seed)
+    n = int(round(duration * sample_rate))
+    t = np.arange(n) / sample_rate
+    x = np.zeros(n)
+    for _ in range(8):
+        onset = rng.uniform(0.02, 0.8) * duration
+        f0 = 110.0 * 2 ** rng.uniform(0, 3)
+        tau = rng.uniform(0.08, 0.4)
+        env = np.where(t >= onset, np.exp(-(t - onset) / tau), 0.0)
+        for h in range(1, rng.integers(1, 7) + 1):
+            if h * f0 < sample_rate / 2.2:
+                x += env * np.sin(2 * np.pi * h * f0 * (t - onset) + rng.uniform(0, 2 * np.pi)) / h
+    click = int(0.5 * n)
+    x[click:click + 3] += np.array([1.0, -0.6, 0.3])
+    x *= 0.9 / np.abs(x).max()
+    return torch.tensor(x, dtype=dtype)
+
+
+def demo_clip(sample_rate: float = 22050, duration: float = 3.0, seed: int = 1) -> torch.Tensor:
+    """A generated clip with something in every band (``(time,)``, float32): damped notes, a
+    logarithmic chirp 100 Hz -> 0.45 ``sample_rate``, two bursts of coloured noise and a few clicks."""
+    rng = np.random.default_rng(seed)
+    n = int(round(duration * sample_rate))
+    t = np.arange(n) / sample_rate
+    x = 0.5 * damped_notes(sample_rate, duration, seed=seed).numpy()
+    f0, f1 = 100.0, 0.45 * sample_rate
+    k = np.log(f1 / f0) / duration
+    x += 0.15 * np.sin(2 * np.pi * f0 * (np.exp(k * t) - 1) / k) * np.hanning(n)
+    noise = np.cumsum(rng.standard_normal(n)) * 0.002 + rng.standard_normal(n) * 0.05
+    for start, stop in ((0.35, 0.6), (0.7, 0.8)):
+        env = ((t >= start * duration) & (t < stop * duration)).astype(float)
+        x += noise * np.convolve(env, np.hanning(401) / np.hanning(401).sum(), mode="same")
+    for c in rng.uniform(0.05, 0.95, 4):
+        x[int(c * n)] += 0.8
+    return torch.tensor(0.9 * x / np.abs(x).max(), dtype=torch.float32)
+
+
+def _centred_window(window, n_fft: int, dtype=torch.float64) -> torch.Tensor:
+    w = torch.as_tensor(window, dtype=dtype).flatten()
+    if w.numel() > n_fft:
+        raise ValueError(f"window has {w.numel()} samples, more than n_fft={n_fft}")
+    left = (n_fft - w.numel()) // 2
+    return torch.nn.functional.pad(w, (left, n_fft - w.numel() - left))
+
+
+def cyclic_spectrogram(signal: torch.Tensor, window, n_fft: int, hop_length: int) -> torch.Tensor:
+    """Two-sided power spectrogram of a *periodic* signal, ``(time,)`` -> ``(frames, n_fft)``.
+
+    ``frames = time / hop_length`` (``time`` must be a multiple of ``hop_length``); frame n is
+    centred on sample ``n * hop_length`` with the signal wrapped around at both ends, the window
+    (at most ``n_fft`` samples) centred in the frame. All ``n_fft`` frequency bins are kept, so that
+    two-dimensional circular convolutions on the time-frequency lattice are exact.
+    """
+    signal = torch.as_tensor(signal)
+    if signal.ndim != 1:
+        raise ValueError(f"signal must be 1-D, got shape {tuple(signal.shape)}")
+    length = signal.numel()
+    if hop_length <= 0 or length % hop_length:
+        raise ValueError(f"the signal length ({length}) must be a positive multiple of hop_length ({hop_length})")
+    if n_fft > length:
+        raise ValueError(f"n_fft={n_fft} is longer than the signal ({length} samples)")
+    win = _centred_window(window, n_fft, signal.dtype)
+    half = n_fft // 2
+    padded = torch.cat([signal[-half:], signal, signal[:n_fft - half]])
+    frames = padded.unfold(0, n_fft, hop_length)[: length // hop_length]
+    spec = torch.fft.fft(frames * win, dim=-1)
+    return spec.real ** 2 + spec.imag ** 2
+
+
+def ambiguity_multiplier(window, n_fft: int, hop_length: int, n_samples: int, max_lag: int | None = None) -> torch.Tensor:
+    r"""The window's (symmetrised) ambiguity function on the dual lattice of a cyclic spectrogram, ``(frames, n_fft)``.
+
+    For the spectrogram :math:`S_g[n, k]` of :func:`cyclic_spectrogram` (``frames = n_samples / hop``),
+    its two-dimensional DFT is, up to aliasing of the frame sampling,
+
+    .. math:: \hat S_g[p, q] = M\, \hat F_q(p)\, B_g(p, q),\qquad
+              B_g(p, q) = \sum_u g(u)\, g(u + q)\, e^{2\pi i p u / L},
+
+    with :math:`F_q(m) = f(m) f(m+q)`, L = ``n_samples``, M = ``n_fft``, p the Doppler index
+    (frequency p / L cycles/sample) and q the lag in samples: :math:`B_g` is the ambiguity function
+    :math:`V_g g` sampled on the dual lattice. Returned (in FFT order in both axes) as
+    :math:`\tilde B_g = B_g\, e^{i\pi p q / L}`, which makes the kernels of
+    :func:`window_equivalence_kernels` real. Lags beyond ``max_lag`` (default: the window length)
+    are set to zero.
+    """
+    win = _centred_window(window, n_fft)
+    if n_samples % hop_length:
+        raise ValueError(f"n_samples ({n_samples}) must be a multiple of hop_length ({hop_length})")
+    n_frames = n_samples // hop_length
+    nz = torch.nonzero(win).flatten()
+    support = int(nz[-1] - nz[0]) + 1 if nz.numel() else 0
+    max_lag = support - 1 if max_lag is None else min(int(max_lag), support - 1)
+    if 2 * max_lag >= n_fft:
+        raise ValueError(f"n_fft={n_fft} must exceed twice the lags used ({max_lag}); zero-pad the windows more")
+    half = n_fft // 2
+    u = torch.arange(n_fft) - half                         # window sample j sits at u = j - n_fft/2
+    p = torch.fft.fftfreq(n_frames, 1.0 / n_frames).round().long()  # Doppler indices -N/2 .. N/2-1
+    out = torch.zeros(n_frames, n_fft, dtype=torch.complex128)
+    lags = torch.arange(-max_lag, max_lag + 1)
+    for chunk in lags.split(64):
+        # g(u) g(u + q) for all frame positions u (zero where u + q leaves the frame)
+        j = torch.arange(n_fft)[None, :]
+        jq = j + chunk[:, None]
+        inside = (jq >= 0) & (jq < n_fft)
+        vals = win[None, :] * torch.where(inside, win[jq.clamp(0, n_fft - 1)], torch.zeros(()))
+        prod = torch.zeros(chunk.numel(), n_samples, dtype=torch.float64)
+        prod[:, torch.remainder(u, n_samples)] = vals
+        spec = torch.fft.fft(prod, dim=-1)[:, torch.remainder(p, n_samples)].conj()   # (lags, frames)
+        phase = torch.exp(1j * math.pi * p[None, :].double() * chunk[:, None].double() / n_samples)
+        out[:, torch.remainder(chunk, n_fft)] = (spec * phase).T
+    return out
+
+
+def window_equivalence_kernels(window_g, window_h, n_fft: int, hop_length: int, n_samples: int):
+    r"""Kernels :math:`w_g, w_h` making two spectrograms equal after 2-D convolution (Prop. IV.2 / Thm IV.4).
+
+    Dörfler, Bammer & Grill show that :math:`|V_g f|^2 * w_g = |V_h f|^2 * w_h` for every f iff
+    :math:`\mathcal F_s(w_g)\, \mathcal A_g = \mathcal F_s(w_h)\, \mathcal A_h` (:math:`\mathcal A`
+    the ambiguity function, :math:`\mathcal F_s` the symplectic Fourier transform). The choice made
+    here is the common refinement :math:`\mathcal F_s(w_g) = \mathcal A_h`,
+    :math:`\mathcal F_s(w_h) = \mathcal A_g` (then both sides equal :math:`W_f * W_g * W_h`, the
+    signal's Wigner distribution smoothed by both windows' Wigner distributions): the long-window
+    spectrogram is smoothed by the short window's kernel (short in time, wide in frequency) and the
+    short-window spectrogram by the long window's (long in time, narrow in frequency).
+
+    Discrete form for :func:`cyclic_spectrogram` lattices (``n_samples / hop_length`` frames,
+    ``n_fft`` two-sided bins, ``n_fft`` at least twice both window lengths): the multipliers
+    ``(mult_g, mult_h)`` in the 2-D DFT domain, such that
+    ``ifft2(fft2(S_g) * mult_g) = ifft2(fft2(S_h) * mult_h)`` up to the aliasing of the frame
+    sampling, and the kernels in the (frame, bin) domain, ``real(ifft2(mult))``, centred at index
+    (0, 0) (FFT order). Returns ``(kernel_g, kernel_h, mult_g, mult_h)``.
+    """
+    len_g = int(torch.count_nonzero(_centred_window(window_g, n_fft)))
+    len_h = int(torch.count_nonzero(_centred_window(window_h, n_fft)))
+    lag = min(len_g, len_h) - 1   # the product of the two multipliers vanishes beyond the shorter window
+    mult_g = ambiguity_multiplier(window_h, n_fft, hop_length, n_samples, lag)
+    mult_h = ambiguity_multiplier(window_g, n_fft, hop_length, n_samples, lag)
+    kernel_g = torch.fft.ifft2(mult_g).real
+    kernel_h = torch.fft.ifft2(mult_h).real
+    return kernel_g, kernel_h, mult_g, mult_h
+
+
+def window_equivalence(signal: torch.Tensor, window_g, window_h, n_fft: int, hop_length: int) -> dict:
+    r"""Spectrograms with windows g and h, each convolved with its kernel from :func:`window_equivalence_kernels`.
+
+    ``signal`` ``(time,)`` is treated as periodic (its length must be a multiple of ``hop_length``).
+    Returns a dict with ``spec_g``, ``spec_h`` (``(frames, n_fft)`` power, two-sided),
+    ``smooth_g``, ``smooth_h`` (the convolved spectrograms, equal in theory), ``kernel_g``,
+    ``kernel_h`` and ``residual`` = :math:`\|S_g * w_g - S_h * w_h\|_F / \|S_g * w_g\|_F` (the
+    aliasing left by sampling frames every ``hop_length`` samples).
+    """
+    signal = torch.as_tensor(signal, dtype=torch.float64)
+    spec_g = cyclic_spectrogram(signal, window_g, n_fft, hop_length)
+    spec_h = cyclic_spectrogram(signal, window_h, n_fft, hop_length)
+    kernel_g, kernel_h, mult_g, mult_h = window_equivalence_kernels(window_g, window_h, n_fft, hop_length, signal.numel())
+    smooth_g = torch.fft.ifft2(torch.fft.fft2(spec_g) * mult_g).real
+    smooth_h = torch.fft.ifft2(torch.fft.fft2(spec_h) * mult_h).real
+    residual = float(torch.linalg.norm(smooth_g - smooth_h) / torch.linalg.norm(smooth_g))
+    return dict(spec_g=spec_g, spec_h=spec_h, smooth_g=smooth_g, smooth_h=smooth_h, kernel_g=kernel_g,
+                kernel_h=kernel_h, residual=residual)
+
+
+# --------------------------------------------------------------------------------------------
+# Figures for `melfront equivalence`
+# --------------------------------------------------------------------------------------------
+def _db(x: torch.Tensor, top_db: float = 80.0) -> np.ndarray:
+    x = torch.as_tensor(x, dtype=torch.float64)
+    db = 10 * torch.log10(torch.clamp(x, min=float(x.max()) * 1e-12 + 1e-300))
+    return torch.clamp(db - db.max(), min=-top_db).numpy()
+
+
+def plot_window_equivalence(output, sample_rate: float = 22050, long_window: int = 2048, short_window: int = 512,
+                            hop_length: int = 32, duration: float = 1.5, pool=(8, 8), max_hz: float = 6000.0,
+                            seed: int = 0) -> dict:
+    """Reproduce Figure 1 of Dörfler, Bammer & Grill (2017) on :func:`damped_notes`; write a PNG.
+
+    Panels: the Hann-window spectrograms with ``long_window`` (g) and ``short_window`` (h) samples,
+    each convolved with its kernel from :func:`window_equivalence_kernels` and max-pooled by
+    ``pool`` = (frames, bins), side by side, and their difference. Returns the residuals
+    (before and after pooling) and the path.
+    """
+    from .plotting import _pyplot
+    plt = _pyplot()
+    n_fft = 2 * max(long_window, short_window)
+    x = damped_notes(sample_rate, duration, seed=seed)
+    x = x[: (x.numel() // hop_length) * hop_length]
+    g = F.get_window("hann", long_window, dtype=torch.float64)
+    h = F.get_window("hann", short_window, dtype=torch.float64)
+    res = window_equivalence(x, g, h, n_fft, hop_length)
+    n_bins = int(max_hz / sample_rate * n_fft)
+    pool_t, pool_f = pool
+
+    def pooled(s):
+        s = s[:, :n_bins].T[None, None]                                    # (1, 1, bins, frames)
+        return torch.nn.functional.max_pool2d(s, (pool_f, pool_t))[0, 0]
+
+    pg, ph = pooled(res["smooth_g"]), pooled(res["smooth_h"])
+    pooled_residual = float(torch.linalg.norm(pg - ph) / torch.linalg.norm(pg))
+    dur = x.numel() / sample_rate
+    ext = (0, dur, 0, n_bins * sample_rate / n_fft)
+    fig, axes = plt.subplots(3, 2, figsize=(12, 10))
+    panels = [
+        (axes[0, 0], _db(res["spec_g"][:, :n_bins].T), f"spectrogram, Hann window g = {long_window} samples"),
+        (axes[0, 1], _db(res["spec_h"][:, :n_bins].T), f"spectrogram, Hann window h = {short_window} samples"),
+        (axes[1, 0], _db(pg), f"|V_g f|^2 * w_g, max-pooled {pool_t}x{pool_f}"),
+        (axes[1, 1], _db(ph), f"|V_h f|^2 * w_h, max-pooled {pool_t}x{pool_f}"),
+    ]
+    for ax, img, title in panels:
+        im = ax.imshow(img, origin="lower", aspect="auto", cmap="magma", extent=ext, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("frequency (Hz)")
+        fig.colorbar(im, ax=ax, pad=0.01).set_label("dB re max", fontsize=8)
+    diff = ((pg - ph) / pg.max()).numpy()
+    lim = float(np.abs(diff).max()) or 1.0
+    scale = 10.0 ** math.floor(math.log10(lim))
+    im = axes[2, 0].imshow(diff / scale, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-lim / scale,
+                           vmax=lim / scale, extent=ext, interpolation="nearest")
+    axes[2, 0].set_title(f"(pooled g - pooled h) / max, largest {lim:.1e}; relative L2 residual {pooled_residual:.1e}",
+                         fontsize=9)
+    axes[2, 0].set_ylabel("frequency (Hz)")
+    fig.colorbar(im, ax=axes[2, 0], pad=0.01).set_label(f"x {scale:.0e}", fontsize=8)
+    # the two kernels, as (time, frequency) slices through their centres
+    kg = torch.fft.fftshift(res["kernel_g"])
+    kh = torch.fft.fftshift(res["kernel_h"])
+    c_t, c_f = kg.shape[0] // 2, kg.shape[1] // 2
+    ax = axes[2, 1]
+    t_ms = (np.arange(kg.shape[0]) - c_t) * hop_length / sample_rate * 1e3
+    ax.plot(t_ms, (kg[:, c_f] / kg[:, c_f].max()).numpy(), label="w_g along time (at 0 Hz)")
+    ax.plot(t_ms, (kh[:, c_f] / kh[:, c_f].max()).numpy(), label="w_h along time (at 0 Hz)")
+    ax.set_xlim(-1.2 * long_window / sample_rate * 1e3, 1.2 * long_window / sample_rate * 1e3)
+    ax.set_xlabel("time lag (ms)")
+    ax2 = ax.twiny()
+    f_hz = (np.arange(kg.shape[1]) - c_f) * sample_rate / n_fft
+    ax2.plot(f_hz, (kg[c_t] / kg[c_t].max()).numpy(), "--", color="C2", label="w_g along frequency")
+    ax2.plot(f_hz, (kh[c_t] / kh[c_t].max()).numpy(), "--", color="C3", label="w_h along frequency")
+    ax2.set_xlim(-6 * sample_rate / short_window, 6 * sample_rate / short_window)
+    ax2.set_xlabel("frequency offset (Hz)", fontsize=8)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper right")
+    ax.set_title("kernels through their centres (normalised)", fontsize=9, pad=22)
+    for a in axes[:2].flat:
+        a.set_xlabel("time (s)")
+    axes[2, 0].set_xlabel("time (s)")
+    fig.suptitle(f"Window equivalence (Dörfler, Bammer & Grill 2017, Prop. IV.2 / Thm IV.4) on damped notes: "
+                 f"relative residual {res['residual']:.1e} (lattice), {pooled_residual:.1e} (pooled)", fontsize=10)
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=100)
+    plt.close(fig)
+    return dict(path=output, residual=res["residual"], pooled_residual=pooled_residual, max_difference=lim)
+
+
+def plot_mel_vs_adaptive(output, waveform: torch.Tensor, sample_rate: float, n_fft: int = 1024, hop_length: int = 512,
+                         n_mels: int = 128, title: str = "") -> dict:
+    """Mel spectrogram vs :meth:`AdaptiveFilterbank.from_mel` on one clip: both in dB, their dB
+    difference and the median relative error per band; write a PNG. Returns the figures of merit
+    (median relative error and dB correlation over the bins within 60 dB of the maximum)."""
+    from .frontends import MelSpectrogram
+    from .plotting import _pyplot
+    plt = _pyplot()
+    mel = MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+    ada = AdaptiveFilterbank.from_mel(mel)
+    with torch.no_grad():
+        m = mel(waveform.to(torch.float64))
+        a = ada(waveform.to(torch.float64))
+    mask = m >= m.max() * 1e-6
+    rel = (a - m).abs() / m.clamp(min=1e-300)
+    median_rel = float(rel[mask].median())
+    corr = float(np.corrcoef(10 * np.log10(m[mask].numpy()), 10 * np.log10(a[mask].clamp(min=1e-300).numpy()))[0, 1])
+    dur = waveform.shape[-1] / sample_rate
+    ext = (0, dur, -0.5, n_mels - 0.5)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    ref = float(m.max())
+    for ax, x, name in ((axes[0, 0], m, "MelSpectrogram"), (axes[0, 1], a, "AdaptiveFilterbank.from_mel")):
+        db = torch.clamp(10 * torch.log10(torch.clamp(x, min=1e-30) / ref), min=-80).numpy()
+        im = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", extent=ext, vmin=-80, vmax=0, interpolation="nearest")
+        ax.set_title(f"{name} (dB re mel max)", fontsize=9)
+        ax.set_ylabel("mel band")
+        ax.set_xlabel("time (s)")
+        fig.colorbar(im, ax=ax, pad=0.01)
+    ddb = (10 * torch.log10(a.clamp(min=1e-30) / m.clamp(min=1e-30))).numpy()
+    ddb[~mask.numpy()] = np.nan
+    im = axes[1, 0].imshow(ddb, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, extent=ext,
+                           interpolation="nearest")
+    axes[1, 0].set_title("adaptive / mel in dB (bins within 60 dB of the max; +-1 dB = +26%/-21%)", fontsize=9)
+    axes[1, 0].set_ylabel("mel band")
+    axes[1, 0].set_xlabel("time (s)")
+    fig.colorbar(im, ax=axes[1, 0], pad=0.01).set_label("dB", fontsize=8)
+    band_med = [float(rel[k][mask[k]].median()) if bool(mask[k].any()) else np.nan for k in range(n_mels)]
+    centres = mel.mel_center_frequencies()
+    ax = axes[1, 1]
+    ax.semilogx(centres, np.array(band_med) * 100, ".-", lw=0.8)
+    ax.axhline(5, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("band centre (Hz)")
+    ax.set_ylabel("median relative error (%)")
+    ax.set_title("median relative error per band (dashed: the 5% target)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.suptitle(f"{title}  mel vs adaptive filterbank: median relative error {median_rel:.2%}, dB correlation {corr:.4f}",
+                 fontsize=10)
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=100)
+    plt.close(fig)
+    return dict(path=output, median_relative_error=median_rel, db_correlation=corr)
