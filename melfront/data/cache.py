@@ -43,16 +43,23 @@ def default_cache_dir() -> Path:
     return base / "melfront"
 
 
+_FULL_CONFIGS: dict[str, dict] = {}
+
+
 def _full_mel_config(mel_config: dict) -> dict:
-    """The config with defaults filled in, so that equal settings give equal keys."""
+    """The config with defaults filled in, so that equal settings give equal keys (memoised)."""
     from ..frontends import MelSpectrogram
 
     if not isinstance(mel_config, dict) or "sample_rate" not in mel_config:
         raise ValueError(f"mel_config must be a dict with at least 'sample_rate', got {mel_config!r}")
-    try:
-        return MelSpectrogram(**mel_config).config()
-    except TypeError as exc:
-        raise ValueError(f"mel_config has an unknown parameter: {exc}") from None
+    tag = json.dumps(mel_config, sort_keys=True, default=repr)
+    full = _FULL_CONFIGS.get(tag)
+    if full is None:
+        try:
+            full = _FULL_CONFIGS[tag] = MelSpectrogram(**mel_config).config()
+        except TypeError as exc:
+            raise ValueError(f"mel_config has an unknown parameter: {exc}") from None
+    return dict(full)
 
 
 class FeatureCache:
