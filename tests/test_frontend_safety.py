@@ -1,0 +1,133 @@
+"""Every trainable frontend: float64 gradcheck through the module, float32 output under
+torch.autocast (bf16, fp16), and no NaN/inf for silence, full scale, a single frame, or after
+1000 SGD steps at lr 0.1 on random data."""
+import math
+
+import pytest
+import torch
+
+from melfront.frontends import MelSpectrogram, frontend
+
+COMMON = dict(n_mels=6, sample_rate=22050, hop_length=512, n_fft=1024)
+TRAINABLE = ["loglearn", "loglearn(per_band=True)", "power", "power(per_band=True)", "pcen(trainable=True)",
+             "pcen(trainable=True, per_band=True, init='loop')", "pcen(trainable=True, per_band=True, init='zero')",
+             "stack(loglearn, pcen(trainable=True, per_band=True), power(per_band=True))"]
+ALL = TRAINABLE + ["db", "db(ref='max')", "logeps", "log10000", "logfloor", "pcen", "minmax", "chain(minmax, db)"]
+
+
+def _perturb(f, seed=0):
+    """Move every parameter off its initial value, so that per-band vectors differ between bands."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in f.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return f
+
+
+@pytest.mark.parametrize("spec", TRAINABLE)
+def test_gradcheck_float64(spec):
+    f = _perturb(frontend(spec, **COMMON)).double()
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(2, 6, 7, generator=g, dtype=torch.float64) + 0.05).requires_grad_()
+    params = list(f.parameters())
+    assert params, "a trainable frontend has parameters"
+
+    # gradcheck perturbs the inputs it is given: route parameter values through torch.func
+    from torch.func import functional_call
+    names = [n for n, _ in f.named_parameters()]
+
+    def call(x, *ps):
+        return functional_call(f, dict(zip(names, ps)), (x,))
+
+    inputs = (x, *[p.detach().clone().requires_grad_() for p in params])
+    assert torch.autograd.gradcheck(call, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def full_scale_mel():
+    t = torch.arange(22050) / 22050
+    square = torch.sign(torch.sin(2 * math.pi * 441 * t))  # a full-scale square wave, all harmonics
+    return MelSpectrogram(22050, n_fft=1024, hop_length=512, n_mels=6)(square.unsqueeze(0))
+
+
+CASES = {
+    "silence": lambda full: torch.zeros(2, 6, 20),
+    "full_scale": lambda full: full,
+    "single_frame": lambda full: full[..., :1],
+    "single_silent_frame": lambda full: torch.zeros(1, 6, 1),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("spec", ALL)
+def test_finite_forward_and_backward(spec, case, full_scale_mel):
+    f = frontend(spec, **COMMON)
+    x = CASES[case](full_scale_mel).clone().requires_grad_()
+    y = f(x)
+    assert torch.isfinite(y).all(), f"{spec} on {case}: {y}"
+    y.square().mean().backward()
+    for p in f.parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), (spec, case)
+    if case != "silence" and case != "single_silent_frame":  # d/dX of log / power laws is infinite at exactly 0
+        assert torch.isfinite(x.grad).all(), (spec, case)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("spec", TRAINABLE + ["db(ref='max')", "pcen"])
+def test_float32_inside_autocast(spec, dtype, full_scale_mel):
+    f = frontend(spec, **COMMON)
+    x = torch.cat([full_scale_mel, 1e-6 * full_scale_mel])
+    want = f(x)
+    try:
+        with torch.autocast("cpu", dtype=dtype):
+            got = f(x)
+            got_half_in = f(x.to(dtype))
+    except RuntimeError as exc:  # pragma: no cover - a CPU build without fp16 autocast
+        pytest.skip(f"autocast {dtype} on CPU unavailable: {exc}")
+    assert got.dtype == torch.float32 and got_half_in.dtype == torch.float32
+    torch.testing.assert_close(got, want)
+    assert torch.isfinite(got_half_in).all()
+    x = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=dtype):
+        loss = f(x).float().square().mean()
+    loss.backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in f.parameters())
+
+
+@pytest.fixture
+def one_thread():
+    """Many tiny steps: intra-op threads only add synchronisation on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_finite_after_1000_sgd_steps_at_lr_0_1(one_thread):
+    """All learned laws at once (a 3-channel stack, per band), trained on random levels and silence."""
+    torch.manual_seed(0)
+    f = frontend("stack(loglearn(per_band=True), power(per_band=True), "
+                 "pcen(trainable=True, per_band=True, init='loop'))", n_mels=4)
+    head = torch.nn.Linear(3 * 4, 3)
+    opt = torch.optim.SGD(list(f.parameters()) + list(head.parameters()), lr=0.1)
+    start = {k: v.clone() for k, v in f.state_dict().items()}
+    for step in range(1000):
+        scale = 10.0 ** torch.empty(4, 1, 1).uniform_(-8, 4)  # each example at its own level
+        x = torch.rand(4, 4, 8) * scale
+        if step % 7 == 0:
+            x[0] = 0.0  # silent examples too
+        logits = head(f(x).mean(-1).flatten(1))
+        loss = torch.nn.functional.cross_entropy(logits, torch.randint(0, 3, (4,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss), f"step {step}"
+    for name, p in f.named_parameters():
+        assert torch.isfinite(p).all(), name
+        assert not torch.equal(start[name], p), f"{name} was not trained"
+    values = f.learned_parameters()
+    assert len(values) == 8 and all(math.isfinite(v) for vs in values.values() for v in vs)
+    pcen = f.frontends[2]
+    assert torch.all((pcen.s > 0) & (pcen.s < 1)) and torch.all(pcen.eps > 0) and torch.all(pcen.delta > 0)
+    assert torch.isfinite(f(torch.rand(2, 4, 8))).all() and torch.isfinite(f(torch.zeros(2, 4, 8))).all()
