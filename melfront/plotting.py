@@ -19,9 +19,17 @@ def _pyplot():
 
 def power_to_db_display(mel: torch.Tensor, top_db: float = 80.0) -> np.ndarray:
     """dB relative to the clip's maximum, floored ``top_db`` below it (for display)."""
-    db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
-    db = db - db.max()
-    return torch.clamp(db, min=-top_db).numpy()
+    from .functional import power_to_db
+    return power_to_db(mel, ref="max", top_db=top_db).numpy()
+
+
+def _frontend_label(module) -> str:
+    """Colour-bar label for a frontend's output."""
+    name = type(module).__name__
+    if name == "Decibel":
+        return "dB re max" if getattr(module, "ref", None) == "max" else "dB"
+    return {"LogEPS": "log10", "Log10000": "log10", "LogLearn": "ln", "LogFloor": "ln", "LogOffset": "log",
+            "PowerLearn": "X ** p", "PCEN": "PCEN", "MinMax": "0..1"}.get(name, "value")
 
 
 def _mel_ticks(ax, mel_module, n_ticks: int = 6):
@@ -33,9 +41,20 @@ def _mel_ticks(ax, mel_module, n_ticks: int = 6):
     ax.set_ylabel("frequency (Hz)")
 
 
-def _image(ax, fig, data: np.ndarray, duration: float, title: str, mel_module, cbar_label: str):
+def _image(ax, fig, data: np.ndarray, duration: float, title: str, mel_module, cbar_label: str, vmax=None):
+    extent = (0, duration, -0.5, data.shape[-2] - 0.5)
+    if data.ndim == 3:  # three stacked channels as red, green, blue, each rescaled to [0, 1]
+        lo = data.min(axis=(1, 2), keepdims=True)
+        span = np.maximum(data.max(axis=(1, 2), keepdims=True) - lo, 1e-30)
+        ax.imshow(np.moveaxis((data - lo) / span, 0, -1), origin="lower", aspect="auto", interpolation="nearest",
+                  extent=extent)
+        _mel_ticks(ax, mel_module)
+        ax.set_title(title + f"  ({cbar_label})", fontsize=9)
+        from matplotlib.cm import ScalarMappable
+        fig.colorbar(ScalarMappable(), ax=ax, pad=0.01).ax.set_visible(False)  # same width as the other panels
+        return
     im = ax.imshow(data, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
-                   extent=(0, duration, -0.5, data.shape[0] - 0.5))
+                   extent=extent, vmax=vmax)
     _mel_ticks(ax, mel_module)
     ax.set_title(title, fontsize=9)
     cb = fig.colorbar(im, ax=ax, pad=0.01)
@@ -76,9 +95,14 @@ def show_clips(paths, output, sample_rate: int = 22050, n_fft: int = 1024, hop_l
         for r, (spec, module) in enumerate(modules, start=2):
             with torch.no_grad():
                 out = module(mel.unsqueeze(0))[0]
-            if out.ndim == 3:  # stacked channels: show the first
-                out = out[0]
-            _image(axes[r, c], fig, out.numpy(), duration, f"frontend: {spec}", mel_module, "value")
+            label, vmax = _frontend_label(module), None
+            if out.ndim == 3 and out.shape[0] == 3:
+                label = "channels as R, G, B"
+            elif out.ndim == 3:  # other stacks: show the first channel
+                out, label = out[0], "channel 0"
+            if label == "X ** p":  # a power law is dominated by its peaks: clip the colours at the 99.5th percentile
+                vmax, label = float(np.percentile(out.numpy(), 99.5)), "X ** p (clipped at 99.5th pct)"
+            _image(axes[r, c], fig, out.numpy(), duration, f"frontend: {spec}", mel_module, label, vmax)
     for ax in axes[-1]:
         ax.set_xlabel("time (s)")
     for ax in axes[0]:
