@@ -94,7 +94,6 @@ def _summary_grid(rows, metric):
     body = []
     for (model, fe) in sorted(table, key=lambda k: (k[0], _order(rows, k[1]))):
         cells = [_fmt(*table[(model, fe)][n][:2]) if n in table[(model, fe)] else "-" for n in ns]
-        best = []
         body.append([model, fe] + cells)
     return header, body
 
@@ -211,7 +210,9 @@ def _plot_learned(rows, path, mel: dict) -> bool:
             ax.set_xlabel("mel band centre (Hz)")
         else:
             data = [[float(v[0]) for m, v in items if m == n] for n in ns]
-            ax.boxplot(data, labels=[str(n) for n in ns])
+            ax.boxplot(data)
+            ax.set_xticks(range(1, len(ns) + 1))
+            ax.set_xticklabels([str(n) for n in ns])
             ax.set_xlabel("training clips per class (n)")
         ax.set_title(f"{fe}: {name}", fontsize=9)
         ax.grid(alpha=0.3)
@@ -230,15 +231,16 @@ def _plot_examples(config: StudyConfig, path) -> str | None:
     """The study's mel frontends on one clip of its data set (the ``melfront show`` panels)."""
     from .frontends import frontend as build
     from .plotting import show_clips
-    from .study import _DEFAULT_MEL, _load_clips
+    from .study import _load_clips
+    from .training import DEFAULT_MEL, _frontend_common
     try:
         clips = _load_clips(config)
     except Exception as exc:  # the data may not be on this machine any more
         return f"example clip not drawn: {exc}"
     if not len(clips):
         return "example clip not drawn: empty data set"
-    mel = {**_DEFAULT_MEL, **config.mel}
-    common = dict(n_mels=mel["n_mels"], sample_rate=mel["sample_rate"], hop_length=mel["hop_length"])
+    mel = {**DEFAULT_MEL, **config.mel}
+    common = _frontend_common(mel)
     specs = [s for s in config.frontends if getattr(build(s, **common), "input_kind", "mel") == "mel"]
     clip = clips[len(clips) // 2]
     show_clips([clip.path], path, sample_rate=mel["sample_rate"], n_fft=mel["n_fft"], hop_length=mel["hop_length"],

@@ -37,8 +37,8 @@ PROFILES = {
     "quick": dict(
         dataset="synth", frontends=["logeps", "loglearn", "db", "power", "pcen(trainable=True)"], models=["sbcnn"],
         n_per_class=[2, 5, 10], runs={"default": 2}, test_folds="first",
-        mel=dict(sample_rate=16000, n_fft=512, hop_length=256, n_mels=64),
-        train=dict(epochs=30, patch_frames=64),
+        mel=dict(sample_rate=16000, n_fft=512, hop_length=128, n_mels=64),
+        train=dict(epochs=30, patch_frames=128),
         dataset_options=dict(n_classes=6, clips_per_class=25, duration=1.0, sample_rate=16000, seed=0),
         compare=[["logeps", "loglearn"], ["db", "pcen(trainable=True)"]],
     ),
@@ -114,19 +114,12 @@ class StudyConfig:
                 raise ValueError(f"n_per_class values must be >= 1, got {n}")
         from .frontends import frontend
         from .models import MODELS
+        from .training import DEFAULT_MEL, _frontend_common
         for spec in self.frontends:
-            frontend(spec, **_frontend_common(self.mel))  # raises a clear error for a bad spec
+            frontend(spec, **_frontend_common({**DEFAULT_MEL, **self.mel}))  # a clear error for a bad spec
         for m in self.models:
             if m not in MODELS:
                 raise ValueError(f"unknown model {m!r}; choose from {sorted(MODELS)}")
-
-
-def _frontend_common(mel: dict) -> dict:
-    mel = {**_DEFAULT_MEL, **(mel or {})}
-    return dict(n_mels=mel["n_mels"], sample_rate=mel["sample_rate"], hop_length=mel["hop_length"], n_fft=mel["n_fft"])
-
-
-_DEFAULT_MEL = dict(sample_rate=22050, n_fft=1024, hop_length=512, n_mels=128)
 
 
 @dataclass(frozen=True)
@@ -322,11 +315,12 @@ def execute_trial(config_dict: dict, trial_dict: dict, trial_fn=None) -> dict:
     trial = Trial(**trial_dict)
     clips = _load_clips(config)
     train, test, note = split_for_trial(config, clips, trial.fold, trial.n, trial.run)
+    from .training import DEFAULT_MEL
     if trial_fn is None:
         from .training import run_trial as trial_fn
     seed = int(_rng(config.seed, trial.n, trial.run, trial.fold).integers(2**31))
     result = trial_fn(clips, frontend=trial.frontend, model=trial.model, train_clips=train, test_clips=test,
-                      mel={**_DEFAULT_MEL, **config.mel}, train=dict(config.train), seed=seed, progress=False)
+                      mel={**DEFAULT_MEL, **config.mel}, train=dict(config.train), seed=seed, progress=False)
     result = dict(result)
     result["split"] = note
     return result
