@@ -731,6 +731,7 @@ def train_classifier(clips, *, frontend: str, model: str, train_clips, val_clips
         if key not in mel:
             mel[key] = dict(DEFAULT_MEL, n_mels=s["n_mels"])[key]
     mel = _full_mel(mel)
+    s["n_mels"] = int(mel["n_mels"])  # the mel parameters given win over the model's paper setting
     classes = _classes_of(clips)
     seed_everything(seed)
     clf, shape = build_classifier(frontend, model, len(classes), mel, s["patch_frames"], s["model_options"])
