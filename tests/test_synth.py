@@ -75,6 +75,10 @@ def test_default_root_is_generated_once_and_reused(tmp_path, monkeypatch):
     assert all(__import__("os").stat(p).st_mtime_ns == t for p, t in stamp.items())
     other = dataset("synth", seed=2, **TINY)
     assert other.root != first.root
+    harder = dataset("synth", seed=1, snr_db=(-20.0, 0.0), **TINY)
+    assert harder.root not in (first.root, other.root)
+    assert __import__("json").loads((tmp_path / "cache" / "synth" / harder.root.rsplit("/", 1)[1] / "meta" / "synth.json")
+                                    .read_text())["snr_db"] == [-20.0, 0.0]
 
 
 def test_existing_root_with_other_parameters_is_refused(tmp_path):

@@ -35,7 +35,7 @@ __all__ = ["CLASS_TYPES", "synth_classes", "synth_clip", "generate_synth", "writ
            "SYNTH_VERSION"]
 
 #: Bumped whenever the generator changes what it writes (part of the cache folder name).
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 
 # Per class: the event generator and the ranges its per-clip parameters are drawn from (Hz, s).
 CLASS_TYPES = [
@@ -249,7 +249,8 @@ def synth_clip(label: int, index: int, n_classes: int = 10, duration: float = 3.
     n_distr = int(rng.choice([0, 0, 1, 2]))
     for _ in range(n_distr):
         d = _distractor(rng, sr, duration)[:n]
-        d = d / (np.sqrt(np.mean(d ** 2)) + 1e-12) * 10 ** (rng.uniform(-5, 10) / 20)
+        level = rng.uniform(-5, 10) if d.size < 0.1 * sr else rng.uniform(-18, -3)  # tones stay faint
+        d = d / (np.sqrt(np.mean(d ** 2)) + 1e-12) * 10 ** (level / 20)
         start = int(rng.integers(0, n - d.size + 1))
         x[start:start + d.size] += d
     gain = rng.uniform(*gain_db)
@@ -297,13 +298,21 @@ def generate_synth(n_classes: int = 10, clips_per_class: int = 40, duration: flo
     return np.stack(waves), np.array(labels), np.array(folds), synth_classes(n_classes)
 
 
-def _params(n_classes, clips_per_class, duration, sample_rate, seed, n_folds) -> dict:
+def _params(n_classes, clips_per_class, duration, sample_rate, seed, n_folds, snr_db, gain_db) -> dict:
     return dict(n_classes=int(n_classes), clips_per_class=int(clips_per_class), duration=float(duration),
-                sample_rate=int(sample_rate), seed=int(seed), n_folds=int(n_folds), version=SYNTH_VERSION)
+                sample_rate=int(sample_rate), seed=int(seed), n_folds=int(n_folds),
+                snr_db=[float(v) for v in snr_db], gain_db=[float(v) for v in gain_db], version=SYNTH_VERSION)
+
+
+def _check_ranges(snr_db, gain_db):
+    for name, r in (("snr_db", snr_db), ("gain_db", gain_db)):
+        if len(r) != 2 or not r[0] <= r[1]:
+            raise ValueError(f"{name} must be a (min, max) pair in dB with min <= max, got {r!r}")
 
 
 def write_synth(root, n_classes: int = 10, clips_per_class: int = 40, duration: float = 3.0,
-                sample_rate: int = 22050, seed: int = 0, n_folds: int = 5, progress: bool = False) -> Path:
+                sample_rate: int = 22050, seed: int = 0, n_folds: int = 5, progress: bool = False,
+                snr_db=(-10.0, 20.0), gain_db=(-20.0, 20.0)) -> Path:
     """Write the set as an ESC-50-like layout under ``root`` (16-bit WAV, ``meta/esc50.csv``, ``meta/synth.json``).
 
     The csv is written last and atomically, so a folder with ``meta/esc50.csv`` is complete.
@@ -312,6 +321,7 @@ def write_synth(root, n_classes: int = 10, clips_per_class: int = 40, duration: 
     import soundfile
 
     _check(n_classes, clips_per_class, duration, sample_rate, n_folds)
+    _check_ranges(snr_db, gain_db)
     root = Path(root)
     (root / "audio").mkdir(parents=True, exist_ok=True)
     (root / "meta").mkdir(parents=True, exist_ok=True)
@@ -325,11 +335,11 @@ def write_synth(root, n_classes: int = 10, clips_per_class: int = 40, duration: 
         fold = i % n_folds + 1
         src = f"{seed}x{k:03d}x{i:04d}"
         name = f"{fold}-{src}-A-{k}.wav"
-        x = synth_clip(k, i, n_classes, duration, sample_rate, seed)
+        x = synth_clip(k, i, n_classes, duration, sample_rate, seed, snr_db, gain_db)
         soundfile.write(str(root / "audio" / name), x, sample_rate, subtype="PCM_16")
         rows.append([name, fold, k, classes[k], "False", src, "A"])
-    (root / "meta" / "synth.json").write_text(json.dumps(_params(n_classes, clips_per_class, duration,
-                                                                 sample_rate, seed, n_folds), indent=1))
+    (root / "meta" / "synth.json").write_text(json.dumps(_params(n_classes, clips_per_class, duration, sample_rate,
+                                                                 seed, n_folds, snr_db, gain_db), indent=1))
     tmp = root / "meta" / ".esc50.csv.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
@@ -345,7 +355,8 @@ def _default_root() -> Path:
 
 
 def load_synth(root=None, n_classes: int = 10, clips_per_class: int = 40, duration: float = 3.0,
-               sample_rate: int = 22050, seed: int = 0, n_folds: int = 5, progress: bool = False) -> ClipList:
+               sample_rate: int = 22050, seed: int = 0, n_folds: int = 5, progress: bool = False,
+               snr_db=(-10.0, 20.0), gain_db=(-20.0, 20.0)) -> ClipList:
     """The synthetic set as a :class:`ClipList`, generated on first use and reused afterwards.
 
     Parameters
@@ -356,20 +367,27 @@ def load_synth(root=None, n_classes: int = 10, clips_per_class: int = 40, durati
         match the parameters).
     n_classes, clips_per_class, duration (s), sample_rate (Hz), seed, n_folds
         The set's shape; folds are balanced within each class (clip ``i`` is in fold ``i % n_folds + 1``).
+    snr_db, gain_db : (min, max) in dB
+        Event-to-background ratio and overall gain ranges (defaults -10..+20 and -20..+20 dB).
     """
     from .esc50 import read_esc50_layout
 
     _check(n_classes, clips_per_class, duration, sample_rate, n_folds)
-    params = _params(n_classes, clips_per_class, duration, sample_rate, seed, n_folds)
+    _check_ranges(snr_db, gain_db)
+    params = _params(n_classes, clips_per_class, duration, sample_rate, seed, n_folds, snr_db, gain_db)
     if root is None:
         base = _default_root()
-        tag = "k{n_classes}-n{clips_per_class}-d{duration:g}-sr{sample_rate}-s{seed}-f{n_folds}-v{version}".format(**params)
+        tag = "k{n_classes}-n{clips_per_class}-d{duration:g}-sr{sample_rate}-s{seed}-f{n_folds}".format(**params)
+        if params["snr_db"] != [-10.0, 20.0] or params["gain_db"] != [-20.0, 20.0]:
+            tag += "-snr{:g}_{:g}-g{:g}_{:g}".format(*params["snr_db"], *params["gain_db"])
+        tag += f"-v{SYNTH_VERSION}"
         root = base / tag
         if not (root / "meta" / "esc50.csv").is_file():
             base.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{tag}.", dir=base))
             try:
-                write_synth(tmp, n_classes, clips_per_class, duration, sample_rate, seed, n_folds, progress)
+                write_synth(tmp, n_classes, clips_per_class, duration, sample_rate, seed, n_folds, progress,
+                            snr_db, gain_db)
                 try:
                     os.rename(tmp, root)  # atomic: a concurrent generator either wins or finds it done
                 except OSError:
@@ -381,7 +399,8 @@ def load_synth(root=None, n_classes: int = 10, clips_per_class: int = 40, durati
     else:
         root = Path(root).expanduser()
         if not (root / "meta" / "esc50.csv").is_file():
-            write_synth(root, n_classes, clips_per_class, duration, sample_rate, seed, n_folds, progress)
+            write_synth(root, n_classes, clips_per_class, duration, sample_rate, seed, n_folds, progress,
+                        snr_db, gain_db)
         else:
             info = root / "meta" / "synth.json"
             if info.is_file():
