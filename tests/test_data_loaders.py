@@ -310,6 +310,8 @@ def test_cliplist_subset_keeps_metadata_and_unknown_name_fails(tmp_path):
     assert sub.classes == clips.classes and sub.name == "esc50" and sub.root == clips.root and len(sub) == 2
     assert clips[:3].classes == clips.classes and isinstance(clips[0], Clip)
     assert len(clips.by_fold(1)) == 2
+    back = __import__("pickle").loads(__import__("pickle").dumps(clips))  # travels to worker processes
+    assert back == clips and back.classes == clips.classes and back.name == "esc50" and back.root == clips.root
     with pytest.raises(ValueError, match="name must be one of"):
         dataset("imagenet")
     assert {"esc50", "esc10", "urbansound8k", "tut2017", "fsdd", "folder", "synth"} <= set(available_datasets())
