@@ -450,12 +450,14 @@ def _decay_matrix(log_a: torch.Tensor, n: int) -> torch.Tensor:
     return torch.tril(torch.exp(log_a[..., None, None] * d))
 
 
-def _scan(u: torch.Tensor, log_a: torch.Tensor, chunk: int, reverse: bool = False, scale=None) -> torch.Tensor:
+def _scan(u: torch.Tensor, log_a: torch.Tensor, chunk: int, reverse: bool = False, scale=None,
+          inplace: bool = False) -> torch.Tensor:
     """Exact first-order recursion along the last axis, zero boundary, no Python loop over frames.
 
     Forward: ``y[t] = a y[t-1] + c u[t]`` with ``y[-1] = 0``; ``reverse=True``:
     ``y[t] = a y[t+1] + c u[t]`` with ``y[T] = 0`` (the adjoint, for the backward pass).
     ``u`` ``(N, m, T)``; ``log_a`` (``log a <= 0``) and ``scale`` ``c`` are 0-d or ``(m,)`` (per band).
+    ``inplace=True`` may overwrite ``u`` (a contiguous scratch tensor) with the result.
 
     The frames are cut into blocks of ``L <= chunk``. Inside a block,
     ``y[k] = a^k * cumsum_j(a^-j c u[j])`` (a cumulative sum of rescaled, non-negative terms
@@ -485,7 +487,8 @@ def _scan(u: torch.Tensor, log_a: torch.Tensor, chunk: int, reverse: bool = Fals
             up = up * (scale.unsqueeze(-1) if per_band else scale)
         if per_band:
             up, down = up.unsqueeze(-2), down.unsqueeze(-2)  # (m, 1, L)
-        y = u.view(N, m, n_chunks, L) * up
+        y = u.view(N, m, n_chunks, L)
+        y = y.mul_(up) if (inplace and not pad and u.is_contiguous()) else y * up
         torch.cumsum(y, -1, out=y)
         y.mul_(down)
     else:
@@ -567,6 +570,37 @@ def _pcen_inputs(x, s):
     return lead, m, T
 
 
+def _smoother_setup(x, s, initial_state, init, chunk):
+    """Checks and the smoother's start for :func:`pcen_smoother` and :func:`pcen`."""
+    lead, m, T = _pcen_inputs(x, s)
+    if init not in _PCEN_INITS:
+        raise ValueError(f"init must be one of {', '.join(_PCEN_INITS)}, got {init!r}")
+    if not isinstance(chunk, int) or chunk < 2:
+        raise ValueError(f"chunk must be an integer >= 2, got {chunk!r}")
+    s_t = torch.as_tensor(s, dtype=x.dtype, device=x.device)
+    if not torch.is_tensor(s):
+        if not 0 < float(s) <= 1:
+            raise ValueError(f"s must be in (0, 1], got {s!r}")
+    if s_t.ndim > 1 or (s_t.ndim == 1 and s_t.shape[0] not in (1, m)):
+        raise ValueError(f"s must be a number or a per-band vector of {m} values, got shape {tuple(s_t.shape)}")
+    if s_t.ndim == 1 and s_t.shape[0] == 1:
+        s_t = s_t[0]
+    flat = x.reshape(-1, m, T)
+    loop = False
+    if initial_state is not None:
+        init_state = torch.as_tensor(initial_state, dtype=x.dtype, device=x.device)
+        init_state = torch.broadcast_to(init_state, (*lead, m)).reshape(-1, m)
+    elif init == "zero":
+        init_state = None
+    elif init == "first":
+        init_state = flat[..., 0]
+    elif init == "librosa":
+        init_state = torch.ones(flat.shape[:-1], dtype=x.dtype, device=x.device)
+    else:
+        init_state, loop = None, True
+    return lead, m, T, flat, s_t, init_state, loop
+
+
 def pcen_smoother(x: torch.Tensor, s=0.025, initial_state=None, init: str = "first",
                   return_state: bool = False, chunk: int = _SCAN_CHUNK):
     r"""The PCEN smoother, :math:`M[t] = (1 - s) M[t-1] + s X[t]`, exactly and without a loop over frames.
@@ -595,32 +629,7 @@ def pcen_smoother(x: torch.Tensor, s=0.025, initial_state=None, init: str = "fir
     -------
     M : tensor, same shape as ``x`` (and the final state if ``return_state``).
     """
-    lead, m, T = _pcen_inputs(x, s)
-    if init not in _PCEN_INITS:
-        raise ValueError(f"init must be one of {', '.join(_PCEN_INITS)}, got {init!r}")
-    if not isinstance(chunk, int) or chunk < 2:
-        raise ValueError(f"chunk must be an integer >= 2, got {chunk!r}")
-    s_t = torch.as_tensor(s, dtype=x.dtype, device=x.device)
-    if not torch.is_tensor(s):
-        if not 0 < float(s) <= 1:
-            raise ValueError(f"s must be in (0, 1], got {s!r}")
-    if s_t.ndim > 1 or (s_t.ndim == 1 and s_t.shape[0] not in (1, m)):
-        raise ValueError(f"s must be a number or a per-band vector of {m} values, got shape {tuple(s_t.shape)}")
-    if s_t.ndim == 1 and s_t.shape[0] == 1:
-        s_t = s_t[0]
-    flat = x.reshape(-1, m, T)
-    loop = False
-    if initial_state is not None:
-        init_state = torch.as_tensor(initial_state, dtype=x.dtype, device=x.device)
-        init_state = torch.broadcast_to(init_state, (*lead, m)).reshape(-1, m)
-    elif init == "zero":
-        init_state = None
-    elif init == "first":
-        init_state = flat[..., 0]
-    elif init == "librosa":
-        init_state = torch.ones(flat.shape[:-1], dtype=x.dtype, device=x.device)
-    else:
-        init_state, loop = None, True
+    lead, m, T, flat, s_t, init_state, loop = _smoother_setup(x, s, initial_state, init, chunk)
     M = _Smoother.apply(flat, s_t, init_state, loop, chunk)
     M = M.reshape(*lead, m, T)
     if return_state:
@@ -685,6 +694,93 @@ class _PCENCompress(torch.autograd.Function):
         return gx, gM, ga, gd, gr, ge
 
 
+class _PCEN(torch.autograd.Function):
+    """The whole of PCEN (smoother + gain + compression) with a hand-written backward.
+
+    PCEN is limited by memory traffic, not arithmetic: autograd through its ~15 elementwise
+    steps allocates and revisits a full-size tensor per step. This keeps five tensors for the
+    backward pass and works in place (two new tensors in the backward pass); the adjoint of the
+    smoother is the same exact recursion run backwards in time (see :class:`_Smoother`).
+    Parameters: ``s`` 0-d or ``(m,)``; ``alpha, delta, r, eps`` 0-d or ``(m, 1)``; ``delta > 0``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, s, alpha, delta, r, eps, state, loop, chunk):
+        need = ctx.needs_input_grad
+        T = x.shape[-1]
+        log_a = torch.log1p(-s.clamp(max=1.0)).clamp(min=-1e4)
+        em = _scan(x, log_a, chunk, scale=s)                      # M from M[-1] = 0
+        if loop:
+            state = em[..., -1] / -torch.expm1(log_a * T)
+        if state is not None:
+            em.addcmul_(state.unsqueeze(-1), _decay_powers(log_a, T, start=1))
+        em.add_(eps)                                              # eps + M (M itself is em - eps)
+        L = torch.log(em)
+        gain = torch.mul(L, -alpha).exp_()                        # (eps + M)^-alpha
+        G = gain * x if need[0] else gain.mul_(x)
+        q = torch.div(G, delta).log1p_()                          # log1p(G / delta)
+        dr = torch.exp(r * torch.log(delta))                      # delta^r
+        out = torch.mul(q, r).expm1_().mul_(dr) if need[4] else q.mul_(r).expm1_().mul_(dr)
+        ctx.loop, ctx.chunk, ctx.has_state = loop, chunk, state is not None
+        ctx.save_for_backward(x, s, log_a, em, L, G, q if need[4] else None, out, gain if need[0] else None,
+                              alpha, delta, r, eps, dr, state if state is not None else torch.zeros(()))
+        last = em[..., -1] - (eps.squeeze(-1) if eps.ndim else eps)  # the final state M[T-1], for streaming
+        return out, last
+
+    @staticmethod
+    def backward(ctx, g, g_last):
+        x, s, log_a, em, L, G, q, out, gain, alpha, delta, r, eps, dr, state = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        T = x.shape[-1]
+        gx = gs = ga = gd = gr = ge = gstate = None
+        g = g.contiguous() if g.stride(-1) != 1 else g
+        A = torch.div(out, dr).add_(1.0)                          # P = (1 + G / delta)^r
+        B = torch.mul(g, out)
+        s_out = _sum_to(B, r)                                     # sum g * out
+        if need[4]:                                               # d out / d r = log(delta) out + delta^r P q
+            gr = torch.log(delta) * s_out + dr * _sum_to(torch.mul(A, q, out=B).mul_(g), r)
+        torch.add(G, delta, out=B)
+        A = torch.div(A, B, out=A).mul_(g).mul_(r * dr)           # w = g * d out / d G
+        if need[0]:
+            gx = A * gain
+        A.mul_(G)                                                 # w G
+        if need[3]:                                               # d out / d delta = (r out - G dout/dG) / delta
+            gd = (r * s_out - _sum_to(A, delta)) / delta
+        if need[2]:                                               # d G / d alpha = -G log(eps + M)
+            ga = -_sum_to(torch.mul(A, L, out=B), alpha)
+        A.div_(em).mul_(-alpha)                                   # dL/dM = -alpha w G / (eps + M)
+        if need[5]:
+            ge = _sum_to(A, eps)
+        if g_last is not None:                                    # the returned final state was used
+            A[..., -1] += g_last
+            if need[5]:
+                ge = ge - _sum_to(g_last.unsqueeze(-1), eps)
+        if not (need[0] or need[1] or need[6]):
+            return gx, gs, ga, gd, gr, ge, gstate, None, None
+        # adjoint of the smoother: lam[t] = dL/dM[t] + a lam[t+1], run as a forward scan on reversed time
+        lam = _scan(A.flip(-1), log_a, ctx.chunk, inplace=True).flip(-1)
+        per_band = s.ndim == 1
+        if ctx.loop:
+            a_T = -torch.expm1(log_a * T)
+            first = lam[..., 0] / (a_T.unsqueeze(0) if per_band else a_T)
+            lam.addcmul_(first.unsqueeze(-1), _decay_powers(log_a, T, start=1).flip(-1))  # a ** (T - t)
+        if need[1]:
+            # sum_t lam[t] (x[t] - M[t-1]) with M = em - eps and M[-1] = the initial state
+            buf = B.view(-1)[: lam.numel()].view(lam.shape) if B.is_contiguous() else torch.empty_like(lam)
+            d = torch.mul(lam, x, out=buf).sum(-1)
+            d = d - torch.mul(lam[..., 1:], em[..., :-1], out=buf[..., 1:]).sum(-1)
+            d = d + lam[..., 1:].sum(-1) * (eps.squeeze(-1) if eps.ndim else eps)
+            if ctx.has_state:
+                d = d - lam[..., 0] * state
+            gs = d.sum(0) if per_band else d.sum()
+        if need[6]:
+            gstate = lam[..., 0] * torch.exp(log_a)
+        if need[0]:
+            sb = s.unsqueeze(-1) if per_band else s
+            gx = gx + lam * sb
+        return gx, gs, ga, gd, gr, ge, gstate, None, None
+
+
 def pcen(x: torch.Tensor, s=0.025, alpha=0.98, delta=2.0, r=0.5, eps=1e-6, initial_state=None,
          return_state: bool = False, init: str = "first", chunk: int = _SCAN_CHUNK):
     r"""Per-channel energy normalisation (Wang et al. 2017, "Trainable frontend for robust and far-field keyword spotting").
@@ -732,19 +828,22 @@ def pcen(x: torch.Tensor, s=0.025, alpha=0.98, delta=2.0, r=0.5, eps=1e-6, initi
         s, alpha, delta, r, eps = (cast(v) for v in (s, alpha, delta, r, eps))
         if initial_state is not None and torch.is_tensor(initial_state):
             initial_state = initial_state.to(dtype)
-        M, state = pcen_smoother(x, s, initial_state=initial_state, init=init, return_state=True, chunk=chunk)
+        lead, m, T, flat, s_t, init_state, loop = _smoother_setup(x, s, initial_state, init, chunk)
         a_ = _as_param(alpha, x, "alpha")
         d_ = _as_param(delta, x, "delta")
         r_ = _as_param(r, x, "r")
         e_ = _as_param(eps, x, "eps")
         zero_bias = (not d_.requires_grad) and bool((d_ == 0).any())
-        if zero_bias:
+        if zero_bias:  # rare (fixed delta = 0): plain autograd ops
+            M = _Smoother.apply(flat, s_t, init_state, loop, chunk).reshape(x.shape)
             G = x * torch.exp(-a_ * torch.log(e_ + M))
             d_safe = torch.where(d_ > 0, d_, torch.ones_like(d_))
             biased = torch.exp(r_ * torch.log(d_safe)) * torch.expm1(r_ * torch.log1p(G / d_safe))
             out = torch.where(d_ > 0, biased, G.pow(r_))
+            state = M[..., -1]
         else:
-            out = _PCENCompress.apply(x, M, a_, d_, r_, e_)
+            out, state = _PCEN.apply(flat, s_t, a_, d_, r_, e_, init_state, loop, chunk)
+            out, state = out.reshape(x.shape), state.reshape(*lead, m)
     if return_state:
         return out, state
     return out
