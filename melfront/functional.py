@@ -644,56 +644,6 @@ def _sum_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return grad.sum(dim=tuple(range(grad.ndim - 2))).sum(-1, keepdim=True)
 
 
-class _PCENCompress(torch.autograd.Function):
-    """``delta^r expm1(r log1p(X (eps + M)^-alpha / delta))`` with a hand-written backward.
-
-    Autograd through the dozen elementwise steps allocates and revisits a full-size tensor per
-    step (PCEN's cost is memory traffic, not arithmetic); this keeps a few and works in place.
-    """
-
-    @staticmethod
-    def forward(ctx, x, M, alpha, delta, r, eps):
-        need = ctx.needs_input_grad
-        em = torch.add(M, eps)                        # eps + M
-        L = torch.log(em)
-        gain = torch.mul(L, -alpha).exp_()            # (eps + M)^-alpha
-        G = gain * x if need[0] else gain.mul_(x)
-        q = torch.div(G, delta).log1p_()              # log1p(G / delta)
-        dr = torch.exp(r * torch.log(delta))          # delta^r
-        out = torch.mul(q, r).expm1_().mul_(dr) if need[4] else q.mul_(r).expm1_().mul_(dr)
-        ctx.save_for_backward(x, em, L if need[2] else None, G, q if need[4] else None, out,
-                              gain if need[0] else None, alpha, delta, r, eps, dr)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        x, em, L, G, q, out, gain, alpha, delta, r, eps, dr = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        gx = gM = ga = gd = gr = ge = None
-        P = torch.div(out, dr).add_(1.0)              # (1 + G / delta)^r
-        w = torch.add(G, delta)
-        torch.div(P, w, out=w).mul_(g).mul_(r * dr)   # w = g * d out / d G
-        scratch = None
-        if need[3] or need[4]:
-            scratch = torch.mul(g, out)
-            s_out = _sum_to(scratch, r)               # sum g * out
-            if need[4]:                               # d out / d r = log(delta) out + delta^r P q
-                gr = torch.log(delta) * s_out + dr * _sum_to(P.mul_(q).mul_(g), r)
-        if need[0]:
-            gx = w * gain
-        wG = w.mul_(G)                                # g * dout/dG * G
-        if need[3]:                                   # d out / d delta = (r out - G dout/dG) / delta
-            gd = (r * s_out - _sum_to(wG, delta)) / delta
-        if need[2]:                                   # d G / d alpha = -G log(eps + M)
-            scratch = torch.mul(wG, L, out=scratch) if scratch is not None else wG * L
-            ga = -_sum_to(scratch, alpha)
-        if need[1] or need[5]:                        # d G / d M = -alpha G / (eps + M)
-            gM = wG.div_(em).mul_(-alpha)
-            if need[5]:
-                ge = _sum_to(gM, eps)
-        return gx, gM, ga, gd, gr, ge
-
-
 class _PCEN(torch.autograd.Function):
     """The whole of PCEN (smoother + gain + compression) with a hand-written backward.
 
