@@ -464,13 +464,20 @@ def _add_equivalence(sub):
     p.add_argument("--n-fft", type=int, default=1024, help="mel FFT size (default 1024)")
     p.add_argument("--hop", type=int, default=512, help="mel hop length (default 512)")
     p.add_argument("--n-mels", type=int, default=128, help="number of mel bands (default 128)")
+    p.add_argument("--long-window", type=int, default=2048, help="long Hann window g in samples (default 2048)")
+    p.add_argument("--short-window", type=int, default=512, help="short Hann window h in samples (default 512)")
+    p.add_argument("--duration", type=float, default=1.5, help="length of the damped-notes signal in s (default 1.5)")
 
 
 def _run_equivalence(args):
     import torch
     from .filterbanks import demo_clip, plot_mel_vs_adaptive, plot_window_equivalence
     out = Path(args.output)
-    fig1 = plot_window_equivalence(out / "window_equivalence.png", sample_rate=args.sample_rate)
+    if not 0 < args.short_window < args.long_window:
+        raise ValueError(f"need 0 < --short-window < --long-window, got {args.short_window}, {args.long_window}")
+    fig1 = plot_window_equivalence(out / "window_equivalence.png", sample_rate=args.sample_rate,
+                                   long_window=args.long_window, short_window=args.short_window,
+                                   hop_length=max(1, args.short_window // 16), duration=args.duration)
     print(f"wrote {fig1['path']}  (relative residual {fig1['residual']:.2e} on the lattice, "
           f"{fig1['pooled_residual']:.2e} after pooling)")
     if args.audio:

@@ -134,6 +134,26 @@ def _band_amplitudes(power_response: torch.Tensor, first_bin: torch.Tensor, n_su
     return torch.sqrt(torch.clamp(resp, min=torch.finfo(resp.dtype).tiny))
 
 
+def _strided_average(x: torch.Tensor, kernels: torch.Tensor, stride: int, n_out: int) -> torch.Tensor:
+    """``out[b, k, t] = sum_i kernels[k, i] x[b, k, t * stride + i]`` for t < n_out (a per-channel strided
+    correlation, as ``conv1d(..., groups=K)``). float64 on the CPU, where conv1d has no fast grouped
+    path, is computed blockwise with matrix products."""
+    if not (x.dtype == torch.float64 and x.device.type == "cpu"):
+        return torch.nn.functional.conv1d(x, kernels.unsqueeze(1), stride=stride, groups=x.shape[1])[..., :n_out]
+    n_batch, n_chan, length = x.shape
+    taps = kernels.shape[-1]
+    n_blocks = -(-taps // stride)
+    kern = torch.nn.functional.pad(kernels, (0, n_blocks * stride - taps)).reshape(n_chan, n_blocks, stride)
+    need = (n_out + n_blocks - 1) * stride
+    x = x[..., :need] if length >= need else torch.nn.functional.pad(x, (0, need - length))
+    blocks = x.reshape(n_batch, n_chan, n_out + n_blocks - 1, stride)
+    partial = torch.einsum("bkfr,kjr->bkfj", blocks, kern)          # block f against kernel segment j
+    out = partial[:, :, :n_out, 0]
+    for j in range(1, n_blocks):
+        out = out + partial[:, :, j:j + n_out, j]
+    return out
+
+
 def adaptive_filterbank(waveform: torch.Tensor, power_response: torch.Tensor, support_centre_hz: torch.Tensor,
                         groups, sample_rate: float, hop_length: int, n_frames: int, first_centre: int,
                         pad: int) -> torch.Tensor:
@@ -185,9 +205,7 @@ def adaptive_filterbank(waveform: torch.Tensor, power_response: torch.Tensor, su
         power = y.real.square() + y.imag.square()                                        # |y|^2 every d samples
         half_taps = (kernels.shape[-1] - 1) // 2
         start = (pad + first_centre) // d - half_taps
-        out = torch.nn.functional.conv1d(power[..., start:], kernels.to(power.dtype).unsqueeze(1),
-                                         stride=hop_length // d, groups=len(bands))
-        outs.append(out[..., :n_frames])
+        outs.append(_strided_average(power[..., start:], kernels.to(power.dtype), hop_length // d, n_frames))
         order.append(bands)
     out = torch.cat(outs, dim=1)
     order = torch.cat(order)
@@ -218,7 +236,7 @@ class AdaptiveFilterbank(nn.Module):
 
     With ``trainable=True`` the centre frequencies, bandwidths and averaging widths are
     ``nn.Parameter`` s, kept valid by their parametrisation: :math:`c_k = f_N\,\sigma(\theta_k)`
-    stays in (0, Nyquist :math:`f_N`), :math:`b_k = \exp(\beta_k)` and :math:`\ell_k = \exp(\lambda_k)`
+    stays in (0, Nyquist :math:`f_N`) (clamped to :math:`10^{-6} f_N` from either end), :math:`b_k = \exp(\beta_k)` and :math:`\ell_k = \exp(\lambda_k)`
     are clamped to ``[min, max]`` ranges fixed at construction (:attr:`limits`). The triangle's skew
     and the normalisation rule (area kept for ``norm="slaney"``) are fixed.
 
@@ -380,7 +398,7 @@ class AdaptiveFilterbank(nn.Module):
     @property
     def centre_hz(self) -> torch.Tensor:
         """Centre frequencies (Hz), ``(n_bands,)``, always in (0, Nyquist)."""
-        return torch.sigmoid(self.centre_logit) * (self.sample_rate / 2)
+        return torch.clamp(torch.sigmoid(self.centre_logit), 1e-6, 1 - 1e-6) * (self.sample_rate / 2)
 
     @property
     def bandwidth_hz(self) -> torch.Tensor:
@@ -670,6 +688,9 @@ def window_equivalence_kernels(window_g, window_h, n_fft: int, hop_length: int, 
     """
     len_g = int(torch.count_nonzero(_centred_window(window_g, n_fft)))
     len_h = int(torch.count_nonzero(_centred_window(window_h, n_fft)))
+    if n_fft < len_g + len_h:
+        raise ValueError(f"n_fft={n_fft} must be at least the sum of the window lengths ({len_g} + {len_h}) "
+                         "so that the lags of one spectrogram do not alias onto those of the other")
     lag = min(len_g, len_h) - 1   # the product of the two multipliers vanishes beyond the shorter window
     mult_g = ambiguity_multiplier(window_h, n_fft, hop_length, n_samples, lag)
     mult_h = ambiguity_multiplier(window_g, n_fft, hop_length, n_samples, lag)
