@@ -355,16 +355,14 @@ class PCEN(Frontend):
             self._param("log_delta", math.log(delta), per_band, n_mels, True)
             self._param("logit_r", _logit(r), per_band, n_mels, True)
             self._param("log_eps", math.log(eps - self._EPS_FLOOR), per_band, n_mels, True)
-        else:
-            for name, v in dict(s=s, alpha=alpha, delta=delta, r=r, eps=eps).items():
-                self._param("fixed_" + name, v, per_band, n_mels, False)
-                # float64 copies of the fixed values, so that float64 input is computed exactly
-                self._param("fixed64_" + name, v, per_band, n_mels, False)
-                getattr(self, "fixed64_" + name).data = getattr(self, "fixed64_" + name).data.double()
+        else:  # fixed values stay Python floats: exact for float64 input, whatever .to() does to the module
+            self.fixed = dict(s=float(s), alpha=float(alpha), delta=float(delta), r=float(r), eps=float(eps))
 
-    def _value(self, name: str) -> torch.Tensor:
+    def _value(self, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
         if not self.trainable:
-            return getattr(self, "fixed_" + name)
+            dtype = torch.float64 if like is None else like.dtype
+            device = None if like is None else like.device
+            return torch.full((self.n_mels,) if self.per_band else (), self.fixed[name], dtype=dtype, device=device)
         if name == "s":
             return torch.sigmoid(self.logit_s)
         if name == "alpha":
@@ -382,10 +380,7 @@ class PCEN(Frontend):
     eps = property(lambda self: self._value("eps"), doc="floor of the smoother in the gain")
 
     def compress(self, x, initial_state=None, return_state: bool = False):
-        if x.dtype == torch.float64 and not self.trainable:
-            values = [getattr(self, "fixed64_" + n) for n in self.readable]
-        else:
-            values = [self._value(n).to(x.dtype) for n in self.readable]
+        values = [self._value(n, x).to(x.dtype) for n in self.readable]
         return F.pcen(x, *values, initial_state=initial_state, return_state=return_state, init=self.init,
                       chunk=self.chunk)
 
