@@ -251,7 +251,7 @@ class AdaptiveFilterbank(nn.Module):
     def __init__(self, sample_rate: float, window: torch.Tensor, centre_hz, bandwidth_hz, skew, averaging_s,
                  hop_length: int, center: bool = True, pad_mode: str = "constant", norm="slaney", gain=None,
                  trainable: bool = False, oversample: int = 16, margin_bins: float = 4.0,
-                 max_bandwidth_factor: float = 1.5, max_averaging_s: float | None = None):
+                 max_bandwidth_factor: float = 1.5, max_averaging_s: float | None = None, rate_factor: float = 1.2):
         super().__init__()
         window = torch.as_tensor(window, dtype=torch.float64)
         if window.ndim != 1 or window.numel() < 2:
@@ -296,7 +296,7 @@ class AdaptiveFilterbank(nn.Module):
         self.limits = dict(bandwidth_hz=(bw_lo, float(bw_hi.max())), averaging_s=(avg_lo, avg_hi))
         self.register_buffer("bandwidth_max", bw_hi.clone(), persistent=False)
         # per-band decimation D_k: the largest power of two dividing the hop (and the frame offset) with
-        # a sub-band rate sample_rate / D_k >= 1.5 x (the band's widest triangle + margins on both sides);
+        # a sub-band rate sample_rate / D_k >= rate_factor x (the band's widest triangle + margins on both sides);
         # bands with the same D_k are computed together
         offset = 0 if center else self.n_fft // 2
         decim = []
@@ -304,7 +304,7 @@ class AdaptiveFilterbank(nn.Module):
             support = float(bw_hi[k]) + 2 * margin_bins * bin_hz
             d = 1
             while (self.hop_length % (2 * d) == 0 and offset % (2 * d) == 0
-                   and self.sample_rate / (2 * d) >= 1.5 * support):
+                   and self.sample_rate / (2 * d) >= rate_factor * support):
                 d *= 2
             decim.append(d)
         self.decimation = decim
