@@ -358,20 +358,29 @@ def power_to_db(x: torch.Tensor, ref=1.0, amin: float = 1e-10, top_db: float | N
         raise ValueError(f"amin must be strictly positive, got {amin!r}")
     if top_db is not None and not top_db >= 0:
         raise ValueError(f"top_db must be non-negative or None, got {top_db!r}")
+    if isinstance(ref, str) and ref != "max":
+        raise ValueError(f"ref must be a number, a tensor or 'max', got {ref!r}")
     dims = tuple(range(-min(2, x.ndim), 0))
-    db = 10.0 * torch.log10(torch.clamp(x, min=amin))
-    if isinstance(ref, str):
-        if ref != "max":
-            raise ValueError(f"ref must be a number, a tensor or 'max', got {ref!r}")
-        db = db - db.amax(dim=dims, keepdim=True)  # log10 is monotonic: log of the max == max of the log
+    # in place where autograd does not need the intermediates (one full-size allocation instead of five)
+    inplace = not (torch.is_grad_enabled() and x.requires_grad)
+    db = torch.clamp(x, min=amin)
+    db = db.log10_().mul_(10.0) if inplace else 10.0 * torch.log10(db)
+    peak_is_zero = False
+    if isinstance(ref, str):  # "max": log10 is monotonic, so the log of the max is the max of the log
+        peak = db.amax(dim=dims, keepdim=True)
+        db = db.sub_(peak) if inplace else db - peak
+        peak_is_zero = True
     else:
         r = torch.as_tensor(ref, dtype=x.dtype, device=x.device).abs()
-        if r.ndim == 0 and float(r) == 1.0:
-            pass
-        else:
-            db = db - 10.0 * torch.log10(torch.clamp(r, min=amin))
+        if not (r.ndim == 0 and float(r) == 1.0):
+            offset = 10.0 * torch.log10(torch.clamp(r, min=amin))
+            db = db.sub_(offset) if inplace and offset.ndim <= db.ndim and torch.broadcast_shapes(offset.shape, db.shape) == db.shape else db - offset
     if top_db is not None:
-        db = torch.maximum(db, db.amax(dim=dims, keepdim=True) - top_db)
+        if peak_is_zero:  # every example's maximum is now exactly 0 dB
+            db = db.clamp_(min=-float(top_db)) if inplace else torch.clamp(db, min=-float(top_db))
+        else:
+            floor = db.amax(dim=dims, keepdim=True) - top_db
+            db = torch.maximum(db, floor, out=db) if inplace else torch.maximum(db, floor)
     return db
 
 
