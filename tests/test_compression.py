@@ -232,3 +232,14 @@ def test_bad_arguments_name_the_argument():
         LogOffset(base=1)
     with pytest.raises(ValueError, match="exponent"):
         F.power_compress(torch.ones(2, 2), -1.0)
+
+
+def test_show_draws_every_kind_of_frontend(tmp_path, wav_file):
+    pytest.importorskip("matplotlib")
+    from melfront.plotting import show_clips
+    path = wav_file(make_field_clip(duration=0.5))
+    specs = ["db", "pcen(init='loop')", "power", "loglearn", "minmax", "stack(db, pcen, power)", "stack(db, pcen)"]
+    out = show_clips([path], tmp_path / "show.png", n_mels=32, frontends=specs)
+    import matplotlib.image
+    img = matplotlib.image.imread(out)
+    assert img.shape[0] > 8 * 100 and img.std() > 0.05  # one tall figure with visible content
