@@ -35,7 +35,7 @@ __all__ = ["CLASS_TYPES", "synth_classes", "synth_clip", "generate_synth", "writ
            "SYNTH_VERSION"]
 
 #: Bumped whenever the generator changes what it writes (part of the cache folder name).
-SYNTH_VERSION = 2
+SYNTH_VERSION = 3
 
 # Per class: the event generator and the ranges its per-clip parameters are drawn from (Hz, s).
 CLASS_TYPES = [
@@ -141,11 +141,18 @@ def _event(spec: _ClassSpec, rng, sr: int) -> np.ndarray:
         else:
             h = np.arange(1, int(rng.integers(r["harmonics"][0], r["harmonics"][1] + 1)) + 1)
             amps = rng.uniform(0.3, 1.0, h.size) / h ** 0.5
-        keep = h * f0 < nyq
+        keep = h * f0 * 1.01 < nyq  # no harmonic above Nyquist, vibrato included
         h, amps = h[keep], amps[keep]
         vib = 1 + 0.01 * np.sin(2 * np.pi * rng.uniform(4, 7) * t)
         phase = 2 * np.pi * np.cumsum(f0 * vib) / sr
-        x = (amps[:, None] * np.sin(h[:, None] * phase[None, :] + rng.uniform(0, 2 * np.pi, (h.size, 1)))).sum(0)
+        # one period as a wavetable (sum of harmonics), read at the running phase: O(n) for any harmonic count
+        size = 2048
+        theta = 2 * np.pi * np.arange(size + 1) / size
+        table = (amps[:, None] * np.sin(h[:, None] * theta[None, :] + rng.uniform(0, 2 * np.pi, (h.size, 1)))).sum(0)
+        pos = (phase % (2 * np.pi)) * (size / (2 * np.pi))
+        i0 = np.minimum(pos.astype(int), size - 1)
+        frac = pos - i0
+        x = table[i0] * (1 - frac) + table[i0 + 1] * frac
         if kind == "buzz":  # insect-like wing-beat amplitude roughness
             x = x * (1 + 0.3 * _band_noise(rng, n, sr, 5, 40))
         if kind == "croak":
@@ -166,12 +173,14 @@ def _event(spec: _ClassSpec, rng, sr: int) -> np.ndarray:
         x = np.zeros(n)
         k = int(rng.integers(r["knocks"][0], r["knocks"][1] + 1))
         onsets = np.sort(rng.integers(0, max(1, n - int(0.1 * sr)), k))
-        x[onsets] = 1.0
         decay = _u(rng, r["decay"])
         m = int(0.25 * sr)
         tm = np.arange(m) / sr
         ring = (np.sin(2 * np.pi * f0 * tm) + 0.5 * np.sin(2 * np.pi * min(2.7 * f0, nyq) * tm)) * np.exp(-decay * tm)
-        return np.convolve(x, ring)[:n]
+        for o in onsets:  # a damped resonance struck at each onset
+            end = min(n, o + m)
+            x[o:end] += ring[:end - o]
+        return x
     if kind == "two_note_whistle":
         f1 = f0 * _u(rng, r["ratio"])
         gap = int(rng.uniform(0.02, 0.08) * sr)
