@@ -1,5 +1,6 @@
 """Feature cache: correct values, invalidation, corrupt entries, atomic writes, bad clips skipped."""
 import io
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -143,44 +144,47 @@ def test_process_killed_mid_write_leaves_no_corrupt_entry(tmp_path):
     assert [p.name.startswith(".tmp-") for p in root.rglob("*.npy")] == [False]
 
 
-def test_concurrent_writers_never_expose_a_partial_entry(tmp_path):
-    root = tmp_path / "c"
-    entry = root / "ab" / "ab0000.npy"
-    big = torch.arange(200_000, dtype=torch.float32).reshape(200, 1000)
-    script = textwrap.dedent(f"""
-        import os, time, torch
-        from melfront.data.cache import FeatureCache
-        c = FeatureCache({str(root)!r})
-        from pathlib import Path
-        e = Path({str(entry)!r})
-        x = torch.arange(200_000, dtype=torch.float32).reshape(200, 1000)
-        Path({str(tmp_path)!r}, "ready-" + str(os.getpid())).touch()
-        while not Path({str(tmp_path)!r}, "go").exists():  # start both writers together
-            time.sleep(0.005)
-        for _ in range(150):
+def _writer(root, entry, go, n):
+    """Child process: rewrite one entry ``n`` times (delete, then store) as fast as it can."""
+    try:
+        cache = FeatureCache(root)
+        x = np.arange(200_000, dtype=np.float32).reshape(200, 1000)
+        go.wait(60)
+        for _ in range(n):
             try:
-                os.unlink(e)
+                os.unlink(entry)
             except FileNotFoundError:
                 pass
-            c._store(e, x)
-    """)
-    procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
-    deadline = time.time() + 120
-    while len(list(tmp_path.glob("ready-*"))) < 2 and time.time() < deadline:
-        time.sleep(0.01)
-    (tmp_path / "go").touch()
+            cache._store(entry, torch.from_numpy(x))
+    except BaseException:
+        os._exit(1)
+    os._exit(0)
+
+
+def test_concurrent_writers_never_expose_a_partial_entry(tmp_path):
+    # Forked writers (no interpreter start-up): they only run numpy I/O, never a parallel torch op.
+    ctx = multiprocessing.get_context("fork")
+    root = tmp_path / "c"
+    entry = root / "ab" / "ab0000.npy"
+    big = np.arange(200_000, dtype=np.float32).reshape(200, 1000)
+    go = ctx.Event()
+    procs = [ctx.Process(target=_writer, args=(root, entry, go, 150)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    go.set()  # start both writers together
     seen = 0
-    while any(p.poll() is None for p in procs):
+    while any(p.is_alive() for p in procs):
         try:
             with open(entry, "rb") as f:  # whatever file is under the name when opened must be whole
                 data = f.read()
         except FileNotFoundError:
-            time.sleep(0.001)
             continue
-        assert torch.equal(torch.from_numpy(np.load(io.BytesIO(data))), big)
+        assert np.array_equal(np.load(io.BytesIO(data)), big)
         seen += 1
-    assert all(p.wait(timeout=120) == 0 for p in procs)
-    assert torch.equal(FeatureCache(root)._load(entry), big)
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert np.array_equal(FeatureCache(root)._load(entry).numpy(), big)
     assert seen > 0
     assert not [p for p in root.rglob(".tmp-*")]
 
