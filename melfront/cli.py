@@ -193,13 +193,17 @@ def _add_synth(sub):
     p.add_argument("--sample-rate", type=int, default=22050, help="Hz (default 22050)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--n-folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--snr-db", type=float, nargs=2, default=(-10.0, 20.0), metavar=("MIN", "MAX"),
+                   help="event-to-background ratio range in dB (default -10 20)")
+    p.add_argument("--gain-db", type=float, nargs=2, default=(-20.0, 20.0), metavar=("MIN", "MAX"),
+                   help="overall gain range in dB (default -20 20)")
 
 
 def _run_synth(args):
     from .data.synth import load_synth
     clips = load_synth(args.root, n_classes=args.n_classes, clips_per_class=args.clips_per_class,
                        duration=args.duration, sample_rate=args.sample_rate, seed=args.seed, n_folds=args.n_folds,
-                       progress=True)
+                       progress=True, snr_db=tuple(args.snr_db), gain_db=tuple(args.gain_db))
     print(f"wrote {len(clips)} clips of {len(clips.classes)} classes to {clips.root}")
 
 

@@ -217,6 +217,15 @@ def test_tut_evaluation_and_all(tmp_path):
         dataset("tut2017", base, split="test")
 
 
+def test_tut_evaluation_setup_without_meta(tmp_path):
+    base = _tut(tmp_path)
+    e = base / "TUT-acoustic-scenes-2017-evaluation"
+    (e / "meta.txt").unlink()
+    _tab(e / "evaluation_setup" / "evaluate.txt", [("audio/1.wav", "tram"), ("audio/2.wav", "tram")])
+    ev = dataset("tut2017", base, split="evaluation")
+    assert ev.classes == ["tram"] and len(ev) == 2
+
+
 def test_tut_release_folder_given_directly(tmp_path):
     base = _tut(tmp_path, with_eval=False, nested=False)
     assert len(dataset("tut2017", base)) == 6

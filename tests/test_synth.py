@@ -126,7 +126,8 @@ def test_bad_arguments_are_named():
 
 def test_cli_synth_writes_the_layout(tmp_path, capsys):
     rc = main(["synth", "--root", str(tmp_path / "s"), "--n-classes", "2", "--clips-per-class", "2",
-               "--duration", "0.5", "--sample-rate", "8000", "--n-folds", "2"])
+               "--duration", "0.5", "--sample-rate", "8000", "--n-folds", "2", "--snr-db", "0", "10"])
     assert rc == 0
     assert len(list((tmp_path / "s" / "audio").glob("*.wav"))) == 4
     assert "wrote 4 clips" in capsys.readouterr().out
+    assert __import__("json").loads((tmp_path / "s" / "meta" / "synth.json").read_text())["snr_db"] == [0.0, 10.0]

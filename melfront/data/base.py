@@ -67,6 +67,7 @@ class ClipList(list):
         self.name = name
         self.classes = list(classes)
         self.root = None if root is None else str(root)
+        self.missing: list[str] = []  # metadata rows whose audio file is absent (set by the loaders)
 
     @property
     def folds(self) -> list:

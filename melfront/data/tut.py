@@ -9,7 +9,7 @@ Layout of the public releases (10 s clips, 15 scene classes)::
         evaluation_setup/fold{1..4}_evaluate.txt  audio/...wav<TAB>scene
     TUT-acoustic-scenes-2017-evaluation/
         meta.txt                              audio/1.wav<TAB>scene[<TAB>location]
-        audio/*.wav
+        audio/*.wav                           (or, without meta.txt, evaluation_setup/evaluate.txt)
 
 ``root`` may be either release's folder, or a folder holding both (as ``melfront download tut2017``
 writes it). A development clip's fold is the fold in whose evaluate list it is (1..4; the official
@@ -96,6 +96,8 @@ def _development(root: Path):
 
 def _evaluation(root: Path):
     meta = root / "meta.txt"
+    if not meta.is_file():  # the first evaluation release had only evaluation_setup/evaluate.txt
+        meta = root / "evaluation_setup" / "evaluate.txt"
     out, missing = [], []
     for line, cols in _read_tab(meta, 2, "filename, scene[, location]"):
         name, scene = cols[0], cols[1]
@@ -134,7 +136,8 @@ def load_tut2017(root=None, split: str = "development") -> ClipList:
                 raise FileNotFoundError(f"tut2017: {str(sub)!r} not found; fetch it with "
                                         f"`melfront download tut2017 --root {base}`")
             sub = base
-        if not (sub / "meta.txt").is_file():
+        if not (sub / "meta.txt").is_file() and not (part == "evaluation" and
+                                                     (sub / "evaluation_setup" / "evaluate.txt").is_file()):
             raise FileNotFoundError(f"tut2017: {str(sub / 'meta.txt')!r} not found; fetch the data set with "
                                     f"`melfront download tut2017 --root {base}`")
         r, m = (_development if part == "development" else _evaluation)(sub)
