@@ -191,3 +191,20 @@ def test_report_on_empty_store_is_a_clear_error(tmp_path):
     store = ResultStore(tmp_path / "empty.db")
     with pytest.raises(ValueError, match="no finished trials"):
         write_report(store.path, tmp_path / "r")
+
+
+def test_real_training_grid_local_equals_ray(tmp_path):
+    """The same small grid, trained for real, gives identical rows locally and on a local Ray instance."""
+    ray = pytest.importorskip("ray")
+    config = tiny_config(tmp_path, frontends=["db", "pcen(trainable=True)"], n_per_class=[2], runs={"default": 1})
+    local = run_study(config, tmp_path / "local.db", quiet=True).rows()
+    assert len(local) == 2 and all(0.0 <= r["accuracy"] <= 1.0 for r in local)
+    assert any(r["learned"] for r in local if r["frontend"].startswith("pcen"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(__import__("torch").get_num_threads())}})
+    try:
+        remote = run_study(config, tmp_path / "ray.db", ray_address="local", quiet=True).rows()
+    finally:
+        ray.shutdown()
+    key = lambda rows: sorted((r["key"], r["accuracy"], r["map"], json.dumps(r["learned"])) for r in rows)
+    assert key(remote) == key(local)
