@@ -236,13 +236,25 @@ class AdaptiveFilterbank(nn.Module):
 
     With ``trainable=True`` the centre frequencies, bandwidths and averaging widths are
     ``nn.Parameter`` s, kept valid by their parametrisation: :math:`c_k = f_N\,\sigma(\theta_k)`
-    stays in (0, Nyquist :math:`f_N`) (clamped to :math:`10^{-6} f_N` from either end), :math:`b_k = \exp(\beta_k)` and :math:`\ell_k = \exp(\lambda_k)`
-    are clamped to ``[min, max]`` ranges fixed at construction (:attr:`limits`). The triangle's skew
+    stays in (0, Nyquist :math:`f_N`) (clamped :math:`10^{-6} f_N` away from either end; the logit
+    acts like a log-frequency), :math:`b_k = \exp(\beta_k)` and :math:`\ell_k = \exp(\lambda_k)` are
+    clamped to ``[min, max]`` ranges fixed at construction (:attr:`limits`). The triangle's skew
     and the normalisation rule (area kept for ``norm="slaney"``) are fixed.
 
+    Constructor arguments beyond the band description: ``window`` (the STFT window g, ``n_fft``
+    samples), ``hop_length``, ``center``, ``pad_mode`` (as the mel spectrogram's), ``norm`` ("slaney":
+    peak :math:`2 / b_k`, else 1, times ``gain``), ``oversample`` (R, the grid :math:`|\hat h_k|^2`
+    is computed on, default 16), ``margin_bins`` (STFT bins kept beyond each triangle, default 4),
+    ``rate_factor`` (sub-band rate over the band's support, default 1.2), ``max_bandwidth_factor``
+    (trainable bandwidths may grow to this multiple of their initial value, default 1.5) and
+    ``max_averaging_s`` (longest averaging function, default twice the window length).
+
     Attributes: ``input_kind = "waveform"``, ``out_channels = 1``, ``n_bands``, ``sample_rate``,
-    ``hop_length``, ``decimation`` (the rate, ``sample_rate / decimation`` Hz, at which each band's
-    analytic signal is computed).
+    ``hop_length``, ``limits``, ``decimation`` (per band, D_k: the band's analytic signal is
+    computed at ``sample_rate / D_k`` Hz; a power of two dividing ``hop_length``).
+
+    Cost: one FFT of the (padded) signal, then per band an inverse FFT of ``time / D_k`` points
+    and a strided average; about 5x a MelSpectrogram forward on the CPU (see BENCHMARKS.md).
     """
 
     input_kind = "waveform"
@@ -264,6 +276,9 @@ class AdaptiveFilterbank(nn.Module):
             raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
         if oversample < 4:
             raise ValueError(f"oversample must be >= 4, got {oversample}")
+        if rate_factor < 1 or margin_bins < 0 or max_bandwidth_factor < 1:
+            raise ValueError(f"need rate_factor >= 1, margin_bins >= 0 and max_bandwidth_factor >= 1, got "
+                             f"{rate_factor}, {margin_bins}, {max_bandwidth_factor}")
         centre = torch.as_tensor(centre_hz, dtype=torch.float64).flatten()
         width = torch.as_tensor(bandwidth_hz, dtype=torch.float64).flatten()
         skew_t = torch.as_tensor(skew, dtype=torch.float64).flatten()
@@ -356,8 +371,12 @@ class AdaptiveFilterbank(nn.Module):
           approximated: :math:`w_k` is a squared-Hann window whose length :math:`\ell_k` is fitted by
           least squares on that identity (a deconvolution of :math:`g^2` by :math:`|h_k|^2`, which has no
           exact non-negative solution for a Hann g). Wide (high) bands have short filters and
-          :math:`w_k \approx g^2 / \sum g^2`; the narrow low bands have filters about as long as g and
-          nearly no averaging.
+          :math:`w_k \approx g^2 / \sum g^2` (:math:`\ell_k \approx` the window length); the narrow low
+          bands have filters nearly as long as g and shorter averaging (:math:`\ell_k \approx 0.67`
+          window lengths at 22050 Hz, n_fft 1024, 128 mels). For Gaussian windows and Gaussian band
+          weights the two slices determine everything and the equality is exact (the paper's case:
+          :math:`h_k` Gaussian with the band's width, :math:`w_k` Gaussian with variance
+          :math:`\sigma_g^2 - \sigma_{h_k}^2` in :math:`|\cdot|^2`).
 
         Off these slices (amplitude/frequency modulation at rates comparable to the band width) the
         two differ; an exact equality would need, per band, the eigen-decomposition of the N x N
@@ -369,8 +388,8 @@ class AdaptiveFilterbank(nn.Module):
 
         ``mel_spectrogram`` must have ``power=2``. ``trainable=True`` makes centre frequencies,
         bandwidths and averaging widths learnable, initialised at this design. Other keyword
-        arguments go to the constructor (``oversample``, ``margin_bins``, ``max_bandwidth_factor``,
-        ``max_averaging_s``).
+        arguments go to the constructor (``oversample``, ``margin_bins``, ``rate_factor``,
+        ``max_bandwidth_factor``, ``max_averaging_s``).
         """
         if getattr(mel_spectrogram, "power", None) != 2.0:
             raise ValueError("from_mel needs a power (power=2) MelSpectrogram; the adaptive filterbank yields power")
