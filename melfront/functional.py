@@ -460,13 +460,14 @@ def _decay_matrix(log_a: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _scan(u: torch.Tensor, log_a: torch.Tensor, chunk: int, reverse: bool = False, scale=None,
-          inplace: bool = False) -> torch.Tensor:
+          inplace: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
     """Exact first-order recursion along the last axis, zero boundary, no Python loop over frames.
 
     Forward: ``y[t] = a y[t-1] + c u[t]`` with ``y[-1] = 0``; ``reverse=True``:
     ``y[t] = a y[t+1] + c u[t]`` with ``y[T] = 0`` (the adjoint, for the backward pass).
     ``u`` ``(N, m, T)``; ``log_a`` (``log a <= 0``) and ``scale`` ``c`` are 0-d or ``(m,)`` (per band).
-    ``inplace=True`` may overwrite ``u`` (a contiguous scratch tensor) with the result.
+    ``inplace=True`` may overwrite ``u`` (a contiguous scratch tensor) with the result; ``out``
+    (contiguous, shape of ``u``) receives it.
 
     The frames are cut into blocks of ``L <= chunk``. Inside a block,
     ``y[k] = a^k * cumsum_j(a^-j c u[j])`` (a cumulative sum of rescaled, non-negative terms
@@ -477,6 +478,10 @@ def _scan(u: torch.Tensor, log_a: torch.Tensor, chunk: int, reverse: bool = Fals
     """
     if reverse:
         return _scan(u.flip(-1), log_a, chunk, scale=scale).flip(-1)
+    if out is not None:
+        y = _scan(u, log_a, chunk, scale=scale, inplace=inplace, out=None) if u.shape[-1] % min(u.shape[-1], chunk) else None
+        if y is not None:
+            return out.copy_(y)
     N, m, T = u.shape
     per_band = log_a.ndim == 1
     L = min(T, chunk)
@@ -497,7 +502,10 @@ def _scan(u: torch.Tensor, log_a: torch.Tensor, chunk: int, reverse: bool = Fals
         if per_band:
             up, down = up.unsqueeze(-2), down.unsqueeze(-2)  # (m, 1, L)
         y = u.view(N, m, n_chunks, L)
-        y = y.mul_(up) if (inplace and not pad and u.is_contiguous()) else y * up
+        if out is not None and not pad:
+            y = torch.mul(y, up, out=out.view(N, m, n_chunks, L))
+        else:
+            y = y.mul_(up) if (inplace and not pad and u.is_contiguous()) else y * up
         torch.cumsum(y, -1, out=y)
         y.mul_(down)
     else:
@@ -510,6 +518,8 @@ def _scan(u: torch.Tensor, log_a: torch.Tensor, chunk: int, reverse: bool = Fals
             y = torch.bmm(uc, op).view(m, N, n_chunks, L).transpose(0, 1).contiguous()
         else:
             y = (u.view(N * m * n_chunks, L) @ op).view(N, m, n_chunks, L)
+        if out is not None and not pad:
+            y = out.view(N, m, n_chunks, L).copy_(y)
     if n_chunks > 1:
         bound = _scan(y[..., -1].contiguous(), log_a * L, chunk)  # state at each block's end
         prev = torch.nn.functional.pad(bound[..., :-1], (1, 0))  # state at the previous block's end
@@ -518,7 +528,10 @@ def _scan(u: torch.Tensor, log_a: torch.Tensor, chunk: int, reverse: bool = Fals
             carry = carry.unsqueeze(-2)  # (m, 1, L)
         y = y.addcmul_(prev.unsqueeze(-1), carry)
     y = y.view(N, m, n_chunks * L)
-    return y[..., :T] if pad else y
+    y = y[..., :T] if pad else y
+    if out is not None and y.data_ptr() != out.data_ptr():
+        return out.copy_(y)
+    return y
 
 
 class _Smoother(torch.autograd.Function):
@@ -653,90 +666,132 @@ def _sum_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return grad.sum(dim=tuple(range(grad.ndim - 2))).sum(-1, keepdim=True)
 
 
+_PCEN_BLOCK = 1 << 19  # elements per block of examples (2 MiB of float32): the working set stays in cache
+
+
 class _PCEN(torch.autograd.Function):
     """The whole of PCEN (smoother + gain + compression) with a hand-written backward.
 
     PCEN is limited by memory traffic, not arithmetic: autograd through its ~15 elementwise
-    steps allocates and revisits a full-size tensor per step. This keeps five tensors for the
-    backward pass and works in place (two new tensors in the backward pass); the adjoint of the
-    smoother is the same exact recursion run backwards in time (see :class:`_Smoother`).
-    Parameters: ``s`` 0-d or ``(m,)``; ``alpha, delta, r, eps`` 0-d or ``(m, 1)``; ``delta > 0``.
+    steps allocates and revisits a full-size tensor per step. This keeps a few tensors for the
+    backward pass, works in place, and walks through the batch in blocks of about
+    ``_PCEN_BLOCK`` elements so that each block's steps run on cached data (a Python loop over
+    blocks of examples, never over frames). The adjoint of the smoother is the same exact
+    recursion run backwards in time (see :class:`_Smoother`).
+    Input ``x`` ``(N, m, T)``; ``s`` 0-d or ``(m,)``; ``alpha, delta, r, eps`` 0-d or ``(m, 1)``; ``delta > 0``.
     """
 
     @staticmethod
     def forward(ctx, x, s, alpha, delta, r, eps, state, loop, chunk):
         need = ctx.needs_input_grad
-        T = x.shape[-1]
+        x = x.contiguous()
+        N, m, T = x.shape
+        nb = max(1, _PCEN_BLOCK // max(1, m * T))
         log_a = torch.log1p(-s.clamp(max=1.0)).clamp(min=-1e4)
-        em = _scan(x, log_a, chunk, scale=s)                      # M from M[-1] = 0
-        if loop:
-            state = em[..., -1] / -torch.expm1(log_a * T)
-        if state is not None:
-            em.addcmul_(state.unsqueeze(-1), _decay_powers(log_a, T, start=1))
-        em.add_(eps)                                              # eps + M (M itself is em - eps)
-        L = torch.log(em)
-        gain = torch.mul(L, -alpha).exp_()                        # (eps + M)^-alpha
-        G = gain * x if need[0] else gain.mul_(x)
-        q = torch.div(G, delta).log1p_()                          # log1p(G / delta)
         dr = torch.exp(r * torch.log(delta))                      # delta^r
-        out = torch.mul(q, r).expm1_().mul_(dr) if need[4] else q.mul_(r).expm1_().mul_(dr)
-        ctx.loop, ctx.chunk, ctx.has_state = loop, chunk, state is not None
-        ctx.save_for_backward(x, s, log_a, em, L, G, q if need[4] else None, out, gain if need[0] else None,
-                              alpha, delta, r, eps, dr, state if state is not None else torch.zeros(()))
+        em, L, G, out = (torch.empty_like(x) for _ in range(4))
+        q = torch.empty_like(x) if need[4] else None
+        gain = torch.empty_like(x) if need[0] else None
+        starts = loop or state is not None
+        used_state = torch.empty((N, m), dtype=x.dtype, device=x.device) if starts else None
+        decay = _decay_powers(log_a, T, start=1) if starts else None   # a ** (t + 1)
+        loop_denom = -torch.expm1(log_a * T) if loop else None
+        for i in range(0, N, nb):
+            sl = slice(i, i + nb)
+            xb, emb, Lb, Gb, ob = x[sl], em[sl], L[sl], G[sl], out[sl]
+            _scan(xb, log_a, chunk, scale=s, out=emb)              # M from M[-1] = 0
+            if starts:
+                st = emb[..., -1] / loop_denom if loop else state[sl]
+                emb.addcmul_(st.unsqueeze(-1), decay)
+                used_state[sl] = st
+            emb.add_(eps)                                          # eps + M (M itself is em - eps)
+            torch.log(emb, out=Lb)
+            if gain is not None:
+                torch.mul(Lb, -alpha, out=gain[sl]).exp_()         # (eps + M)^-alpha
+                torch.mul(gain[sl], xb, out=Gb)
+            else:
+                torch.mul(Lb, -alpha, out=Gb).exp_().mul_(xb)
+            qb = q[sl] if q is not None else ob
+            torch.div(Gb, delta, out=qb).log1p_()                  # log1p(G / delta)
+            if q is not None:
+                torch.mul(qb, r, out=ob)
+            else:
+                ob.mul_(r)
+            ob.expm1_().mul_(dr)
+        ctx.loop, ctx.chunk, ctx.nb = loop, chunk, nb
+        ctx.save_for_backward(x, s, log_a, em, L, G, q, out, gain, alpha, delta, r, eps, dr, used_state)
         last = em[..., -1] - (eps.squeeze(-1) if eps.ndim else eps)  # the final state M[T-1], for streaming
         return out, last
 
     @staticmethod
     def backward(ctx, g, g_last):
-        x, s, log_a, em, L, G, q, out, gain, alpha, delta, r, eps, dr, state = ctx.saved_tensors
+        x, s, log_a, em, L, G, q, out, gain, alpha, delta, r, eps, dr, used_state = ctx.saved_tensors
         need = ctx.needs_input_grad
-        T = x.shape[-1]
-        gx = gs = ga = gd = gr = ge = gstate = None
-        g = g.contiguous() if g.stride(-1) != 1 else g
-        A = torch.div(out, dr).add_(1.0)                          # P = (1 + G / delta)^r
-        B = torch.mul(g, out)
-        s_out = _sum_to(B, r)                                     # sum g * out
-        if need[4]:                                               # d out / d r = log(delta) out + delta^r P q
-            gr = torch.log(delta) * s_out + dr * _sum_to(torch.mul(A, q, out=B).mul_(g), r)
-        torch.add(G, delta, out=B)
-        A = torch.div(A, B, out=A).mul_(g).mul_(r * dr)           # w = g * d out / d G
-        if need[0]:
-            gx = A * gain
-        A.mul_(G)                                                 # w G
-        if need[3]:                                               # d out / d delta = (r out - G dout/dG) / delta
-            gd = (r * s_out - _sum_to(A, delta)) / delta
-        if need[2]:                                               # d G / d alpha = -G log(eps + M)
-            ga = -_sum_to(torch.mul(A, L, out=B), alpha)
-        A.div_(em).mul_(-alpha)                                   # dL/dM = -alpha w G / (eps + M)
-        if need[5]:
-            ge = _sum_to(A, eps)
-        if g_last is not None:                                    # the returned final state was used
-            A[..., -1] += g_last
-            if need[5]:
-                ge = ge - _sum_to(g_last.unsqueeze(-1), eps)
-        if not (need[0] or need[1] or need[6]):
-            return gx, gs, ga, gd, gr, ge, gstate, None, None
-        # adjoint of the smoother: lam[t] = dL/dM[t] + a lam[t+1], run as a forward scan on reversed time
-        lam = _scan(A.flip(-1), log_a, ctx.chunk, inplace=True).flip(-1)
+        N, m, T = x.shape
+        nb = ctx.nb
         per_band = s.ndim == 1
-        if ctx.loop:
-            a_T = -torch.expm1(log_a * T)
-            first = lam[..., 0] / (a_T.unsqueeze(0) if per_band else a_T)
-            lam.addcmul_(first.unsqueeze(-1), _decay_powers(log_a, T, start=1).flip(-1))  # a ** (T - t)
-        if need[1]:
-            # sum_t lam[t] (x[t] - M[t-1]) with M = em - eps and M[-1] = the initial state
-            buf = B.view(-1)[: lam.numel()].view(lam.shape) if B.is_contiguous() else torch.empty_like(lam)
-            d = torch.mul(lam, x, out=buf).sum(-1)
-            d = d - torch.mul(lam[..., 1:], em[..., :-1], out=buf[..., 1:]).sum(-1)
-            d = d + lam[..., 1:].sum(-1) * (eps.squeeze(-1) if eps.ndim else eps)
-            if ctx.has_state:
-                d = d - lam[..., 0] * state
-            gs = d.sum(0) if per_band else d.sum()
-        if need[6]:
-            gstate = lam[..., 0] * torch.exp(log_a)
-        if need[0]:
-            sb = s.unsqueeze(-1) if per_band else s
-            gx = gx + lam * sb
+        g = g.contiguous()
+        gx = torch.empty_like(x) if need[0] else None
+        gstate = torch.empty((N, m), dtype=x.dtype, device=x.device) if need[6] else None
+        A = torch.empty((min(nb, N), m, T), dtype=x.dtype, device=x.device)
+        B = torch.empty_like(A)
+        s_out = S_q = S_wg = S_l = ge = gs = 0.0
+        smoother = need[0] or need[1] or need[6]
+        eps_v = eps.squeeze(-1) if eps.ndim else eps
+        sb = s.unsqueeze(-1) if per_band else s
+        if smoother and ctx.loop:
+            loop_denom = -torch.expm1(log_a * T)
+            loop_denom = loop_denom.unsqueeze(0) if per_band else loop_denom
+            rev_decay = _decay_powers(log_a, T, start=1).flip(-1)  # a ** (T - t)
+        for i in range(0, N, nb):
+            sl = slice(i, i + nb)
+            n = min(nb, N - i)
+            Ab, Bb, gb = A[:n], B[:n], g[sl]
+            ob, Gb, emb = out[sl], G[sl], em[sl]
+            torch.div(ob, dr, out=Ab).add_(1.0)                   # P = (1 + G / delta)^r
+            torch.mul(gb, ob, out=Bb)
+            s_out = s_out + _sum_to(Bb, r)                         # sum g * out
+            if need[4]:
+                S_q = S_q + _sum_to(torch.mul(Ab, q[sl], out=Bb).mul_(gb), r)   # sum g P q
+            torch.add(Gb, delta, out=Bb)
+            torch.div(Ab, Bb, out=Ab).mul_(gb).mul_(r * dr)       # w = g * d out / d G
+            if need[0]:
+                torch.mul(Ab, gain[sl], out=gx[sl])
+            Ab.mul_(Gb)                                            # w G
+            if need[3]:
+                S_wg = S_wg + _sum_to(Ab, delta)
+            if need[2]:
+                S_l = S_l + _sum_to(torch.mul(Ab, L[sl], out=Bb), alpha)   # sum w G log(eps + M)
+            Ab.div_(emb).mul_(-alpha)                              # dL/dM = -alpha w G / (eps + M)
+            if need[5]:
+                ge = ge + _sum_to(Ab, eps)
+            if g_last is not None:                                 # the returned final state M[T-1] was used
+                Ab[..., -1] += g_last[sl]
+            if not smoother:
+                continue
+            # adjoint of the smoother: lam[t] = dL/dM[t] + a lam[t+1], a forward scan on reversed time
+            lam = _scan(Ab.flip(-1), log_a, ctx.chunk, inplace=True).flip(-1)
+            if ctx.loop:  # the periodic solution has a periodic adjoint
+                lam.addcmul_((lam[..., 0] / loop_denom).unsqueeze(-1), rev_decay)
+            if need[1]:
+                # sum_t lam[t] (x[t] - M[t-1]) with M = em - eps and M[-1] = the initial state
+                d = torch.mul(lam, x[sl], out=Bb).sum(-1)
+                d = d - torch.mul(lam[..., 1:], emb[..., :-1], out=Bb[..., 1:]).sum(-1)
+                d = d + lam[..., 1:].sum(-1) * eps_v
+                if used_state is not None:
+                    d = d - lam[..., 0] * used_state[sl]
+                gs = gs + (d.sum(0) if per_band else d.sum())
+            if need[6]:
+                gstate[sl] = lam[..., 0] * torch.exp(log_a)
+            if need[0]:
+                gx[sl].addcmul_(lam, sb)
+        gr = torch.log(delta) * s_out + dr * S_q if need[4] else None
+        gd = (r * s_out - S_wg) / delta if need[3] else None
+        ga = -S_l if need[2] else None
+        if not need[1]:
+            gs = None
+        if not need[5]:
+            ge = None
         return gx, gs, ga, gd, gr, ge, gstate, None, None
 
 

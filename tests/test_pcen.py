@@ -214,3 +214,42 @@ def test_reference_rejects_unknown_init():
         PCEN(time_constant=0.4)  # needs sample_rate and hop_length
     with pytest.raises(ValueError, match="alpha"):
         PCEN(trainable=True, alpha=1.0)
+
+
+def test_blocked_batch_equals_one_block_with_gradients(monkeypatch):
+    """The fused PCEN walks through the batch in blocks; block boundaries must not change anything."""
+    g = torch.Generator().manual_seed(7)
+    x = (torch.rand(5, 3, 13, generator=g, dtype=torch.float64) + 0.01).requires_grad_()
+    values = [(torch.tensor([0.1, 0.3, 0.05], dtype=torch.float64) * k).requires_grad_() for k in (1.0, 3.0, 10.0, 1.5, 0.1)]
+    w = torch.randn(5, 3, 13, generator=g, dtype=torch.float64)
+
+    def run(init):
+        out, state = F.pcen(x, *values, init=init, chunk=4, return_state=True)
+        grads = torch.autograd.grad((out * w).sum() + state.sum(), [x, *values])
+        return out, state, grads
+
+    for init in ("first", "loop"):
+        whole = run(init)
+        monkeypatch.setattr(F, "_PCEN_BLOCK", 2 * 3 * 13)  # two examples per block: 3 blocks, the last short
+        blocked = run(init)
+        monkeypatch.undo()
+        torch.testing.assert_close(blocked[0], whole[0], rtol=1e-13, atol=0)
+        torch.testing.assert_close(blocked[1], whole[1], rtol=1e-13, atol=0)
+        for a, b in zip(blocked[2], whole[2]):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+        monkeypatch.setattr(F, "_PCEN_BLOCK", 3 * 13)
+        assert torch.autograd.gradcheck(lambda x, *p: F.pcen(x, *p, init=init, chunk=4), (x, *values))
+        monkeypatch.undo()
+
+
+def test_gradient_through_the_returned_state_matches_the_loop():
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 3, 10, generator=g, dtype=torch.float64) + 0.01
+    p1 = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.2, 0.7, 1.5, 0.3, 1e-3)]
+    p2 = [p.detach().clone().requires_grad_() for p in p1]
+    out, state = F.pcen(x, *p1, init="loop", return_state=True)
+    (out.sum() + 3 * state.sum()).backward()
+    out, state = F.pcen_reference(x, *p2, init="loop", return_state=True)
+    (out.sum() + 3 * state.sum()).backward()
+    for a, b in zip(p1, p2):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12)
