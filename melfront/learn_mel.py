@@ -586,8 +586,11 @@ def _train_epochs(v: _Variant, train: Segments, test: Segments, epochs: int, fir
     return clock
 
 
-def plot_study(curves: dict, output, title: str = "") -> Path:
-    """Figure 3 of Tax et al.: test accuracy (clip-level majority vote) against epoch, one line per arm."""
+def plot_study(curves: dict, output, title: str = "", branch_epoch: int | None = None) -> Path:
+    """Figure 3 of Tax et al.: test accuracy (clip-level majority vote) against epoch, one line per arm.
+
+    ``branch_epoch``: the epoch after which (d) was unfrozen, marked with a vertical line.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
     styles = {"a": ("tab:blue", "-"), "b": ("tab:orange", "-"), "c": ("tab:green", "-"), "d": ("tab:red", "--")}
@@ -596,11 +599,14 @@ def plot_study(curves: dict, output, title: str = "") -> Path:
         ep = [r["epoch"] for r in curve["curve"]]
         acc = [100 * r["test_accuracy"] for r in curve["curve"]]
         ax.plot(ep, acc, ls, color=color, marker="o", ms=3, label=curve["label"])
+    if branch_epoch:
+        ax.axvline(branch_epoch + 0.5, color="grey", lw=0.8, ls=":")
+        ax.text(branch_epoch + 0.7, 97, "(d) unfrozen", fontsize=8, color="grey", va="top")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy, clip majority vote (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", framealpha=0.9)
     if title:
         ax.set_title(title, fontsize=10)
     output = Path(output)
@@ -720,7 +726,7 @@ def run_mst_study(dataset: str, root, output_dir, mst: str | None = None, mst_da
                   "seconds": v.curve[-1]["seconds"]} for k, v in variants.items()}
     fig = plot_study(curves, output_dir / "accuracy_vs_epoch.png",
                      title=f"{dataset}: {len(train_clips)} train / {len(test_clips)} test clips, PiczakCNN "
-                           f"(60x101), {optimizer} lr {lr}")
+                           f"(60x101), {optimizer} lr {lr}", branch_epoch=epochs if "d" in variants else None)
     results = {
         "dataset": dataset, "n_train_clips": len(train_clips), "n_test_clips": len(test_clips),
         "n_train_segments": len(train), "n_test_segments": len(test), "classes": list(clips.classes),
