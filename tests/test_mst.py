@@ -254,7 +254,7 @@ def _classifier(frontend):
 def test_frozen_frontend_gets_no_gradient_and_keeps_batch_norm_statistics(tmp_path):
     model, target = _trained_pair()
     path = save_mst(tmp_path / "m.pt", model, target)
-    front = mst_frontend(str(path), frozen=True, sample_rate=8000)  # common options are ignored
+    front = mst_frontend(str(path), frozen=True, sample_rate=8000, fmin=30.0)  # common options that agree / are ignored
     assert front.input_kind == "waveform" and front.out_channels == 1
     clf = _classifier(front)
     clf.train()
@@ -404,3 +404,19 @@ def test_learn_mel_command_errors(tmp_path, capsys):
     assert "epochs" in capsys.readouterr().err
     assert main(["mst-study", "--dataset", "folder", "--root", str(root), "--mst", str(tmp_path / "none.pt"),
                  "--quiet"]) == 2
+
+
+def test_frontend_spec_builds_the_mst_frontend(tmp_path):
+    import melfront.frontends
+    model, target = _trained_pair()
+    path = save_mst(tmp_path / "m.pt", model, target)
+    front = melfront.frontends.frontend(f"mst(checkpoint={str(path)!r}, frozen=True)", sample_rate=8000, n_mels=16)
+    assert isinstance(front, MSTFrontend) and front.frozen and front.input_kind == "waveform"
+    x = torch.randn(2, 1000)
+    assert torch.allclose(front(x), model.eval()(peak_normalise(x)), atol=1e-6)
+    trainable = melfront.frontends.frontend(f"mst(checkpoint={str(path)!r}, frozen=False)")
+    assert all(p.requires_grad for p in trainable.parameters())
+    with pytest.raises(ValueError, match="sample_rate=8000"):
+        melfront.frontends.frontend(f"mst(checkpoint={str(path)!r})", sample_rate=22050)
+    with pytest.raises(ValueError, match="n_mels=16"):
+        melfront.frontends.frontend(f"mst(checkpoint={str(path)!r})", n_mels=128)

@@ -388,10 +388,20 @@ def mst_frontend(checkpoint: str = "mst.pt", frozen: bool = True, normalise_peak
     """Frontend from a ``melfront learn-mel`` checkpoint (spec ``"mst(checkpoint='mst.pt', frozen=True)"``).
 
     Returns an :class:`MSTFrontend` (``input_kind = "waveform"``, output ``(batch, n_mels, frames)``).
-    Extra keyword arguments (common frontend options such as ``sample_rate``) are ignored: the
-    checkpoint fixes the mel parameters.
+    The checkpoint fixes the mel parameters: other keyword arguments (common frontend options) are
+    ignored, except that ``sample_rate``, ``n_fft``, ``hop_length`` or ``n_mels`` that disagree with
+    the checkpoint raise ``ValueError`` (the model would silently compute something else, or its
+    frames would not line up with the caller's patches).
     """
     if not isinstance(frozen, bool):
         raise ValueError(f"frozen must be True or False, got {frozen!r}")
-    model, _target, config = load_mst(checkpoint)
+    model, target, config = load_mst(checkpoint)
+    trained = dict(n_fft=model.n_fft, hop_length=model.hop_length, n_mels=model.n_mels)
+    if target is not None:
+        trained["sample_rate"] = target.mel_kwargs.get("sample_rate")
+    for key, value in trained.items():
+        given = ignored.get(key)
+        if given is not None and value is not None and float(given) != float(value):
+            raise ValueError(f"{checkpoint}: the MSTModel was trained with {key}={value}, but {key}={given} "
+                             f"was asked for; use {key}={value} (e.g. in the mel settings) or retrain it")
     return MSTFrontend(model, frozen=frozen, config=config, normalise_peak=normalise_peak)
