@@ -48,9 +48,8 @@ class Spectrogram(nn.Module):
 
     def num_frames(self, n_samples: int) -> int:
         """Number of frames produced for ``n_samples`` input samples."""
-        if self.center:
-            return 1 + n_samples // self.hop_length
-        return 1 + (n_samples - self.n_fft) // self.hop_length
+        padded = n_samples + 2 * (self.n_fft // 2) if self.center else n_samples
+        return 1 + (padded - self.n_fft) // self.hop_length
 
     def extra_repr(self) -> str:
         return (f"n_fft={self.n_fft}, hop_length={self.hop_length}, win_length={self.win_length}, "

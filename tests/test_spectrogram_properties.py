@@ -50,6 +50,8 @@ def test_frame_count():
     mel = melfront.MelSpectrogram(22050, n_fft=1024, hop_length=512)
     for n in (1, 511, 512, 513, 22050):
         assert mel(torch.zeros(n)).shape[-1] == mel.num_frames(n) == 1 + n // 512
+    odd = melfront.MelSpectrogram(8000, n_fft=255, hop_length=100, n_mels=16)
+    assert odd(torch.zeros(1000)).shape[-1] == odd.num_frames(1000) == 10
     mel_nc = melfront.MelSpectrogram(22050, n_fft=1024, hop_length=512, center=False)
     assert mel_nc(torch.zeros(5000)).shape[-1] == mel_nc.num_frames(5000) == 1 + (5000 - 1024) // 512
 
