@@ -448,9 +448,8 @@ class AdaptiveFilterbank(nn.Module):
 
     def num_frames(self, n_samples: int) -> int:
         """Number of frames produced for ``n_samples`` input samples (as the MelSpectrogram's)."""
-        if self.center:
-            return 1 + n_samples // self.hop_length
-        return 1 + (n_samples - self.n_fft) // self.hop_length
+        padded = n_samples + 2 * (self.n_fft // 2) if self.center else n_samples
+        return 1 + (padded - self.n_fft) // self.hop_length
 
     # ----------------------------------------------------------------------------- forward
     def _design(self, dtype):

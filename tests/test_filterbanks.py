@@ -91,6 +91,14 @@ def test_frames_and_shapes_match_melspectrogram(center, pad_mode, length):
     assert med < 0.1 and corr > 0.97
 
 
+def test_frames_odd_n_fft():
+    m = melfront.MelSpectrogram(SR, n_fft=255, hop_length=64, n_mels=20)
+    a = FB.AdaptiveFilterbank.from_mel(m)
+    for length in (640, 641, 700):
+        x = torch.randn(length)
+        assert a(x).shape == m(x).shape
+
+
 def test_output_is_nonnegative_power_float32(ada):
     x = torch.randn(3000)
     out = ada(x)
