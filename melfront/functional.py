@@ -186,7 +186,7 @@ def spectrogram(waveform: torch.Tensor, n_fft: int = 2048, hop_length: int | Non
         return spec
     if power == 2.0:
         # |z|^2 from real and imaginary parts: exact and with a gradient defined at 0
-        return torch.view_as_real(spec).pow(2).sum(-1)
+        return spec.real.square() + spec.imag.square()
     if power == 1.0:
         return spec.abs()
     return spec.abs().pow(power)
