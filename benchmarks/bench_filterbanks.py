@@ -60,6 +60,7 @@ def clip_paths(data: Path, which: str, max_clips: int | None):
 
 
 def accuracy(args):
+    print(f"AdaptiveFilterbank.from_mel vs MelSpectrogram, bins within 60 dB of each clip's maximum; torch {torch.__version__}")
     for name, which, cfg in CONFIGS:
         paths = clip_paths(Path(args.data), which, args.max_clips)
         if not paths:
@@ -69,7 +70,7 @@ def accuracy(args):
         t0 = time.perf_counter()
         ada = AdaptiveFilterbank.from_mel(mel)
         design_s = time.perf_counter() - t0
-        meds, corrs = [], []
+        meds, corrs, misses = [], [], []
         band_err = [[] for _ in range(cfg["n_mels"])]
         for path in paths:
             wave, _ = load_audio(path, sample_rate=cfg["sample_rate"])
@@ -78,6 +79,8 @@ def accuracy(args):
             med, corr, mask, rel = clip_metrics(m, a)
             meds.append(med)
             corrs.append(corr)
+            if med > 0.05 or corr < 0.99:
+                misses.append(f"{path.name} (median relative error {med:.3f}, dB correlation {corr:.4f})")
             for k in range(cfg["n_mels"]):
                 sel = rel[k][mask[k]]
                 if sel.numel():
@@ -88,6 +91,7 @@ def accuracy(args):
               f"{np.percentile(meds, 90):.4f}, max {max(meds):.4f}; clips <= 5%: {np.mean(np.array(meds) <= 0.05):.1%}")
         print(f"dB correlation per clip: median {statistics.median(corrs):.5f}, min {min(corrs):.5f}; "
               f"clips >= 0.99: {np.mean(np.array(corrs) >= 0.99):.1%}")
+        print("clips missing a target: " + ("; ".join(misses) if misses else "none"))
         k_ = cfg["n_mels"]
         show = sorted(set(list(range(4)) + list(range(k_ // 4, k_, k_ // 4)) + [k_ - 2, k_ - 1]))
         centres = mel.mel_center_frequencies()
