@@ -409,7 +409,15 @@ class AdaptiveFilterbank(nn.Module):
             basis = m.mel_basis.detach().to(torch.float64).cpu()
             gain = basis.amax(1) / raw.amax(1).clamp(min=1e-300)
         # averaging widths by least squares on the click identity |h_k|^2 * w_k = sum(Lambda_k) g^2
-        avg = _fit_averaging_widths(centre, width, skew, m.norm, gain, window, m.sample_rate, kwargs.get("oversample", 16))
+        key = (float(m.sample_rate), int(m.n_fft), int(m.n_mels), float(m.fmin), float(m.fmax), bool(m.htk), repr(m.norm),
+               window.numpy().tobytes(), int(kwargs.get("oversample", 16)))
+        avg = _FIT_CACHE.get(key)
+        if avg is None:
+            avg = _fit_averaging_widths(centre, width, skew, m.norm, gain, window, m.sample_rate, key[-1])
+            if len(_FIT_CACHE) >= 32:
+                _FIT_CACHE.pop(next(iter(_FIT_CACHE)))
+            _FIT_CACHE[key] = avg
+        avg = avg.clone()
         return cls(m.sample_rate, window, centre, width, skew, avg, m.hop_length, center=m.center, pad_mode=m.pad_mode,
                    norm=m.norm, gain=gain, trainable=trainable, **kwargs)
 
@@ -495,6 +503,9 @@ class AdaptiveFilterbank(nn.Module):
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, n_bands={self.n_bands}, n_fft={self.n_fft}, hop_length={self.hop_length}, "
                 f"center={self.center}, decimations={sorted(set(self.decimation))}, trainable={self.trainable}")
+
+
+_FIT_CACHE: dict = {}   # fitted averaging widths per mel configuration (the fit takes ~0.5 s at 128 mels)
 
 
 def _fit_averaging_widths(centre, width, skew, norm, gain, window, sample_rate, oversample=16, n_grid=48):

@@ -1,6 +1,7 @@
 """AdaptiveFilterbank (Dörfler, Bammer & Grill 2017, Prop. IV.5) and the window-equivalence kernels
 (Prop. IV.2 / Thm IV.4): shapes, reproduction of the MelSpectrogram, exactness where the design is
 exact, the equivalence residual, gradients and validity of the trainable variant, the CLI figures."""
+import functools
 import math
 
 import numpy as np
@@ -75,11 +76,16 @@ def test_power_response_is_mel_response_to_exponentials(mel, ada):
 
 
 # ------------------------------------------------------------------------------------ shapes
+@functools.lru_cache(maxsize=None)
+def _pair(center, pad_mode):
+    m = melfront.MelSpectrogram(SR, n_fft=256, hop_length=64, n_mels=24, center=center, pad_mode=pad_mode)
+    return m, FB.AdaptiveFilterbank.from_mel(m)
+
+
 @pytest.mark.parametrize("center,pad_mode", [(True, "constant"), (True, "reflect"), (False, "constant")])
 @pytest.mark.parametrize("length", [1000, 1777])
 def test_frames_and_shapes_match_melspectrogram(center, pad_mode, length):
-    m = melfront.MelSpectrogram(SR, n_fft=256, hop_length=64, n_mels=24, center=center, pad_mode=pad_mode)
-    a = FB.AdaptiveFilterbank.from_mel(m)
+    m, a = _pair(center, pad_mode)
     x = torch.randn(2, 3, length, dtype=torch.float64)
     out, ref = a(x), m(x)
     assert out.shape == ref.shape == (2, 3, 24, m.num_frames(length))
