@@ -74,7 +74,7 @@ def _add_compare(sub):
     p.add_argument("--seed", type=int, help="base seed (default 0)")
     p.add_argument("--compare", action="append", metavar="A,B",
                    help="two frontends whose difference the report tests (repeatable)")
-    p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--jobs", type=int, default=None, help="trials run side by side (default: one per CPU core)")
     p.add_argument("--ray", metavar="auto|ADDRESS", help="run every trial as a task on a Ray cluster")
     p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")

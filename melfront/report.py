@@ -267,6 +267,9 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None) ->
     rows = store.rows()
     if config is None or not rows:
         raise ValueError(f"{store_path}: no finished trials to report on")
+    # tables and legends list frontends in the study's order
+    rank = {f: i for i, f in enumerate(config.frontends)}
+    rows.sort(key=lambda r: rank.get(r["frontend"], len(rank)))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frontends = [f for f in config.frontends if any(r["frontend"] == f for r in rows)] or \
