@@ -6,6 +6,8 @@ from .functional import deltas, mel_filterbank
 from .frontends import MelSpectrogram, Spectrogram
 from .frontends import (FRONTENDS, Chain, Decibel, Frontend, Log10000, LogEPS, LogFloor, LogLearn, LogOffset,
                         MinMax, PCEN, PowerLearn, Stack, frontend)
+from .filterbanks import AdaptiveFilterbank
+from . import data    # melfront.data.dataset(name, root, ...)
 from . import models  # melfront.models.build(name, ...), melfront.models.Classifier
 
 

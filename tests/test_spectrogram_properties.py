@@ -10,8 +10,8 @@ from conftest import cuda
 
 def test_gradcheck_through_melspectrogram():
     torch.manual_seed(0)
-    mel = melfront.MelSpectrogram(8000, n_fft=64, hop_length=16, n_mels=8)
-    x = torch.randn(2, 200, dtype=torch.float64, requires_grad=True)
+    mel = melfront.MelSpectrogram(8000, n_fft=32, hop_length=16, n_mels=4)
+    x = torch.randn(2, 64, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(mel, (x,), eps=1e-6, atol=1e-6)
 
 

@@ -200,8 +200,7 @@ def test_real_training_grid_local_equals_ray(tmp_path):
     local = run_study(config, tmp_path / "local.db", quiet=True).rows()
     assert len(local) == 2 and all(0.0 <= r["accuracy"] <= 1.0 for r in local)
     assert any(r["learned"] for r in local if r["frontend"].startswith("pcen"))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(__import__("torch").get_num_threads())}})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote = run_study(config, tmp_path / "ray.db", ray_address="local", quiet=True).rows()
     finally:
