@@ -139,7 +139,8 @@ class Trial:
         """A stable id from everything that determines the trial's result."""
         c = config.to_dict()
         ident = dict(dataset=c["dataset"], root=os.path.abspath(c["root"]) if c["root"] else None,
-                     dataset_options=c["dataset_options"], mel=c["mel"], train=c["train"], seed=c["seed"],
+                     dataset_options=c["dataset_options"], mel=c["mel"], train=train_settings(config, self.model),
+                     seed=c["seed"],
                      holdout=c["holdout_per_class"], fold=str(self.fold), n=self.n, run=self.run,
                      model=self.model, frontend=self.frontend)
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]

@@ -207,3 +207,12 @@ def test_real_training_grid_local_equals_ray(tmp_path):
         ray.shutdown()
     key = lambda rows: sorted((r["key"], r["accuracy"], r["map"], json.dumps(r["learned"])) for r in rows)
     assert key(remote) == key(local)
+
+
+def test_trial_key_depends_on_its_own_model_settings_only(tmp_path):
+    base = tiny_config(tmp_path, models=["vgg", "sbcnn"])
+    other = tiny_config(tmp_path, models=["vgg", "sbcnn"],
+                        train=dict(base.train, models={"sbcnn": {"model_options": {"input_bn": True}}}))
+    vgg, sb = Trial(1, 1, 0, "vgg", "db"), Trial(1, 1, 0, "sbcnn", "db")
+    assert vgg.key(base) == vgg.key(other)
+    assert sb.key(base) != sb.key(other)
