@@ -344,3 +344,23 @@ class TestBuild:
         everything = models.kernel_weights(m)
         assert [w.shape for w in dense] == [(64, 2400), (10, 64)]
         assert len(everything) == 5 and all(w.ndim in (2, 4) for w in everything)  # no biases, no BN
+
+
+def test_input_conv_gradients_equal_conv2d():
+    """InputConv2d's faster input gradient gives autograd's values (float64 gradcheck and a float32 comparison)."""
+    from melfront.models.classifier import InputConv2d, _InputConv2dFunction
+    torch.manual_seed(0)
+    for kw in (dict(), dict(stride=2, padding=3), dict(padding=1, dilation=2)):
+        conv = InputConv2d(2, 3, 3, **kw).double()
+        x = torch.randn(2, 2, 9, 11, dtype=torch.float64, requires_grad=True)
+        fn = lambda a, w, b: _InputConv2dFunction.apply(a, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+        assert torch.autograd.gradcheck(fn, (x, conv.weight, conv.bias))
+        ref = torch.nn.Conv2d(2, 3, 3, **kw)
+        fast = InputConv2d(2, 3, 3, **kw)
+        fast.load_state_dict(ref.state_dict())
+        x32 = torch.randn(4, 2, 17, 13, requires_grad=True)
+        g = torch.randn_like(ref(x32))
+        a = torch.autograd.grad(ref(x32), (x32, ref.weight, ref.bias), g)
+        b = torch.autograd.grad(fast(x32), (x32, fast.weight, fast.bias), g)
+        for p, q in zip(a, b):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["Backbone", "Classifier", "kernel_weights"]
+__all__ = ["Backbone", "Classifier", "InputConv2d", "kernel_weights"]
 
 # One pooling/convolution step along one axis: (kernel, stride, padding), output floor((n + 2p - k) / s) + 1.
 Op = tuple[int, int, int]
@@ -75,6 +75,58 @@ class Backbone(nn.Module):
     def extra_repr(self) -> str:
         return (f"n_classes={self.n_classes}, n_mels={self.n_mels}, n_frames={self.n_frames}, "
                 f"in_channels={self.in_channels}")
+
+
+class _InputConv2dFunction(torch.autograd.Function):
+    """conv2d whose input gradient is computed as a transposed convolution with oneDNN off.
+
+    With a trainable frontend the first convolution must back-propagate to its input. For a
+    convolution with few input channels (1 for a mel image, 3 for a stack), oneDNN's
+    backward-data is several times slower on CPU than PyTorch's native transposed convolution
+    (measured: 350 vs 90 ms for SB-CNN's 24@5x5 on 32 x 128 x 128, see BENCHMARKS.md); the forward
+    and the weight gradient keep oneDNN. Values equal autograd's up to float rounding.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, dilation, groups)
+        return nn.functional.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conf
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            enabled = torch._C._get_mkldnn_enabled()
+            torch._C._set_mkldnn_enabled(False)  # (torch.backends.mkldnn.flags() warns about TF32 each call)
+            try:
+                grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, stride, padding, dilation, groups)
+            finally:
+                torch._C._set_mkldnn_enabled(enabled)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, dilation, False,
+                                                         [0, 0], groups, [False, True, False])[1]
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+class InputConv2d(nn.Conv2d):
+    """``nn.Conv2d`` for a network's first layer: same parameters and values, a faster input gradient on CPU.
+
+    Only when the input requires a gradient (a trainable frontend in front) and runs on the CPU
+    with a plain (zero) padding mode does it use :class:`_InputConv2dFunction`; otherwise it is
+    ``nn.Conv2d``.
+    """
+
+    def forward(self, x):
+        if x.requires_grad and x.device.type == "cpu" and self.padding_mode == "zeros" \
+                and isinstance(self.padding, tuple) and torch.is_grad_enabled():
+            return _InputConv2dFunction.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                              self.groups)
+        return super().forward(x)
 
 
 def glorot_init(module: nn.Module) -> None:

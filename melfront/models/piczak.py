@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .. import functional as F
-from .classifier import Backbone, glorot_init
+from .classifier import Backbone, InputConv2d, glorot_init
 
 __all__ = ["PiczakCNN"]
 
@@ -68,7 +68,7 @@ class PiczakCNN(Backbone):
                                       [(6, 1, 0), (3, 3, 0), (3, 1, 0), (3, 3, 0)])
         channels = in_channels * (2 if deltas else 1)
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 80, (57, 6)), nn.ReLU(), nn.MaxPool2d((4, 3), stride=(1, 3)), nn.Dropout(dropout),
+            InputConv2d(channels, 80, (57, 6)), nn.ReLU(), nn.MaxPool2d((4, 3), stride=(1, 3)), nn.Dropout(dropout),
             nn.Conv2d(80, 80, (1, 3)), nn.ReLU(), nn.MaxPool2d((1, 3), stride=(1, 3)),
         )
         self.head = nn.Sequential(

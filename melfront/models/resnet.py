@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .classifier import Backbone
+from .classifier import Backbone, InputConv2d
 
 __all__ = ["ResNet", "BasicBlock"]
 
@@ -77,7 +77,7 @@ class ResNet(Backbone):
             raise ValueError(f"layers must be 4 positive integers (blocks per stage), got {layers!r}")
         self.width, self.layers = width, layers
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width),
+            InputConv2d(in_channels, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width),
             nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1),
         )
         stages, in_planes = [], width

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .classifier import Backbone, glorot_init
+from .classifier import Backbone, InputConv2d, glorot_init
 
 __all__ = ["SBCNN"]
 
@@ -56,7 +56,7 @@ class SBCNN(Backbone):
                                       [conv, (4, 4, 0), conv, (4, 4, 0), conv])
         self.input_bn = nn.BatchNorm2d(in_channels) if input_bn else nn.Identity()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 24, 5), nn.ReLU(), nn.MaxPool2d((2, 4)),
+            InputConv2d(in_channels, 24, 5), nn.ReLU(), nn.MaxPool2d((2, 4)),
             nn.Conv2d(24, 48, 5), nn.ReLU(), nn.MaxPool2d((2, 4)),
             nn.Conv2d(48, 48, 5), nn.ReLU(),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .classifier import Backbone, glorot_init
+from .classifier import Backbone, InputConv2d, glorot_init
 
 __all__ = ["Timbre"]
 
@@ -55,7 +55,7 @@ class Timbre(Backbone):
         self.filter_mels, self.filter_frames = filter_mels, filter_frames
         self._require([(filter_mels, 1, 0)], [(filter_frames, 1, 0)])
         self.input_bn = nn.BatchNorm2d(in_channels, affine=False) if input_bn else nn.Identity()
-        self.conv = nn.Conv2d(in_channels, n_classes, (filter_mels, filter_frames))
+        self.conv = InputConv2d(in_channels, n_classes, (filter_mels, filter_frames))
         glorot_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .classifier import Backbone, glorot_init
+from .classifier import Backbone, InputConv2d, glorot_init
 
 __all__ = ["VGG"]
 
@@ -60,7 +60,7 @@ class VGG(Backbone):
         self.input_bn = nn.BatchNorm2d(in_channels)
         blocks = []
         for i in range(n_blocks):
-            blocks += [nn.Conv2d(in_channels if i == 0 else width, width, 3, padding=1), nn.ELU(),
+            blocks += [(InputConv2d if i == 0 else nn.Conv2d)(in_channels if i == 0 else width, width, 3, padding=1), nn.ELU(),
                        nn.BatchNorm2d(width), nn.MaxPool2d(2)]
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(width * mel_h * time_w, n_classes))
