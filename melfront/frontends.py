@@ -322,6 +322,13 @@ class PCEN(Frontend):
         at the start of the clip.
 
     Read the values as ``.s, .alpha, .delta, .r, .eps`` (vectors when per band).
+
+    Input scale: the gain ``(eps + M)^-alpha`` saturates where the smoothed energy ``M`` is below
+    ``eps``, so bands quieter than ``eps`` come out near 0. librosa's examples feed PCEN the mel
+    power of audio scaled as 32-bit integers (``S * 2**31``); melfront's mel power of audio in
+    [-1, 1] is 2**62 times smaller, so with the default ``eps=1e-6`` quiet backgrounds are gated to
+    dark (visible as a level threshold across bands in ``melfront show``). Pass a smaller ``eps``
+    for fixed PCEN on quiet material, or let ``trainable=True`` learn it.
     """
 
     readable = ("s", "alpha", "delta", "r", "eps")
