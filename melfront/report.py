@@ -220,7 +220,8 @@ def _plot_learned(rows, path, mel: dict) -> bool:
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    fig.suptitle("learned frontend parameters at the end of training (mean ± std over runs and folds)", fontsize=10)
+    fig.suptitle("learned frontend parameters at the end of training: per-band values as mean ± std over runs "
+                 "against band frequency, global values as box plots over runs", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
