@@ -68,18 +68,7 @@ def bench_mel(reps: int):
         return [librosa.power_to_db(librosa.feature.melspectrogram(y=c, sr=sr, n_fft=n_fft, hop_length=hop,
                                                                    n_mels=n_mels), ref=np.max) for c in x_np]
 
-    from melfront import functional as F
-    basis = mel.mel_basis.float()
-
-    def ours_proposed():
-        # the same computation with |z|^2 taken as re^2 + im^2 instead of view_as_real(z).pow(2).sum(-1),
-        # the one-line change to functional.spectrogram proposed in BENCHMARKS.md
-        with torch.no_grad():
-            z = F.spectrogram(x, n_fft, hop, window_tensor=mel.window.float(), power=None)
-            return db(basis @ (z.real.square() + z.imag.square()))
-
-    cands = {"melfront MelSpectrogram + Decibel": ours, "librosa, clip by clip": librosa_clips,
-             "melfront, |z|^2 as re^2 + im^2 (proposed)": ours_proposed}
+    cands = {"melfront MelSpectrogram + Decibel": ours, "librosa, clip by clip": librosa_clips}
     try:
         from nnAudio.features import MelSpectrogram as NNMel
         nn_mel = NNMel(sr=sr, n_fft=n_fft, hop_length=hop, n_mels=n_mels, center=True, pad_mode="constant",
@@ -101,11 +90,6 @@ def bench_mel(reps: int):
           + (f"vs nnAudio {med['nnAudio MelSpectrogram + the same Decibel'] / o:.2f}x (target >= 2.5), "
              if "nnAudio MelSpectrogram + the same Decibel" in med else "")
           + f"time / floor {o / med['floor: torch.stft + |.|^2 + matmul']:.2f} (target <= 1.2)")
-    p = med["melfront, |z|^2 as re^2 + im^2 (proposed)"]
-    print(f"  -> with the proposed |z|^2: vs librosa {med['librosa, clip by clip'] / p:.2f}x, "
-          + (f"vs nnAudio {med['nnAudio MelSpectrogram + the same Decibel'] / p:.2f}x, "
-             if "nnAudio MelSpectrogram + the same Decibel" in med else "")
-          + f"time / floor {p / med['floor: torch.stft + |.|^2 + matmul']:.2f}")
     return med
 
 
