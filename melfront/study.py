@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data.sampling import rng_for, seed_for
+
 __all__ = ["StudyConfig", "Trial", "ResultStore", "plan", "runs_for_n", "run_study", "execute_trial", "PROFILES"]
 
 
@@ -176,12 +178,6 @@ def plan(config: StudyConfig, clips) -> list[Trial]:
 # --------------------------------------------------------------------------------------------
 # Splits
 # --------------------------------------------------------------------------------------------
-def _rng(*parts):
-    import numpy as np
-    digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
 def split_for_trial(config: StudyConfig, clips, fold, n: int, run: int):
     """``(train_clips, test_clips, note)`` for one trial.
 
@@ -220,7 +216,7 @@ def _holdout_split(config, clips, fold_clips):
         for c in sorted(items, key=lambda c: c.path):
             sources.setdefault(c.source_id or c.path, []).append(c)
         order = list(sources)
-        _rng(config.seed, "holdout", label).shuffle(order)
+        rng_for(config.seed, "holdout", label).shuffle(order)
         want = config.holdout_per_class or max(1, len(items) // 3)
         taken = 0
         for s in order:
@@ -330,7 +326,7 @@ def execute_trial(config_dict: dict, trial_dict: dict, trial_fn=None) -> dict:
     from .training import DEFAULT_MEL
     if trial_fn is None:
         from .training import run_trial as trial_fn
-    seed = int(_rng(config.seed, trial.n, trial.run, trial.fold).integers(2**31))
+    seed = seed_for(config.seed, trial.n, trial.run, trial.fold) % 2**31
     import torch
     threads = torch.get_num_threads()
     # One intra-op thread per trial: parallelism comes from running trials side by side (--jobs, Ray),

@@ -31,7 +31,6 @@ at the start of every epoch from ``(seed, epoch)``). Same seed, machine and devi
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -47,7 +46,7 @@ import torch
 from torch import nn
 
 from .data.patches import PatchDataset, crop, random_crop, samples_for_frames
-from .data.sampling import episode, rng_for
+from .data.sampling import episode, rng_for, seed_for
 
 __all__ = ["DEFAULT_MEL", "AGGREGATIONS", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "resolve_settings",
            "build_classifier", "Trainer", "aggregate", "clip_metrics", "save_checkpoint", "load_checkpoint",
@@ -87,11 +86,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _hash_seed(*parts) -> int:
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,7 +493,7 @@ class Trainer:
     def _train_epoch(self, ds, clips_by_class, n_train, epoch):
         s = self.s
         self.model.train()
-        torch.manual_seed(_hash_seed(self.seed, "dropout", epoch))
+        torch.manual_seed(seed_for(self.seed, "dropout", epoch))
         total, correct, loss_sum = 0, 0, 0.0
         if s["sampling"] == "episodes":
             n_classes = len(clips_by_class)
@@ -507,7 +501,7 @@ class Trainer:
             for k in range(n_ep):
                 rng = rng_for("episode", self.seed, epoch, k)
                 support, query = episode(clips_by_class, s["support_per_class"], s["query_per_class"], rng)
-                g = torch.Generator().manual_seed(_hash_seed("episode-crops", self.seed, epoch, k))
+                g = torch.Generator().manual_seed(seed_for("episode-crops", self.seed, epoch, k))
                 patches = [random_crop(ds.features[c], s["patch_frames"], g, self.kind, self.hop_length)
                            for c, _ in support + query]
                 x = torch.stack(patches).to(self.device, torch.float32)
@@ -522,7 +516,7 @@ class Trainer:
                 total += len(query)
         else:
             ds.set_epoch(epoch)
-            g = torch.Generator().manual_seed(_hash_seed("order", self.seed, epoch))
+            g = torch.Generator().manual_seed(seed_for("order", self.seed, epoch))
             order = torch.randperm(len(ds), generator=g).tolist()
             bs = s["batch_size"]
             if len(order) % bs == 1 and len(order) > 1:

@@ -21,13 +21,14 @@ frames are centred on the same sample positions as frames ``k .. k + F - 1`` of 
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from .sampling import seed_for
 
 __all__ = [
     "samples_for_frames", "frames_for_samples", "repeat_pad", "patch_starts", "crop",
@@ -222,11 +223,6 @@ def _segment_starts(x, n_frames, hop, silence_db, kind, hop_length, cover_end=Fa
     return keep or [starts[int(levels.argmax())]]
 
 
-def _seed_from(*parts) -> int:
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
-
-
 class PatchDataset(Dataset):
     """Patches of clips as a ``torch.utils.data.Dataset`` of ``(patch, label, clip_index)``.
 
@@ -301,7 +297,7 @@ class PatchDataset(Dataset):
         i, start = self.index[item]
         x = self.features[i]
         if start is None:
-            g = torch.Generator().manual_seed(_seed_from("crop", self.seed, self.epoch, i))
+            g = torch.Generator().manual_seed(seed_for("crop", self.seed, self.epoch, i))
             patch = random_crop(x, self.n_frames, g, self.kind, self.hop_length)
         else:
             patch = crop(x, start, self.n_frames, self.kind, self.hop_length)

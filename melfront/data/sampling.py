@@ -29,6 +29,12 @@ def rng_for(*parts) -> np.random.Generator:
     return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
 
 
+def seed_for(*parts) -> int:
+    """A 63-bit integer seed (for ``torch.Generator``) from a SHA-256 hash of ``parts`` (their ``str``)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
 def _key(clip) -> str:
     return str(getattr(clip, "path", clip))
 
