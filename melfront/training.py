@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data.cache import full_mel_config
 from .data.patches import PatchDataset, crop, random_crop, samples_for_frames
 from .data.sampling import episode, rng_for, seed_for
 
@@ -166,14 +167,6 @@ def resolve_settings(model: str, train: dict | None = None) -> dict:
 # --------------------------------------------------------------------------------------------
 def _frontend_common(mel: dict) -> dict:
     return {k: mel[k] for k in ("sample_rate", "n_fft", "hop_length", "n_mels") if k in mel}
-
-
-def _full_mel(mel: dict) -> dict:
-    from .frontends import MelSpectrogram
-    try:
-        return MelSpectrogram(**mel).config()
-    except TypeError as exc:
-        raise ValueError(f"bad mel parameters {mel}: {exc}") from None
 
 
 def _dummy_input(kind: str, mel: dict, n_frames: int, batch: int = 2) -> torch.Tensor:
@@ -724,7 +717,7 @@ def train_classifier(clips, *, frontend: str, model: str, train_clips, val_clips
     for key in ("sample_rate", "n_fft", "hop_length", "n_mels"):
         if key not in mel:
             mel[key] = dict(DEFAULT_MEL, n_mels=s["n_mels"])[key]
-    mel = _full_mel(mel)
+    mel = full_mel_config(mel)
     s["n_mels"] = int(mel["n_mels"])  # the mel parameters given win over the model's paper setting
     classes = _classes_of(clips)
     seed_everything(seed)

@@ -46,7 +46,7 @@ def default_cache_dir() -> Path:
 _FULL_CONFIGS: dict[str, dict] = {}
 
 
-def _full_mel_config(mel_config: dict) -> dict:
+def full_mel_config(mel_config: dict) -> dict:
     """The config with defaults filled in, so that equal settings give equal keys (memoised)."""
     from ..frontends import MelSpectrogram
 
@@ -146,7 +146,7 @@ class FeatureCache:
         Same values as ``melfront.MelSpectrogram(**mel_config)(load_audio(path, sample_rate)[0])``.
         Raises :class:`melfront.AudioError` for unusable files.
         """
-        cfg = _full_mel_config(mel_config)
+        cfg = full_mel_config(mel_config)
         tag = json.dumps(cfg, sort_keys=True)
 
         def compute():
@@ -233,7 +233,7 @@ def load_features(clips, mel_config: dict | None = None, cache=None, kind: str =
         if sample_rate is None:
             raise ValueError("kind='waveform' needs sample_rate (or mel_config with 'sample_rate')")
     else:
-        _full_mel_config(mel_config)  # fail early on bad parameters, not once per clip
+        full_mel_config(mel_config)  # fail early on bad parameters, not once per clip
     if cache is False:
         store = _NoCache()
     elif isinstance(cache, FeatureCache):
