@@ -34,6 +34,7 @@ from torch import nn
 
 from .models.mst import (DEFAULT_MEL, SEGMENT_FRAMES, LogMelTarget, MSTFrontend, MSTModel, load_mst,
                          log_mel_db, peak_normalise, save_mst)
+from .plotting import _mel_ticks, _pyplot
 
 __all__ = ["Segments", "segment_waveform", "load_segments", "split_clips", "train_mst", "evaluate_mst",
            "run_learn_mel", "plot_target_vs_prediction", "plot_filters", "majority_vote", "run_mst_study",
@@ -309,13 +310,6 @@ def train_mst(train_waves: torch.Tensor, val_waves: torch.Tensor, mel: dict | No
 # --------------------------------------------------------------------------------------------
 # Figures 1 and 2
 # --------------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 @torch.no_grad()
 def plot_target_vs_prediction(model: MSTModel, target: LogMelTarget, waveform: torch.Tensor, output,
                               title: str = "") -> Path:
@@ -325,7 +319,6 @@ def plot_target_vs_prediction(model: MSTModel, target: LogMelTarget, waveform: t
     any length); the two images share one colour scale (the target's [-1, 1] range).
     """
     plt = _pyplot()
-    from .plotting import _mel_ticks
     x = peak_normalise(waveform.float())
     model.eval()
     pred = model(x[None])[0].numpy()
