@@ -1,0 +1,89 @@
+"""The errors melfront raises on purpose, all under one base class.
+
+A user (or the CLI) can catch every deliberate failure with ``except melfront.MelfrontError``; the
+message is one line naming the file or argument and the cause. Subclasses also derive from the
+built-in exception a caller would have caught before (``ValueError``, ``OSError``,
+``FloatingPointError``), so existing ``except ValueError`` code keeps working.
+
+>>> from melfront.errors import MelfrontError, ParameterError
+>>> issubclass(ParameterError, ValueError) and issubclass(ParameterError, MelfrontError)
+True
+>>> str(ParameterError("n_mels must be a positive integer, got 2.5"))
+'n_mels must be a positive integer, got 2.5'
+"""
+from __future__ import annotations
+
+__all__ = ["MelfrontError", "ParameterError", "AudioError", "DataError", "MetadataError", "DownloadError",
+           "UnsafeArchiveError", "StudyError", "CheckpointError", "TrainingError", "DivergenceError"]
+
+
+class MelfrontError(Exception):
+    """Base class of every error melfront raises on purpose (bad input, bad settings, bad files)."""
+
+
+class ParameterError(MelfrontError, ValueError):
+    """An argument or setting of the wrong type or out of range; the message names it."""
+
+
+class AudioError(MelfrontError, ValueError):
+    """A file that cannot be used as audio. The message names the file and the cause.
+
+    >>> e = AudioError("clip.wav", "empty file (0 bytes)")
+    >>> (e.path, e.cause, str(e))
+    ('clip.wav', 'empty file (0 bytes)', 'clip.wav: empty file (0 bytes)')
+    """
+
+    def __init__(self, path, cause: str):
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+    def __reduce__(self):  # picklable across worker processes
+        return (type(self), (self.path, self.cause))
+
+
+class DataError(MelfrontError, ValueError):
+    """A data set that cannot be used as asked: missing folder, no clips, unknown fold, too few clips."""
+
+
+class MetadataError(DataError):
+    """Metadata that cannot be used: missing columns, unknown folds, labels that disagree with file names.
+
+    The message names the metadata file and, where it applies, the row (1-based line number in the file).
+
+    >>> str(MetadataError("meta/esc50.csv", "no 'fold' column", row=1))
+    "meta/esc50.csv, line 1: no 'fold' column"
+    """
+
+    def __init__(self, path, message: str, row: int | None = None):
+        self.path, self.row, self.message = str(path), row, message
+        where = f"{self.path}, line {row}" if row is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.message, self.row))
+
+
+class DownloadError(MelfrontError, OSError):
+    """A transfer that failed or whose size/checksum does not match."""
+
+
+class UnsafeArchiveError(DataError):
+    """An archive member that would be written outside the target folder, is a link or device file, or
+    expands beyond the size limits."""
+
+
+class StudyError(MelfrontError):
+    """A study that cannot run as configured: a bad config field, a locked or foreign results store."""
+
+
+class CheckpointError(MelfrontError):
+    """A checkpoint file that is missing, damaged, of another format, or whose stored config is unusable."""
+
+
+class TrainingError(MelfrontError):
+    """Training that cannot proceed (no clips left, no classes, a model that cannot take the input)."""
+
+
+class DivergenceError(TrainingError, FloatingPointError):
+    """Training diverged: the loss or a parameter became NaN or infinite."""

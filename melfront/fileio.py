@@ -1,0 +1,58 @@
+"""Atomic file writes: a reader never sees half a file, a killed writer leaves the old file (or none).
+
+Every file melfront writes that another process may read (checkpoints, JSON run records, cache
+entries, metadata) goes through :func:`atomic_write`: the bytes go to a temporary file in the same
+folder, are flushed to disk, and replace the target with :func:`os.replace`, atomic on POSIX and Windows.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> with atomic_write(d / "a.txt", "w") as f:
+...     _ = f.write("hello")
+>>> (d / "a.txt").read_text()
+'hello'
+>>> write_json(d / "b.json", {"n": 1}); (d / "b.json").read_text()
+'{\\n  "n": 1\\n}'
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write", "write_json", "torch_save", "TEMP_PREFIX"]
+
+#: Prefix of temporary files; anything named ``.<TEMP_PREFIX>*`` in a folder is a dead writer's leftover.
+TEMP_PREFIX = "melfront-tmp-"
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Open a temporary file beside ``path``; on success it replaces ``path``, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + TEMP_PREFIX, suffix=path.suffix)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj, indent: int = 2) -> None:
+    """Write ``obj`` as JSON, atomically."""
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=indent)
+
+
+def torch_save(obj, path) -> None:
+    """``torch.save`` to ``path``, atomically."""
+    import torch
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
