@@ -4,7 +4,7 @@
     vs librosa clip by clip, vs nnAudio's MelSpectrogram (+ the same dB), vs the floor: a bare
     torch.stft + power + matmul with a precomputed filterbank.
 (b) per-band trainable PCEN forward + backward on (32, 128, 1000) float32 vs the frame-by-frame
-    loop (melfront.functional.pcen_reference in float32, autograd through the loop), and vs Decibel.
+    loop (tests/oracles.py pcen_reference in float32, autograd through the loop), and vs Decibel.
 (c) one SGD step (forward, loss, backward, update) of SB-CNN on 128 x 128 patches, batch 32,
     with Decibel vs with trainable per-band PCEN.
 
@@ -18,10 +18,15 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test oracle, tests/oracles.py
+from oracles import pcen_reference  # noqa: E402
 
 
 def interleaved(candidates: dict, reps: int, warmup: int = 1) -> dict:
@@ -95,7 +100,6 @@ def bench_mel(reps: int):
 
 def bench_pcen(reps: int):
     from melfront import PCEN, Decibel
-    from melfront import functional as F
     g = torch.Generator().manual_seed(1)
     x = torch.rand(32, 128, 1000, generator=g) * 10.0 ** torch.empty(32, 1, 1).uniform_(-6, 2, generator=g)
     pcen = PCEN(n_mels=128, per_band=True, trainable=True)
@@ -108,7 +112,7 @@ def bench_pcen(reps: int):
     def loop():
         pcen.zero_grad(set_to_none=True)
         values = [getattr(pcen, n) for n in pcen.readable]
-        F.pcen_reference(x, *values, init="first", dtype=torch.float32).sum().backward()
+        pcen_reference(x, *values, init="first", dtype=torch.float32).sum().backward()
 
     xg = x.clone().requires_grad_()
 

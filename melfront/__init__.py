@@ -6,15 +6,11 @@ from .functional import deltas, mel_filterbank
 from .frontends import MelSpectrogram, Spectrogram
 from .frontends import (FRONTENDS, Chain, Decibel, Frontend, Log10000, LogEPS, LogFloor, LogLearn, LogOffset,
                         MinMax, PCEN, PowerLearn, Stack, frontend)
-from .filterbanks import AdaptiveFilterbank
+from .adaptive import AdaptiveFilterbank  # importing melfront.adaptive registers the "adaptive" frontend
 from . import data    # melfront.data.dataset(name, root, ...)
 from . import models  # melfront.models.build(name, ...), melfront.models.Classifier
-
-
-def load_classifier(path, map_location="cpu"):
-    """Rebuild a trained classifier from a checkpoint: ``(classifier, config)``; see :func:`melfront.training.load_classifier`."""
-    from .training import load_classifier as _load
-    return _load(path, map_location)
+from . import mst     # MSTModel (Tax et al. 2017); registers the "mst" frontend
+from .train import load_classifier  # rebuild a trained classifier from a checkpoint: (classifier, config)
 
 
 try:

@@ -12,7 +12,7 @@ import torch
 import melfront
 import melfront.cli
 import melfront.frontends
-from melfront import filterbanks as FB
+from melfront import adaptive as FB
 from melfront import functional as F
 
 SR = 8000

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from melfront.frontends import MelSpectrogram, frontend
+from melfront.errors import ParameterError
+from melfront.frontends import FRONTENDS, Chain, Decibel, MelSpectrogram, Stack, frontend, register_frontend
 
 COMMON = dict(n_mels=6, sample_rate=22050, hop_length=512, n_fft=1024)
 TRAINABLE = ["loglearn", "loglearn(per_band=True)", "power", "power(per_band=True)", "pcen(trainable=True)",
@@ -131,3 +132,95 @@ def test_finite_after_1000_sgd_steps_at_lr_0_1(one_thread):
     pcen = f.frontends[2]
     assert torch.all((pcen.s > 0) & (pcen.s < 1)) and torch.all(pcen.eps > 0) and torch.all(pcen.delta > 0)
     assert torch.isfinite(f(torch.rand(2, 4, 8))).all() and torch.isfinite(f(torch.zeros(2, 4, 8))).all()
+
+
+# ---------------------------------------------------------------------------- spec and argument checks
+@pytest.mark.parametrize("spec", [
+    "db+" * 1200 + "db",                               # a very long chain: refused by length
+    "stack(" * 25 + "db" + ")" * 25,                   # frontends nested too deeply
+    "stack(" * 300 + "db" + ")" * 300,                 # deeper than the parser goes
+    "(" * 600 + "db" + ")" * 600,
+    "pcen(s=" + "-" * 1900 + "1)",                     # a deep argument value
+    "pcen(s=" + "+".join(["1"] * 600) + ")",
+    "db" + "[0]" * 600,
+    "db\x00",
+])
+def test_long_or_deep_specs_are_parameter_errors(spec):
+    with pytest.raises(ParameterError):
+        frontend(spec, **COMMON)
+
+
+def test_long_flat_specs_within_the_limits_still_build():
+    assert len(frontend("+".join(["db"] * 600), **COMMON).frontends) == 600
+    assert frontend("stack(" * 19 + "db" + ")" * 19, **COMMON).out_channels == 1
+
+
+def test_unknown_name_lists_the_registered_ones():
+    with pytest.raises(ParameterError) as exc:
+        frontend("nosuch", **COMMON)
+    for name in FRONTENDS:
+        assert name in str(exc.value)
+
+
+@pytest.mark.parametrize("build, word", [
+    (lambda: MelSpectrogram(22050, n_fft=1024, n_mels=8.5), "n_mels"),
+    (lambda: MelSpectrogram(22050, n_fft=1024.0), "n_fft"),
+    (lambda: MelSpectrogram(22050, n_fft=1024, htk="yes"), "htk"),
+    (lambda: frontend("pcen(per_band=True, n_mels=8.5)"), "n_mels"),
+    (lambda: frontend("loglearn(per_band=True)", n_mels=8.5), "n_mels"),
+    (lambda: frontend("power(per_band='yes')", **COMMON), "per_band"),
+    (lambda: frontend("pcen(trainable='yes')", **COMMON), "trainable"),
+    (lambda: frontend("pcen(s=True)", **COMMON), "s"),
+    (lambda: frontend("pcen(alpha=1e400)", **COMMON), "alpha"),
+    (lambda: frontend("pcen(delta=float('nan'))", **COMMON), "literal"),
+    (lambda: frontend("pcen(trainable=True, delta=1e300)", **COMMON), "delta"),
+    (lambda: frontend("pcen(trainable=True, s=1e-300)", **COMMON), "s"),
+    (lambda: frontend("pcen(chunk=1)", **COMMON), "chunk"),
+    (lambda: frontend("logoffset(alpha=1e400)", **COMMON), "alpha"),
+    (lambda: frontend("logoffset(beta=0)", **COMMON), "beta"),
+    (lambda: frontend("loglearn(init_alpha=1e6)", **COMMON), "init_alpha"),
+    (lambda: frontend("loglearn(init_alpha=-200.0)", **COMMON), "init_alpha"),
+    (lambda: frontend("loglearn(init_beta=-1e6)", **COMMON), "init_beta"),
+    (lambda: frontend("loglearn(init_beta=1e39)", **COMMON), "init_beta"),
+    (lambda: frontend("power(init=-1e6)", **COMMON), "init"),
+    (lambda: frontend("logfloor(floor=1e400)", **COMMON), "floor"),
+    (lambda: Stack(Decibel(), "db"), "frontend"),
+    (lambda: Chain(), "at least one"),
+])
+def test_bad_arguments_are_parameter_errors(build, word):
+    with pytest.raises(ParameterError, match=word):
+        build()
+
+
+@pytest.mark.parametrize("init_alpha, init_beta", [(88.0, 80.0), (-100.0, -100.0)])
+def test_loglearn_accepts_every_start_value_float32_can_represent(init_alpha, init_beta):
+    f = frontend(f"loglearn(init_alpha={init_alpha}, init_beta={init_beta})")
+    assert torch.isfinite(f.alpha) and f.alpha > 0 and torch.isfinite(f.beta) and f.beta > 0
+    assert torch.isfinite(f(torch.rand(2, 3, 4))).all()
+
+
+@pytest.mark.parametrize("spec", ["db", "db(ref='max')", "db(top_db=None)", "minmax", "chain(minmax, db)"])
+def test_decibel_and_minmax_on_zero_frames_give_an_empty_output(spec):
+    f = frontend(spec, **COMMON)
+    for shape in [(2, 6, 0), (6, 0), (3, 2, 6, 0)]:
+        x = torch.zeros(shape, requires_grad=True)
+        y = f(x)
+        assert y.shape == shape and y.dtype == torch.float32
+        y.sum().backward()
+        assert x.grad.shape == shape
+
+
+def test_register_frontend_refuses_clashes_and_bad_names():
+    with pytest.raises(ParameterError, match="already registered"):
+        register_frontend("db", "another decibel")(lambda: None)
+    with pytest.raises(ParameterError, match="lower-case identifier"):
+        register_frontend("Bad Name", "x")
+    assert FRONTENDS["db"].builder is Decibel
+
+
+def test_registered_entries_say_their_input_kind():
+    assert FRONTENDS["pcen"].input_kind == "mel" and not FRONTENDS["pcen"].combines
+    assert FRONTENDS["stack"].combines and FRONTENDS["stack"].input_kind is None
+    for name in ("adaptive", "mst"):
+        if name in FRONTENDS:  # registered by melfront.adaptive / melfront.mst
+            assert FRONTENDS[name].input_kind == "waveform"

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from melfront import MelSpectrogram
-from melfront.learn_mel import (Segments, load_segments, majority_vote, segment_waveform, split_clips,
-                                train_mst)
-from melfront.models.mst import (LogMelTarget, MSTFrontend, MSTModel, load_mst, log_mel_db, mst_frontend,
-                                 peak_normalise, save_mst)
+from melfront.errors import CheckpointError, DivergenceError, ParameterError
+from melfront.mst import (LogMelTarget, MSTFrontend, MSTModel, finetune_branch, load_mst, load_segments, log_mel_db,
+                          majority_vote, mst_frontend, peak_normalise, save_mst, segment_waveform, split_clips,
+                          study_settings, train_mst)
 
 SMALL = dict(n_filters=16, n_hidden=8)
 MEL = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=16)
@@ -106,9 +106,9 @@ def test_bad_arguments(kwargs):
 
 def test_bad_input():
     model = tiny_model()
-    with pytest.raises(TypeError):
+    with pytest.raises(ParameterError, match="floating-point"):
         model(torch.zeros(2, 1000, dtype=torch.int64))
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError, match="time axis"):
         model(torch.tensor(1.0))
 
 
@@ -158,22 +158,42 @@ def test_short_training_lowers_validation_mse():
 def test_early_stopping_keeps_the_best_epoch():
     length = 8 * MEL["hop_length"]
     train, val = signals(10, length, seed=5), signals(4, length, seed=6)
-    result = train_mst(train, val, MEL, epochs=30, patience=1, batch_size=5, lr=0.3, seed=0,
+    patience = 2
+    result = train_mst(train, val, MEL, epochs=30, patience=patience, batch_size=5, lr=0.3, seed=0,
                        model_options=SMALL, progress=False)
     scores = [h["val_mse"] for h in result.history]
-    assert result.val["mse"] == pytest.approx(min(scores))
-    assert len(result.history) - 1 <= 30
-    # stopped within `patience` epochs of the best one, unless it ran out of epochs
-    assert len(result.history) - 1 - result.best_epoch <= 1 or len(result.history) == 31
+    epochs_run = len(scores) - 1
+    # replay the rule on the recorded scores: stop at the first epoch `patience` epochs after the best so far
+    best, stop = 0, None
+    for epoch in range(1, epochs_run + 1):
+        if scores[epoch] < scores[best]:
+            best = epoch
+        elif epoch - best >= patience:
+            stop = epoch
+            break
+    assert stop == epochs_run < 30  # lr 0.3 overshoots: this run stops early, and exactly by the rule
+    assert result.best_epoch == best == int(np.argmin(scores))
+    assert result.val["mse"] == scores[best]
+    # the kept model is the best epoch's: evaluating it again reproduces that epoch's score
+    from melfront.mst import evaluate_mst
+    y_val = LogMelTarget(MEL, stats=result.target.stats(), normalise_peak=False)(val).float()
+    assert evaluate_mst(result.model, val, y_val)["mse"] == pytest.approx(scores[best], rel=1e-5)
+
+
+def test_diverging_training_raises_divergence_error():
+    x = signals(6, 8 * MEL["hop_length"], seed=0)
+    with pytest.raises(DivergenceError, match="epoch 1"):
+        train_mst(x, x, MEL, epochs=2, batch_size=3, lr=1e30, model_options=SMALL, progress=False,
+                  init_output=False)
 
 
 def test_train_mst_argument_errors():
     x = signals(4, 512, seed=0)
-    with pytest.raises(ValueError, match="epochs"):
+    with pytest.raises(ParameterError, match="epochs"):
         train_mst(x, x, MEL, epochs=0, progress=False)
-    with pytest.raises(ValueError, match="patience"):
+    with pytest.raises(ParameterError, match="patience"):
         train_mst(x, x, MEL, patience=0, progress=False)
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ParameterError, match="non-empty"):
         train_mst(x, x[:0], MEL, progress=False)
 
 
@@ -209,26 +229,32 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_mst(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.pt"):
+    with pytest.raises(CheckpointError, match="junk.pt"):
         load_mst(tmp_path / "junk.pt")
-    torch.save({"format": "melfront-classifier", "version": 1}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not an MST checkpoint"):
+    from melfront.train import save_checkpoint
+    save_checkpoint(tmp_path / "other.pt", nn.Linear(2, 2), {}, kind="classifier")
+    with pytest.raises(CheckpointError, match="a mst checkpoint was expected"):
         load_mst(tmp_path / "other.pt")
     path = save_mst(tmp_path / "m.pt", model, target)
     blob = torch.load(path, weights_only=True)
+    good_version = blob["version"]
     blob["version"] = 99
     torch.save(blob, tmp_path / "v99.pt")
-    with pytest.raises(ValueError, match="version"):
+    with pytest.raises(CheckpointError, match="version 99"):
         load_mst(tmp_path / "v99.pt")
-    blob["version"] = 1
+    blob["version"] = good_version
     blob["config"]["model"]["n_mels"] = 20  # weights no longer fit
     torch.save(blob, tmp_path / "shape.pt")
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(CheckpointError, match="do not fit"):
         load_mst(tmp_path / "shape.pt")
+    blob["config"]["model"]["n_mels"] = "sixty"  # a config that cannot build the model
+    torch.save(blob, tmp_path / "config.pt")
+    with pytest.raises(CheckpointError, match="cannot build an MSTModel"):
+        load_mst(tmp_path / "config.pt")
 
     from fractions import Fraction  # any object that is not a tensor / plain container
-    torch.save({"format": "melfront-mst", "obj": Fraction(1, 3)}, tmp_path / "pickle.pt")
-    with pytest.raises(ValueError, match="pickle.pt"):
+    torch.save({"format": "melfront-checkpoint", "obj": Fraction(1, 3)}, tmp_path / "pickle.pt")
+    with pytest.raises(CheckpointError, match="pickle.pt"):
         load_mst(tmp_path / "pickle.pt")  # weights_only refuses arbitrary objects
 
 
@@ -291,12 +317,63 @@ def test_unfrozen_frontend_trains():
 def test_mst_frontend_argument_errors(tmp_path):
     model, target = _trained_pair()
     path = save_mst(tmp_path / "m.pt", model, target)
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(ParameterError, match="frozen"):
         mst_frontend(str(path), frozen="yes")
     with pytest.raises(FileNotFoundError):
         mst_frontend(str(tmp_path / "nope.pt"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError, match="MSTModel"):
         MSTFrontend(nn.Linear(2, 2))
+
+
+def test_finetune_branch_keeps_batch_norm_mode_and_optimiser_state():
+    from melfront.models import Classifier, PiczakCNN
+    from melfront.train import Trainer
+    torch.manual_seed(0)
+    model = MSTModel(n_mels=60, n_fft=64, hop_length=16, n_filters=4, n_hidden=4).train()
+    with torch.no_grad():  # move the batch-norm statistics away from their initial values
+        model(torch.randn(4, 1000))
+    clf = Classifier(MSTFrontend(model.eval(), frozen=True), PiczakCNN(2, n_mels=60, n_frames=21, hidden=32))
+    settings = study_settings(60, 2, batch_size=2, lr=0.02, segment_frames=21)
+    c = Trainer(clf, settings, kind="waveform", hop_length=16, seed=0, device="cpu", progress=False)
+    feats = list(signals(4, 2 * 20 * 16, seed=11))  # 4 clips of two 21-frame segments each
+    branch = {}
+
+    def on_epoch(rec):
+        if rec["epoch"] == 1:
+            branch["d"] = finetune_branch(c, finetune_lr_scale=0.1)
+            branch["c_state"] = {k: v.clone() for k, v in c.model.state_dict().items()}
+            branch["c_opt"] = {n: c.optimizer.state[p]["momentum_buffer"].clone()
+                               for n, p in c.model.named_parameters() if p in c.optimizer.state}
+
+    c.fit(feats, [0, 1, 0, 1], on_epoch=on_epoch)
+    d = branch["d"]
+    # at the branch: (c)'s exact weights and BN statistics, and (c)'s optimiser state for the classifier
+    assert d.epoch == 1 and d.history == c.history[:1]
+    for k, v in d.model.state_dict().items():
+        assert torch.equal(v, branch["c_state"][k]), k
+    named = dict(d.model.named_parameters())
+    assert branch["c_opt"] and all(not n.startswith("frontend.") for n in branch["c_opt"])
+    for n, buf in branch["c_opt"].items():
+        assert torch.equal(d.optimizer.state[named[n]]["momentum_buffer"], buf), n
+    assert not any(p in d.optimizer.state for p in d.model.frontend.parameters())
+    # MST layers learn at lr * 0.1, the classifier at lr; (c) stays frozen
+    lrs = {g["name"]: g["lr"] for g in d.optimizer.param_groups}
+    assert lrs["frontend"] == pytest.approx(0.002) and lrs["decay"] == lrs["no_decay"] == 0.02
+    assert all(p.requires_grad for p in d.model.frontend.parameters())
+    assert c.model.frontend.frozen and not any(p.requires_grad for p in c.model.frontend.parameters())
+    # batch norm stays in eval mode in (d): training moves the MST weights but not the running statistics
+    d.model.train()
+    assert not d.model.frontend.mst.training and not d.model.frontend.mst.bn1.training
+    before = {k: v.clone() for k, v in d.model.frontend.state_dict().items()}
+    d.fit(feats, [0, 1, 0, 1])
+    assert d.epoch == 2
+    after = d.model.frontend.state_dict()
+    for k in before:
+        if "running" in k or "num_batches" in k:
+            assert torch.equal(after[k], before[k]), k
+    assert not torch.equal(after["mst.conv1.weight"], before["mst.conv1.weight"])
+    # (c) did not move its frozen frontend while (d) trained
+    assert torch.equal(c.model.frontend.mst.conv1.weight, model.conv1.weight)
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,10 +462,16 @@ def test_learn_mel_and_mst_study_commands(tmp_path):
     results = json.loads((out / "results.json").read_text())
     curves = results["variants"]
     assert set(curves) == {"a", "b", "c", "d"}
-    assert all(len(v["curve"]) == 2 for v in curves.values())
+    assert [[r["epoch"] for r in v["curve"]] for v in curves.values()] == [[1, 2]] * 4
     assert curves["d"]["curve"][:1] == curves["c"]["curve"][:1]  # (d) branches off (c) after 1 epoch
-    assert all(0 <= r["test_accuracy"] <= 1 for v in curves.values() for r in v["curve"])
-    assert results["warnings"]  # the study's test clips were in the MSTModel's training audio
+    # 1.2 s clips are shorter than one 101-frame segment (2.32 s): one zero-padded segment per clip;
+    # test_fraction 0.3 of 3 clips per class holds out one clip per class
+    assert (results["n_train_clips"], results["n_test_clips"]) == (6, 3)
+    assert (results["n_train_segments"], results["n_test_segments"]) == (6, 3)
+    assert all(r["test_accuracy"] in (0.0, 1 / 3, 2 / 3, 1.0) for v in curves.values() for r in v["curve"])
+    assert results["finetune_lr_scale"] == 0.1
+    # all 9 clips trained the MSTModel (learn-mel above), so the 3 test clips were in its audio
+    assert results["warnings"] == ["3 test clip(s) were in the MSTModel's (unlabelled) training or validation audio"]
     assert (out / "accuracy_vs_epoch.png").is_file()
     # the checkpoint was not touched by the frozen arm
     model2, _, _ = load_mst(ckpt)

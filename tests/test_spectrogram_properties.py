@@ -1,10 +1,13 @@
 """MelSpectrogram properties: autograd, batch consistency, dtype, device, parameter checks."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 import melfront
 from melfront import functional as F
+from melfront.errors import ParameterError
 from conftest import cuda
 
 
@@ -72,8 +75,59 @@ def test_short_input_without_center_raises():
 
 
 def test_integer_input_raises():
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(ParameterError, match="floating-point"):
         melfront.MelSpectrogram(22050)(torch.zeros(4096, dtype=torch.int16))
+
+
+def test_num_frames_matches_the_stft():
+    for n_fft in (255, 256):
+        for n in (1, 100, 101, 255, 256, 257, 1000):
+            for center in (True, False):
+                expected = F.num_frames(n, n_fft, 100, center)
+                if expected == 0:
+                    assert not center and n < n_fft
+                    continue
+                got = F.spectrogram(torch.zeros(n), n_fft=n_fft, hop_length=100, center=center).shape[-1]
+                assert got == expected
+    assert F.num_frames(1000, 256, 100) == 1 + 1000 // 100
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: F.mel_filterbank(16000, 512, n_mels=2.5), "n_mels"),
+    (lambda: F.mel_filterbank(16000, 512.0, n_mels=40), "n_fft"),
+    (lambda: F.spectrogram(torch.zeros(1000), n_fft=256, hop_length=2.5), "hop_length"),
+    (lambda: F.spectrogram(torch.zeros(1000), n_fft=256.0), "n_fft"),
+    (lambda: F.melspectrogram(torch.zeros(1000), 8000, n_fft=256, n_mels=2.5), "n_mels"),
+    (lambda: F.deltas(torch.zeros(2, 20), width=4), "width"),
+    (lambda: F.power_to_db(torch.ones(2, 2), amin=0), "amin"),
+])
+def test_non_integer_or_out_of_range_arguments_raise_parameter_error(call, match):
+    with pytest.raises(ParameterError, match=match):
+        call()
+
+
+def test_fmax_above_nyquist_is_refused():
+    with pytest.raises(ParameterError, match=r"fmax.*Nyquist.*8000"):
+        F.mel_filterbank(16000, 512, n_mels=40, fmax=9000.0)
+    assert F.mel_filterbank(16000, 512, n_mels=40, fmax=8000.0).shape == (40, 257)
+
+
+def test_empty_mel_bands_warn_like_librosa():
+    with pytest.warns(UserWarning, match=r"Empty filters.*n_mels=128.*n_fft=128"):
+        fb = F.mel_filterbank(22050, 128, n_mels=128)
+    assert bool((fb.amax(dim=1) == 0).any())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        F.mel_filterbank(22050, 2048, n_mels=128)  # a usual filterbank does not warn
+
+
+def test_huge_filterbank_refused_before_allocating(monkeypatch):
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("allocated")
+
+    monkeypatch.setattr(np, "linspace", no_allocation)
+    with pytest.raises(ParameterError, match=r"n_mels=100000.*bytes"):
+        F.mel_filterbank(16000, 2 ** 16, n_mels=100000)
 
 
 @cuda

@@ -11,7 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from melfront.study import ResultStore, StudyConfig, Trial, plan, run_study, runs_for_n, split_for_trial
+from melfront.errors import ParameterError, StudyError
+from melfront.study import (ResultStore, StudyConfig, Trial, load_clips, plan, run_study, runs_for_n,
+                            split_for_trial)
 from melfront.report import difference_table, summary_table, write_report
 
 TINY_SYNTH = dict(n_classes=3, clips_per_class=8, duration=0.5, sample_rate=8000, seed=0, n_folds=4)
@@ -77,7 +79,7 @@ def test_store_never_duplicates_and_resume_skips_done(tmp_path):
     config = tiny_config(tmp_path)
     store = run_study(config, tmp_path / "s.db", trial_fn=fake_trial, quiet=True)
     first = store.rows()
-    assert len(first) == len(plan(config, __import__("melfront.study", fromlist=["x"])._load_clips(config)))
+    assert len(first) == len(plan(config, load_clips(config)))
     calls = []
     run_study(config, tmp_path / "s.db", quiet=True, trial_fn=lambda *a, **k: calls.append(1) or fake_trial(*a, **k))
     assert calls == [] and store.rows() == first
@@ -85,7 +87,7 @@ def test_store_never_duplicates_and_resume_skips_done(tmp_path):
 
 def test_store_refuses_a_different_study(tmp_path):
     run_study(tiny_config(tmp_path), tmp_path / "s.db", trial_fn=fake_trial, quiet=True)
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(StudyError, match="different configuration"):
         run_study(tiny_config(tmp_path, seed=5), tmp_path / "s.db", trial_fn=fake_trial, quiet=True)
 
 
@@ -126,7 +128,7 @@ def test_sigkill_mid_study_loses_nothing_finished_and_resume_completes(tmp_path)
     proc.wait()
     assert done >= 3
     partial = ResultStore(db).rows()
-    total = len(plan(tiny_config(tmp_path), __import__("melfront.study", fromlist=["x"])._load_clips(tiny_config(tmp_path))))
+    total = len(plan(tiny_config(tmp_path), load_clips(tiny_config(tmp_path))))
     assert 3 <= len(partial) < total
     resumed = run_study(tiny_config(tmp_path), db, trial_fn=fake_trial, quiet=True).rows()
     reference = run_study(tiny_config(tmp_path), tmp_path / "ref.db", trial_fn=fake_trial, quiet=True).rows()
@@ -189,17 +191,25 @@ def test_report_files(tmp_path):
 
 def test_report_on_empty_store_is_a_clear_error(tmp_path):
     store = ResultStore(tmp_path / "empty.db")
-    with pytest.raises(ValueError, match="no finished trials"):
+    with pytest.raises(StudyError, match="no finished trials"):
         write_report(store.path, tmp_path / "r")
 
 
 def test_real_training_grid_local_equals_ray(tmp_path):
     """The same small grid, trained for real, gives identical rows locally and on a local Ray instance."""
-    ray = pytest.importorskip("ray")
     config = tiny_config(tmp_path, frontends=["db", "pcen(trainable=True)"], n_per_class=[2], runs={"default": 1})
     local = run_study(config, tmp_path / "local.db", quiet=True).rows()
-    assert len(local) == 2 and all(0.0 <= r["accuracy"] <= 1.0 for r in local)
-    assert any(r["learned"] for r in local if r["frontend"].startswith("pcen"))
+    assert len(local) == 2
+    for r in local:  # the stored accuracy is the test fold's: 3 classes x 2 clips, scored by the confusion matrix
+        m = r["metrics"]
+        confusion = np.array(m["confusion"])
+        assert confusion.shape == (3, 3) and confusion.sum() == m["n_test"] == 6 and m["n_train"] == 2 * 3
+        assert r["accuracy"] == pytest.approx(np.trace(confusion) / 6) and m["epochs"] == 2
+        # the worst ranking of a class's 2 clips among 6 has AP (1/5 + 2/6) / 2 = 0.267
+        assert m["split"] == "official folds" and 0.266 < r["map"] <= 1.0
+    pcen = [r["learned"] for r in local if r["frontend"].startswith("pcen")][0]
+    assert set(pcen) >= {"alpha", "delta", "r", "s"} and all(np.isfinite(v).all() for v in pcen.values())
+    ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote = run_study(config, tmp_path / "ray.db", ray_address="local", quiet=True).rows()
@@ -216,3 +226,30 @@ def test_trial_key_depends_on_its_own_model_settings_only(tmp_path):
     vgg, sb = Trial(1, 1, 0, "vgg", "db"), Trial(1, 1, 0, "sbcnn", "db")
     assert vgg.key(base) == vgg.key(other)
     assert sb.key(base) != sb.key(other)
+
+
+def test_bad_config_names_the_field(tmp_path):
+    with pytest.raises(ParameterError, match=r"n_per_class\[1\] must be a positive integer"):
+        tiny_config(tmp_path, n_per_class=[1, 0]).validate()
+    with pytest.raises(ParameterError, match="models: unknown model 'nope'"):
+        tiny_config(tmp_path, models=["nope"]).validate()
+    with pytest.raises(ParameterError, match="unknown frontend"):
+        tiny_config(tmp_path, frontends=["db", "nope"]).validate()
+    with pytest.raises(ParameterError, match="profile"):
+        StudyConfig.from_profile("huge")
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text("dataset: synth\nepochs: 3\n")
+    with pytest.raises(ParameterError, match=r"study\.yaml: unknown study setting\(s\) \['epochs'\]"):
+        StudyConfig.from_file(cfg)
+    cfg.write_text("dataset: [synth\n")
+    with pytest.raises(StudyError, match="study.yaml: not a valid YAML study config"):
+        StudyConfig.from_file(cfg)
+    with pytest.raises(ParameterError, match=r"test_folds: fold\(s\) \[9\]"):
+        run_study(tiny_config(tmp_path, test_folds=[9]), tmp_path / "s.db", trial_fn=fake_trial, quiet=True)
+
+
+def test_a_file_that_is_not_a_store_is_a_study_error(tmp_path):
+    bad = tmp_path / "study.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StudyError, match="study.db: not a melfront results store"):
+        ResultStore(bad)

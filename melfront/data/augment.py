@@ -19,12 +19,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..audio import load_audio
+from ..checks import finite_float, nonnegative_int, positive_int, probability
+from ..errors import ParameterError
+
 __all__ = ["have_audiomentations", "time_shift", "apply_gain", "mix_background", "WaveformAugment",
            "spec_augment", "SpecAugment"]
 
 
 def have_audiomentations() -> bool:
-    """Whether the optional ``audiomentations`` package imports."""
+    """Whether the optional ``audiomentations`` package imports.
+
+    >>> isinstance(have_audiomentations(), bool)
+    True
+    """
     try:
         import audiomentations  # noqa: F401
     except Exception:
@@ -36,7 +44,11 @@ def have_audiomentations() -> bool:
 # Small numpy transforms (used without audiomentations, and for in-memory backgrounds)
 # --------------------------------------------------------------------------------------------
 def time_shift(x: np.ndarray, shift: int, rollover: bool = True) -> np.ndarray:
-    """Shift ``(..., time)`` audio by ``shift`` samples (positive = later); wrap around or pad with zeros."""
+    """Shift ``(..., time)`` audio by ``shift`` samples (positive = later); wrap around or pad with zeros.
+
+    >>> time_shift(np.arange(5), 2).tolist(), time_shift(np.arange(5), -2, rollover=False).tolist()
+    ([3, 4, 0, 1, 2], [2, 3, 4, 0, 0])
+    """
     shift = int(shift)
     if rollover:
         return np.roll(x, shift, axis=-1)
@@ -49,7 +61,11 @@ def time_shift(x: np.ndarray, shift: int, rollover: bool = True) -> np.ndarray:
 
 
 def apply_gain(x: np.ndarray, gain_db: float) -> np.ndarray:
-    """Multiply by ``10 ** (gain_db / 20)``."""
+    """Multiply by ``10 ** (gain_db / 20)``.
+
+    >>> apply_gain(np.ones(2, np.float32), 20.0).tolist()
+    [10.0, 10.0]
+    """
     return x * np.float32(10 ** (gain_db / 20))
 
 
@@ -58,6 +74,12 @@ def mix_background(x: np.ndarray, background: np.ndarray, snr_db: float, rng=Non
 
     The background is tiled or randomly cropped to the length of ``x``. Silent ``x`` or background
     leaves ``x`` unchanged.
+
+    >>> x = np.sin(np.arange(1000, dtype=np.float32) / 5)
+    >>> noise = np.random.default_rng(0).standard_normal(300).astype(np.float32)
+    >>> mixed = mix_background(x, noise, 10.0, np.random.default_rng(1))
+    >>> round(float(10 * np.log10(np.mean(x ** 2) / np.mean((mixed - x) ** 2))), 2)
+    10.0
     """
     rng = np.random.default_rng() if rng is None else rng
     n = x.shape[-1]
@@ -110,21 +132,23 @@ class WaveformAugment:
         Makes the sequence of augmentations reproducible (each call draws the next seed).
     use_audiomentations : bool or None
         None: use it when installed.
+
+    >>> augment = WaveformAugment(8000, shift=0.2, gain_db=6.0, p=1.0, seed=0, use_audiomentations=False)
+    >>> y = augment(np.ones(800, np.float32))
+    >>> y.shape, y.dtype, augment
+    ((800,), dtype('float32'), WaveformAugment(sample_rate=8000, shift=0.2, pitch_semitones=0.0, stretch=None, gain_db=6.0, backgrounds=0, p=1.0, backend='numpy'))
     """
 
     def __init__(self, sample_rate: int, shift: float = 0.2, pitch_semitones: float = 0.0, stretch=None,
                  gain_db: float = 6.0, backgrounds=None, snr_db=(3.0, 30.0), p: float = 0.5, seed: int | None = None,
                  use_audiomentations: bool | None = None):
-        if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-            raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-        if not 0 <= shift <= 1:
-            raise ValueError(f"shift must be a fraction in [0, 1], got {shift!r}")
-        if pitch_semitones < 0 or gain_db < 0:
-            raise ValueError(f"pitch_semitones and gain_db must be >= 0, got {pitch_semitones!r}, {gain_db!r}")
+        positive_int("sample_rate", sample_rate)
+        probability("shift", shift)
+        finite_float("pitch_semitones", pitch_semitones, 0.0)
+        finite_float("gain_db", gain_db, 0.0)
         if stretch is not None and not (len(stretch) == 2 and 0 < stretch[0] <= stretch[1]):
-            raise ValueError(f"stretch must be None or (min_rate, max_rate) with 0 < min <= max, got {stretch!r}")
-        if not 0 <= p <= 1:
-            raise ValueError(f"p must be a probability, got {p!r}")
+            raise ParameterError(f"stretch must be None or (min_rate, max_rate) with 0 < min <= max, got {stretch!r}")
+        probability("p", p)
         have = have_audiomentations()
         if use_audiomentations is None:
             use_audiomentations = have
@@ -164,7 +188,7 @@ class WaveformAugment:
         x = waveform.detach().cpu().numpy() if is_tensor else np.asarray(waveform)
         x = x.astype(np.float32, copy=True)
         if x.ndim != 1:
-            raise ValueError(f"waveform must be (time,), got shape {tuple(x.shape)}")
+            raise ParameterError(f"waveform must be (time,), got shape {tuple(x.shape)}")
         rng = self._rng
         if self._bg_arrays and rng.random() < self.p:
             bg = self._bg_arrays[int(rng.integers(len(self._bg_arrays)))]
@@ -177,7 +201,6 @@ class WaveformAugment:
                 m = int(self.shift * x.shape[-1])
                 x = time_shift(x, int(rng.integers(-m, m + 1)))
             if self._bg_paths and rng.random() < self.p:
-                from ..audio import load_audio
                 bg = load_audio(self._bg_paths[int(rng.integers(len(self._bg_paths)))], self.sample_rate)[0].numpy()
                 x = mix_background(x, bg, rng.uniform(*self.snr_db), rng)
             if self.gain_db and rng.random() < self.p:
@@ -225,15 +248,20 @@ def spec_augment(mel: torch.Tensor, freq_masks: int = 2, freq_width: int = 8, ti
     Returns
     -------
     Tensor of the same shape (a new tensor; gradients flow through unmasked cells).
+
+    >>> out = spec_augment(torch.ones(2, 10, 30), freq_masks=1, freq_width=3, time_masks=0, mask_value=0.0,
+    ...                    generator=torch.Generator().manual_seed(0))
+    >>> out.shape, bool(((out == 0).all(-1) | (out == 1).all(-1)).all())  # whole bands are masked
+    (torch.Size([2, 10, 30]), True)
     """
     if mel.dim() < 2:
-        raise ValueError(f"mel must be (..., n_mels, frames), got shape {tuple(mel.shape)}")
+        raise ParameterError(f"mel must be (..., n_mels, frames), got shape {tuple(mel.shape)}")
     for name, v in (("freq_masks", freq_masks), ("freq_width", freq_width), ("time_masks", time_masks),
                     ("time_width", time_width)):
-        if not isinstance(v, int) or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
-    if not (mask_value == "mean" or isinstance(mask_value, (int, float))):
-        raise ValueError(f"mask_value must be a number or 'mean', got {mask_value!r}")
+        nonnegative_int(name, v)
+    if not (isinstance(mask_value, str) and mask_value == "mean") and (
+            isinstance(mask_value, bool) or not isinstance(mask_value, (int, float))):
+        raise ParameterError(f"mask_value must be a number or 'mean', got {mask_value!r}")
     n_mels, frames = mel.shape[-2:]
     flat = mel.reshape(-1, n_mels, frames)
     b = flat.shape[0]
@@ -248,7 +276,13 @@ def spec_augment(mel: torch.Tensor, freq_masks: int = 2, freq_width: int = 8, ti
 
 
 class SpecAugment(nn.Module):
-    """:func:`spec_augment` as a module, active only in training mode (identity in ``eval()``)."""
+    """:func:`spec_augment` as a module, active only in training mode (identity in ``eval()``).
+
+    >>> m = SpecAugment(freq_width=4, time_width=4, mask_value=0.0)
+    >>> x = torch.ones(1, 8, 20)
+    >>> m.eval()(x) is x
+    True
+    """
 
     def __init__(self, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2, time_width: int = 20,
                  mask_value="mean"):

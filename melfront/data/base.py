@@ -1,34 +1,30 @@
-"""The clip type every loader returns, and the single entry point :func:`dataset`.
+"""The clip type every loader returns, and the helpers the loaders share.
 
 A data set is a :class:`ClipList`: a plain ``list`` of :class:`Clip` records with the data set's
 name, its class names in label order, the folds present and its root folder. Loaders read each
 public release in its own layout and metadata and keep its official folds or splits, using whatever
-clips and folds are present on disk.
+clips and folds are present on disk. The entry point :func:`melfront.data.dataset` lives in
+:mod:`melfront.data.registry`.
+
+>>> clips = ClipList([Clip("/d/a.wav", 0, "owl", 1), Clip("/d/b.wav", 1, "frog", 2)], name="toy",
+...                  classes=["owl", "frog"], root="/d")
+>>> clips
+ClipList(name='toy', clips=2, classes=2, folds=[1, 2], root='/d')
 """
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
-__all__ = ["Clip", "ClipList", "MetadataError", "dataset", "available_datasets", "AUDIO_EXTENSIONS"]
+from ..errors import MetadataError
+
+__all__ = ["Clip", "ClipList", "MetadataError", "AUDIO_EXTENSIONS", "require_root", "read_csv", "parse_int",
+           "find_audio", "label_map", "compact_labels"]
 
 #: File extensions accepted as audio when a loader looks for a clip by stem.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
-
-
-class MetadataError(ValueError):
-    """Metadata that cannot be used: missing columns, unknown folds, labels that disagree with file names.
-
-    The message names the metadata file and, where it applies, the row (1-based line number in the file).
-    """
-
-    def __init__(self, path, message: str, row: int | None = None):
-        self.path, self.row = str(path), row
-        where = f"{self.path}, line {row}" if row is not None else self.path
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +46,9 @@ class Clip:
     source_id : str
         The recording the clip was cut from (ESC-50 ``src_file``, UrbanSound8K ``fsID``, TUT location id,
         FSDD speaker), so that splits can keep the clips of one source together.
+
+    >>> Clip("/data/dog.wav", 0, "dog", 1, "100032").fold
+    1
     """
 
     path: str
@@ -60,7 +59,15 @@ class Clip:
 
 
 class ClipList(list):
-    """A list of :class:`Clip` with the data set's ``name``, ``classes`` (label order), ``folds`` and ``root``."""
+    """A list of :class:`Clip` with the data set's ``name``, ``classes`` (label order), ``folds`` and ``root``.
+
+    Slices and :meth:`subset` keep the metadata.
+
+    >>> clips = ClipList([Clip("a.wav", 0, "owl", 2), Clip("b.wav", 1, "frog", 1), Clip("c.wav", 0, "owl", "test")],
+    ...                  name="toy", classes=["owl", "frog"])
+    >>> clips.folds, clips.labels, len(clips.by_fold(2)), clips[:1].classes
+    ([1, 2, 'test'], [0, 1, 0], 1, ['owl', 'frog'])
+    """
 
     def __init__(self, clips: Iterable[Clip] = (), name: str = "", classes=(), root=None):
         super().__init__(clips)
@@ -77,6 +84,7 @@ class ClipList(list):
 
     @property
     def labels(self) -> list[int]:
+        """The label of every clip, in order."""
         return [c.label for c in self]
 
     def subset(self, clips) -> "ClipList":
@@ -106,7 +114,13 @@ class ClipList(list):
 # --------------------------------------------------------------------------------------------
 def require_root(root, name: str, command: str, must_contain: Iterable[str] = ()) -> Path:
     """Check that a data set root exists (and holds the given relative paths); else FileNotFoundError
-    that says which ``melfront download`` command fetches it."""
+    that says which ``melfront download`` command fetches it.
+
+    >>> require_root("/no/such/folder", "esc50", "esc50")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: esc50: root folder '/no/such/folder' does not exist; fetch it with `melfront download esc50 --root /no/such/folder`
+    """
     if root is None:
         raise FileNotFoundError(f"{name}: no root folder given; fetch the data set with "
                                 f"`melfront download {command} --root DIR` and pass root=DIR")
@@ -122,7 +136,14 @@ def require_root(root, name: str, command: str, must_contain: Iterable[str] = ()
 
 
 def read_csv(path: Path, required: Iterable[str], delimiter: str = ",") -> list[tuple[int, dict]]:
-    """Rows of a CSV with a header as ``(line_number, dict)``; MetadataError if a required column is missing."""
+    """Rows of a CSV with a header as ``(line_number, dict)``; MetadataError if a required column is missing.
+
+    >>> import tempfile, pathlib
+    >>> meta = pathlib.Path(tempfile.mkdtemp()) / "meta.csv"
+    >>> _ = meta.write_text("filename,fold\\na.wav,1\\n\\nb.wav,2\\n")
+    >>> [(line, row["filename"]) for line, row in read_csv(meta, ["filename", "fold"])]
+    [(2, 'a.wav'), (4, 'b.wav')]
+    """
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         header = reader.fieldnames or []
@@ -138,6 +159,15 @@ def read_csv(path: Path, required: Iterable[str], delimiter: str = ",") -> list[
 
 
 def parse_int(value, meta: Path, row: int, column: str) -> int:
+    """``value`` as an int; MetadataError naming the file, row and column otherwise.
+
+    >>> parse_int(" 3 ", "meta.csv", 2, "fold")
+    3
+    >>> parse_int("one", "meta.csv", 2, "fold")
+    Traceback (most recent call last):
+    ...
+    melfront.errors.MetadataError: meta.csv, line 2: column 'fold' should be an integer, got 'one'
+    """
     try:
         return int(str(value).strip())
     except (TypeError, ValueError):
@@ -145,7 +175,14 @@ def parse_int(value, meta: Path, row: int, column: str) -> int:
 
 
 def find_audio(directory: Path, filename: str) -> Path | None:
-    """``directory / filename`` if it exists, else a file with the same stem and any audio extension."""
+    """``directory / filename`` if it exists, else a file with the same stem and any audio extension.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "dog.flac").write_bytes(b"")
+    >>> find_audio(d, "dog.wav").name, find_audio(d, "cat.wav")
+    ('dog.flac', None)
+    """
     path = directory / filename
     if path.is_file():
         return path
@@ -158,7 +195,11 @@ def find_audio(directory: Path, filename: str) -> Path | None:
 
 
 def label_map(pairs: Iterable[tuple[int, str]], meta: Path) -> list[str]:
-    """Class names in label order from (label, name) pairs; MetadataError if one label has two names."""
+    """Class names in label order from (label, name) pairs; MetadataError if one label has two names.
+
+    >>> label_map([(1, "pig"), (0, "dog"), (1, "pig")], "meta.csv")
+    ['dog', 'pig']
+    """
     names: dict[int, str] = {}
     for label, name in pairs:
         if names.setdefault(label, name) != name:
@@ -167,75 +208,13 @@ def label_map(pairs: Iterable[tuple[int, str]], meta: Path) -> list[str]:
 
 
 def compact_labels(clips: list[Clip], classes_by_old: dict[int, str]) -> tuple[list[Clip], list[str]]:
-    """Renumber labels 0..K-1 in the order of the original label ids (used after selecting a subset of classes)."""
+    """Renumber labels 0..K-1 in the order of the original label ids (used after selecting a subset of classes).
+
+    >>> clips, names = compact_labels([Clip("a.wav", 40, "saw", 1), Clip("b.wav", 2, "pig", 1)], {40: "saw", 2: "pig"})
+    >>> [c.label for c in clips], names
+    ([1, 0], ['pig', 'saw'])
+    """
     order = sorted(classes_by_old)
     new = {old: i for i, old in enumerate(order)}
     out = [Clip(c.path, new[c.label], c.class_name, c.fold, c.source_id) for c in clips]
     return out, [classes_by_old[o] for o in order]
-
-
-# --------------------------------------------------------------------------------------------
-# The entry point
-# --------------------------------------------------------------------------------------------
-_LOADERS: dict[str, Callable[..., ClipList]] = {}
-
-
-def _registry() -> dict[str, Callable[..., ClipList]]:
-    if not _LOADERS:
-        from . import esc50, folder, fsdd, synth, tut, urbansound8k
-        _LOADERS.update({
-            "esc50": esc50.load_esc50,
-            "esc10": esc50.load_esc10,
-            "urbansound8k": urbansound8k.load_urbansound8k,
-            "tut2017": tut.load_tut2017,
-            "fsdd": fsdd.load_fsdd,
-            "folder": folder.load_folder,
-            "synth": synth.load_synth,
-        })
-    return _LOADERS
-
-
-def available_datasets() -> list[str]:
-    """Names accepted by :func:`dataset`."""
-    return list(_registry())
-
-
-def dataset(name: str, root=None, **options) -> ClipList:
-    """Load a data set by name.
-
-    Parameters
-    ----------
-    name : str
-        ``"esc50"`` (option ``esc10=True`` selects ESC-10), ``"esc10"``, ``"urbansound8k"``,
-        ``"tut2017"`` (option ``split="development"|"evaluation"|"all"``), ``"fsdd"``, ``"folder"``
-        (a folder-per-class tree) or ``"synth"`` (the synthetic field-recording set; generated and
-        cached when ``root`` is None; options ``n_classes, clips_per_class, duration, sample_rate, seed, n_folds``).
-    root : str or Path or None
-        The data set's root folder (as written by ``melfront download NAME --root DIR``).
-    **options
-        Passed to the loader.
-
-    Returns
-    -------
-    ClipList
-        The clips, with ``.name``, ``.classes``, ``.folds`` and ``.root``.
-
-    Raises
-    ------
-    FileNotFoundError
-        The root is missing; the message says which ``melfront download`` command fetches it.
-    MetadataError
-        Metadata with missing columns, unknown folds or labels that disagree with file names.
-    """
-    key = str(name).lower().replace("-", "").replace("_", "")
-    aliases = {"us8k": "urbansound8k", "tut": "tut2017", "tut17": "tut2017", "synthetic": "synth"}
-    key = aliases.get(key, key)
-    loaders = _registry()
-    if key not in loaders:
-        raise ValueError(f"name must be one of {sorted(loaders)}, got {name!r}")
-    return loaders[key](root, **options)
-
-
-def _env_path(var: str) -> Path | None:
-    value = os.environ.get(var)
-    return Path(value).expanduser() if value else None

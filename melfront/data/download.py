@@ -6,34 +6,55 @@
 request, verifies the size and checksum where they are known, and extracts it into ``DIR`` so that
 ``melfront.data.dataset(name, DIR)`` reads it.
 
+Resuming is safe against a file that changed on the server: the server's length and validators
+(``ETag``, ``Last-Modified``) are stored beside the ``.part`` (``<name>.part.json``) and compared
+before any byte is appended; the transfer restarts from zero when they disagree, when the ``.part``
+is longer than the server's file, or when the server ignores ``Range``. A stalled connection times
+out after ``timeout`` seconds and is retried ``retries`` times with exponential backoff.
+
 Extraction is refused, before anything is written, for any archive member with an absolute path,
 a path that escapes ``DIR`` through ``..``, a symbolic or hard link, or a device/FIFO file
-(the "zip slip" and tar link attacks).
+(the "zip slip" and tar link attacks), and for archives that would expand beyond
+:data:`MAX_EXTRACT_BYTES` or :data:`MAX_EXTRACT_RATIO` times their own size ("zip bombs").
+A failed extraction removes what it wrote, so a rerun starts clean.
 
 Only the standard library is used for the network (``urllib``).
 """
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
+import json
+import lzma
 import os
-import shutil
 import stat
 import sys
 import tarfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
-__all__ = ["SOURCES", "DownloadError", "UnsafeArchiveError", "download_file", "safe_extract", "download_dataset"]
+from tqdm import tqdm
 
+from ..checks import nonnegative_int, optional, positive_float, positive_int
+from ..errors import DownloadError, ParameterError, UnsafeArchiveError
+from ..fileio import atomic_write, write_json
 
-class DownloadError(OSError):
-    """A transfer that failed or whose size/checksum does not match."""
+__all__ = ["SOURCES", "DownloadError", "UnsafeArchiveError", "MAX_EXTRACT_BYTES", "MAX_EXTRACT_RATIO",
+           "download_file", "safe_extract", "download_dataset"]
 
-
-class UnsafeArchiveError(ValueError):
-    """An archive member that would be written outside the target folder, or is a link or device file."""
+#: Largest total size (bytes, members uncompressed) one archive may expand to; ``safe_extract(max_bytes=)``.
+MAX_EXTRACT_BYTES = 64 * 2**30
+#: Largest ratio of total uncompressed size to the archive's size; ``safe_extract(max_ratio=)``. Audio
+#: archives expand about 1-3 times; a "zip bomb" hundreds to millions of times.
+MAX_EXTRACT_RATIO = 100
+#: Archives expanding to less than this many bytes are never refused for their ratio (tiny archives of
+#: silence or text compress well and are harmless).
+RATIO_FREE_BYTES = 1 << 20
 
 
 def _zenodo(record: str, name: str, md5: str | None = None, size: int | None = None, strip: int = 0) -> dict:
@@ -70,9 +91,14 @@ SOURCES: dict[str, list[dict]] = {
 SOURCES["esc10"] = SOURCES["esc50"]
 
 
+
 # --------------------------------------------------------------------------------------------
 # Transfer
 # --------------------------------------------------------------------------------------------
+class _Stalled(Exception):
+    """The server sent nothing for ``timeout`` seconds (retried by :func:`download_file`)."""
+
+
 def _hash_file(path: Path, algo: str) -> str:
     h = hashlib.new(algo)
     with open(path, "rb") as f:
@@ -93,16 +119,161 @@ def _verify(path: Path, size=None, md5=None, sha256=None) -> None:
                                     "the file was removed, run the command again to fetch it anew")
 
 
+def _meta_path(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def _read_meta(part: Path) -> dict | None:
+    """The server's length and validators recorded when the ``.part`` was started (None if unknown)."""
+    try:
+        meta = json.loads(_meta_path(part).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _discard(part: Path) -> None:
+    for p in (part, _meta_path(part)):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _validators(headers) -> dict:
+    return {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
+
+
+def _range_total(headers) -> tuple[int | None, int | None]:
+    """``(start, total)`` from ``Content-Range: bytes a-b/N`` or ``bytes */N`` (None where absent)."""
+    crange = headers.get("Content-Range", "") or ""
+    if not crange.startswith("bytes ") or "/" not in crange:
+        return None, None
+    span, total = crange[6:].rsplit("/", 1)
+    start = span.split("-")[0].strip()
+    return (int(start) if start.isdigit() else None), (int(total) if total.isdigit() else None)
+
+
+def _agrees(meta: dict | None, headers, total: int | None) -> bool:
+    """Whether the server's file is the one the ``.part`` was started from (True when nothing was recorded)."""
+    if meta is None:
+        return True
+    now = _validators(headers)
+    for key in ("etag", "last_modified"):
+        if meta.get(key) is not None and meta.get(key) != now[key]:
+            return False
+    return meta.get("total") is None or total is None or meta["total"] == total
+
+
+def _request(url: str, have: int, meta: dict | None, timeout: float):
+    """One GET (ranged from ``have`` when > 0); returns the response, or the HTTPError for a 416."""
+    request = urllib.request.Request(url, headers={"User-Agent": "melfront-download"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+        validator = (meta or {}).get("etag") or (meta or {}).get("last_modified")
+        if validator and not validator.startswith("W/"):
+            request.add_header("If-Range", validator)  # a compliant server answers 200 if the file changed
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:
+            return exc
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise _Stalled() from None
+        raise DownloadError(f"{url}: {exc.reason}") from None
+    except TimeoutError:
+        raise _Stalled() from None
+    except OSError as exc:  # connection reset or refused while reading the status line
+        raise DownloadError(f"{url}: {exc}") from None
+
+
+def _open_transfer(url: str, part: Path, size: int | None, timeout: float):
+    """``(response or None, offset to write from, total length or None)``, restarting when resuming is unsafe.
+
+    ``response`` is None when the ``.part`` is already whole (the server answered 416 for its length).
+    """
+    have = part.stat().st_size if part.exists() else 0
+    if size is not None and have > size:
+        have = 0
+    meta = _read_meta(part) if have else None
+    if have:
+        response = _request(url, have, meta, timeout)
+        status = getattr(response, "status", None) or response.code
+        start, total = _range_total(response.headers)
+        if status == 416:
+            response.close()
+            if total == have and _agrees(meta, response.headers, total):
+                return None, have, total
+        elif status == 206:
+            if start is not None and start != have:
+                response.close()
+                raise DownloadError(f"{url}: asked to resume at byte {have}, server sent from {start}")
+            if _agrees(meta, response.headers, total) and (total is None or have <= total):
+                return response, have, total
+            response.close()
+        else:  # 200: the server ignored the range (or If-Range saw a changed file); start over
+            _discard(part)
+            return response, 0, _length(response)
+    _discard(part)
+    response = _request(url, 0, None, timeout)
+    return response, 0, _length(response)
+
+
+def _length(response) -> int | None:
+    length = response.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
+
+
+def _receive(url: str, response, part: Path, offset: int, total: int | None, progress: bool,
+             chunk_size: int) -> None:
+    """Copy the body into ``part`` from ``offset`` (recording the server's validators on a fresh start)."""
+    if offset == 0:
+        write_json(_meta_path(part), dict(url=url, total=total, **_validators(response.headers)))
+    bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
+               file=sys.stderr) if progress else None
+    try:
+        with open(part, "ab" if offset else "wb") as f:
+            while True:
+                try:
+                    block = response.read(chunk_size)
+                except TimeoutError:
+                    raise _Stalled() from None
+                except Exception as exc:  # connection reset, IncompleteRead
+                    raise DownloadError(f"{url}: transfer interrupted after {f.tell()} bytes "
+                                        f"({type(exc).__name__}); run again to resume") from None
+                if not block:
+                    break
+                f.write(block)
+                if bar is not None:
+                    bar.update(len(block))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def download_file(url: str, dest, size: int | None = None, md5: str | None = None, sha256: str | None = None,
-                  progress: bool = True, timeout: float = 60.0, chunk_size: int = 1 << 20) -> Path:
+                  progress: bool = True, timeout: float = 60.0, chunk_size: int = 1 << 20, retries: int = 3,
+                  backoff: float = 1.0) -> Path:
     """Fetch ``url`` to ``dest``, resuming from ``dest + ".part"`` if a previous transfer was interrupted.
 
     The bytes go to ``<dest>.part``; when the transfer ends they are checked (``size`` in bytes,
     ``md5``/``sha256`` hex digests; the server's ``Content-Length`` when no size is given) and the file
     is renamed to ``dest``. An existing ``dest`` that passes the checks is kept without any transfer.
-    A partial file is resumed with ``Range: bytes=N-``; a server that answers 200 instead of 206
-    restarts it from zero. A checksum mismatch removes the file and raises :class:`DownloadError`.
+    A partial file is resumed with ``Range: bytes=N-`` only if the server's length, ``ETag`` and
+    ``Last-Modified`` match those recorded in ``<dest>.part.json`` when it was started; otherwise
+    (and when the server answers 200 instead of 206) it restarts from zero. A checksum mismatch
+    removes the file and raises :class:`DownloadError`.
+
+    ``timeout`` (seconds) bounds every wait for the server; a stalled transfer is retried ``retries``
+    times, resuming, after ``backoff``, ``2 * backoff``, ... seconds, then :class:`DownloadError`.
+
+    >>> download_file("http://127.0.0.1:9/none.zip", "/tmp/none.zip", progress=False, retries=0)
+    Traceback (most recent call last):
+    ...
+    melfront.errors.DownloadError: http://127.0.0.1:9/none.zip: [Errno 111] Connection refused
     """
+    timeout, backoff = positive_float("timeout", timeout), positive_float("backoff", backoff)
+    retries, chunk_size = nonnegative_int("retries", retries), positive_int("chunk_size", chunk_size)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
@@ -112,77 +283,45 @@ def download_file(url: str, dest, size: int | None = None, md5: str | None = Non
         except DownloadError:
             dest.unlink()
     part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    if size is not None and have > size:
-        part.unlink()
-        have = 0
-    request = urllib.request.Request(url, headers={"User-Agent": "melfront-download"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # nothing left to send: the .part is already whole
-            response = None
-        else:
-            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise DownloadError(f"{url}: {exc.reason}") from None
-    expected_total = size
-    if response is not None:
-        with response:
-            status = response.status
-            length = response.headers.get("Content-Length")
-            if status == 206:
-                mode = "ab"
-                crange = response.headers.get("Content-Range", "")
-                if crange.startswith("bytes ") and "/" in crange:
-                    start = int(crange[6:].split("-")[0])
-                    if start != have:
-                        raise DownloadError(f"{url}: asked to resume at byte {have}, server sent from {start}")
-                    total = crange.rsplit("/", 1)[1]
-                    if total.isdigit() and expected_total is None:
-                        expected_total = int(total)
-            else:  # 200: the server ignored the range; start over
-                mode, have = "wb", 0
-                if length and length.isdigit() and expected_total is None:
-                    expected_total = int(length)
-            bar = None
-            if progress:
-                from tqdm import tqdm
-                bar = tqdm(total=expected_total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                           desc=dest.name, file=sys.stderr)
-            try:
-                with open(part, mode) as f:
-                    while True:
-                        try:
-                            block = response.read(chunk_size)
-                        except Exception as exc:  # connection reset, IncompleteRead, timeout
-                            raise DownloadError(f"{url}: transfer interrupted after {part.stat().st_size} bytes "
-                                                f"({type(exc).__name__}); run again to resume") from None
-                        if not block:
-                            break
-                        f.write(block)
-                        if bar is not None:
-                            bar.update(len(block))
-            finally:
-                if bar is not None:
-                    bar.close()
+    for attempt in range(retries + 1):
+        try:
+            response, offset, total = _open_transfer(url, part, size, timeout)
+            if response is not None:
+                with response:
+                    _receive(url, response, part, offset, total, progress, chunk_size)
+            break
+        except _Stalled:
+            if attempt < retries:
+                time.sleep(backoff * 2**attempt)
+    else:
+        got = part.stat().st_size if part.exists() else 0
+        raise DownloadError(f"{url}: the server sent nothing for {timeout:g} s, {retries + 1} time(s) "
+                            f"({got} bytes received); check the connection and run again to resume")
+    return _finish(url, part, dest, size if size is not None else total, md5, sha256)
+
+
+def _finish(url: str, part: Path, dest: Path, expected: int | None, md5, sha256) -> Path:
     got = part.stat().st_size
-    if expected_total is not None and got < expected_total:
-        raise DownloadError(f"{url}: transfer interrupted at {got} of {expected_total} bytes; run again to resume")
+    if expected is not None and got < expected:
+        raise DownloadError(f"{url}: transfer interrupted at {got} of {expected} bytes; run again to resume")
     try:
-        _verify(part, expected_total, md5, sha256)
+        _verify(part, expected, md5, sha256)
     except DownloadError as exc:
-        part.unlink()
+        _discard(part)
         raise DownloadError(str(exc).replace(str(part), url)) from None
     os.replace(part, dest)
+    _discard(part)
     return dest
 
 
 # --------------------------------------------------------------------------------------------
 # Extraction
 # --------------------------------------------------------------------------------------------
+#: Errors of a damaged or incomplete archive (an ``OSError`` without ``errno`` is a decompressor's).
+_DAMAGE = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile,
+           NotImplementedError)
+
+
 def _safe_name(name: str, archive: Path, strip: int) -> PurePosixPath | None:
     """The member's relative path after stripping, or None if nothing is left; UnsafeArchiveError if unsafe."""
     raw = name.replace("\\", "/")
@@ -196,26 +335,24 @@ def _safe_name(name: str, archive: Path, strip: int) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-def _members(archive: Path, strip: int):
-    """``[(relative_path, is_dir, opener)]`` for every member, after checking all of them."""
+def _zip_members(archive: Path, strip: int):
+    zf = zipfile.ZipFile(archive)
     out = []
-    if zipfile.is_zipfile(archive):
-        zf = zipfile.ZipFile(archive)
-        for info in zf.infolist():
-            ftype = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip carries no Unix file type
-            if ftype == stat.S_IFLNK:
-                raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link; refusing to extract")
-            if ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device or special file; "
-                                         "refusing to extract")
-            rel = _safe_name(info.filename, archive, strip)
-            if rel is not None:
-                out.append((rel, info.is_dir(), (lambda i=info: zf.open(i))))
-        return out, zf
-    try:
-        tf = tarfile.open(archive)
-    except tarfile.TarError:
-        raise UnsafeArchiveError(f"{archive}: neither a zip nor a tar archive") from None
+    for info in zf.infolist():
+        ftype = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip carries no Unix file type
+        if ftype == stat.S_IFLNK:
+            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link; refusing to extract")
+        if ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device or special file; "
+                                     "refusing to extract")
+        rel = _safe_name(info.filename, archive, strip)
+        if rel is not None:
+            out.append((rel, info.is_dir(), 0 if info.is_dir() else info.file_size, (lambda i=info: zf.open(i))))
+    return out, zf
+
+
+def _tar_members(archive: Path, tf: tarfile.TarFile, strip: int):
+    out = []
     for m in tf.getmembers():
         if m.issym() or m.islnk():
             kind = "symbolic" if m.issym() else "hard"
@@ -226,41 +363,127 @@ def _members(archive: Path, strip: int):
                                      "refusing to extract")
         rel = _safe_name(m.name, archive, strip)
         if rel is not None:
-            out.append((rel, m.isdir(), (lambda mm=m: tf.extractfile(mm))))
+            out.append((rel, m.isdir(), m.size if m.isfile() else 0, (lambda mm=m: tf.extractfile(mm))))
     return out, tf
 
 
-def safe_extract(archive, dest, strip: int = 0) -> list[Path]:
+def _members(archive: Path, strip: int):
+    """``[(relative_path, is_dir, size, opener)]`` for every member, after checking all of them."""
+    if zipfile.is_zipfile(archive):
+        return _zip_members(archive, strip)
+    with open(archive, "rb") as f:
+        head = f.read(6)
+    if head.startswith(b"PK\x03\x04"):
+        raise DownloadError(f"{archive}: damaged or incomplete zip archive (no central directory); "
+                            "delete it and download it again")
+    try:
+        tf = tarfile.open(archive)
+    except tarfile.TarError:
+        if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):  # gzip, bzip2, xz
+            raise DownloadError(f"{archive}: damaged or incomplete archive (its compressed data cannot be "
+                                "read); delete it and download it again") from None
+        raise UnsafeArchiveError(f"{archive}: neither a zip nor a tar archive") from None
+    return _tar_members(archive, tf, strip)
+
+
+def _extract_limit(archive: Path, members, max_bytes: int | None, max_ratio: float | None) -> int:
+    """Refuse an archive whose members add up to too much; return the byte budget for writing."""
+    total = sum(size for _, _, size, _ in members)
+    packed = max(archive.stat().st_size, 1)
+    limits = [max_bytes] if max_bytes is not None else []
+    if max_ratio is not None:
+        limits.append(max(int(max_ratio * packed), RATIO_FREE_BYTES))
+    budget = min(limits) if limits else None
+    if budget is not None and total > budget:
+        raise UnsafeArchiveError(
+            f"{archive}: expands to {total} bytes, {total / packed:.0f} times its {packed} bytes, over the "
+            f"limit of {budget} bytes (max_bytes={max_bytes}, max_ratio={max_ratio}); refusing to extract "
+            "(pass larger max_bytes=/max_ratio= to safe_extract, or set MAX_EXTRACT_BYTES/MAX_EXTRACT_RATIO)")
+    return budget if budget is not None else -1
+
+
+def _mkdirs(folder: Path, created: list[Path]) -> None:
+    """``folder.mkdir(parents=True)``, recording every folder it creates."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        created.append(d)
+
+
+def _write_members(archive: Path, base: Path, members, budget: int, created: list[Path]) -> list[Path]:
+    written, used = [], 0
+    for rel, is_dir, _, opener in members:
+        target = base / rel
+        if is_dir:
+            _mkdirs(target, created)
+            continue
+        _mkdirs(target.parent, created)
+        existed = target.exists()
+        with opener() as src, atomic_write(target, "wb") as out:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                used += len(block)
+                if 0 <= budget < used:
+                    raise UnsafeArchiveError(f"{archive}: expands beyond its limit of {budget} bytes while "
+                                             f"extracting {str(rel)!r}; refusing to extract")
+                out.write(block)
+        if not existed:
+            created.append(target)
+        written.append(target)
+    return written
+
+
+def _remove_created(created: list[Path]) -> None:
+    for p in reversed(created):  # files before the folders that hold them
+        with contextlib.suppress(OSError):
+            p.rmdir() if p.is_dir() else p.unlink()
+
+
+def safe_extract(archive, dest, strip: int = 0, max_bytes: int | None = None,
+                 max_ratio: float | None = None) -> list[Path]:
     """Extract a zip or tar (gz/bz2/xz) archive into ``dest``, refusing unsafe members.
 
     Every member is checked before anything is written: absolute paths, ``..`` components (or any
     path resolving outside ``dest``), symbolic and hard links, and device/FIFO members raise
-    :class:`UnsafeArchiveError`. ``strip`` drops leading path components (like ``tar --strip-components``).
-    Returns the files written.
+    :class:`UnsafeArchiveError`, and so does an archive whose members add up to more than
+    ``max_bytes`` (default :data:`MAX_EXTRACT_BYTES`) or ``max_ratio`` times the archive's size (default
+    :data:`MAX_EXTRACT_RATIO`; archives expanding to less than 1 MiB are exempt). The bytes actually
+    written are counted against the same limit. ``strip`` drops leading path components (like
+    ``tar --strip-components``). A damaged archive raises :class:`DownloadError`; on any failure the files
+    and folders written so far are removed. Returns the files written.
+
+    >>> import tempfile, pathlib, zipfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with zipfile.ZipFile(d / "a.zip", "w") as z:
+    ...     z.writestr("top/x.txt", "hello")
+    >>> [p.relative_to(d / "out").as_posix() for p in safe_extract(d / "a.zip", d / "out", strip=1)]
+    ['x.txt']
     """
     archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    base = dest.resolve()
-    members, handle = _members(archive, strip)
-    with handle:
-        for rel, _, _ in members:
-            target = (base / rel).resolve()
-            if target != base and base not in target.parents:
-                raise UnsafeArchiveError(f"{archive}: member {str(rel)!r} would be written outside {dest}; "
-                                         "refusing to extract")
-        written = []
-        for rel, is_dir, opener in members:
-            target = base / rel
-            if is_dir:
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".extracting")
-            with opener() as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            os.replace(tmp, target)
-            written.append(target)
-    return written
+    strip = nonnegative_int("strip", strip)
+    max_bytes = optional(positive_int, "max_bytes", MAX_EXTRACT_BYTES if max_bytes is None else max_bytes)
+    max_ratio = optional(positive_float, "max_ratio", MAX_EXTRACT_RATIO if max_ratio is None else max_ratio)
+    created: list[Path] = []
+    try:
+        members, handle = _members(archive, strip)
+        with handle:
+            budget = _extract_limit(archive, members, max_bytes, max_ratio)
+            _mkdirs(dest, created)
+            base = dest.resolve()
+            for rel, _, _, _ in members:
+                target = (base / rel).resolve()
+                if target != base and base not in target.parents:
+                    raise UnsafeArchiveError(f"{archive}: member {str(rel)!r} would be written outside {dest}; "
+                                             "refusing to extract")
+            return _write_members(archive, base, members, budget, created)
+    except BaseException as exc:
+        _remove_created(created)
+        if isinstance(exc, _DAMAGE) or (type(exc) is OSError and exc.errno is None):
+            raise DownloadError(f"{archive}: damaged or incomplete archive ({type(exc).__name__}: {exc}); "
+                                "delete it and download it again") from None
+        raise
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,11 +501,19 @@ def download_dataset(name: str, root, progress: bool = True, keep_archives: bool
         finished transfers); False deletes each archive once extracted.
     mirror : base URL replacing each archive's folder (``mirror + "/" + filename``), for a local copy.
     sources : overrides :data:`SOURCES[name]` (list of dicts: url, filename, md5, sha256, size, strip).
+
+    An archive that turns out to be damaged when extracting is removed (with what was extracted from
+    it), so that the next run fetches it anew.
+
+    >>> download_dataset("esc51", "/tmp/nowhere")
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: name must be one of 'esc10', 'esc50', 'fsdd', 'tut2017', 'urbansound8k'; got 'esc51'
     """
-    key = name.lower()
+    key = name.lower() if isinstance(name, str) else name
     if sources is None:
         if key not in SOURCES:
-            raise ValueError(f"name must be one of {sorted(SOURCES)}, got {name!r}")
+            raise ParameterError(f"name must be one of {', '.join(map(repr, sorted(SOURCES)))}; got {name!r}")
         sources = SOURCES[key]
     root = Path(root).expanduser()
     downloads = root / ".downloads"
@@ -292,7 +523,11 @@ def download_dataset(name: str, root, progress: bool = True, keep_archives: bool
                                 sha256=src.get("sha256"), progress=progress)
         if progress:
             print(f"extracting {archive.name} into {root}", file=sys.stderr)
-        safe_extract(archive, root, strip=src.get("strip", 0))
+        try:
+            safe_extract(archive, root, strip=src.get("strip", 0))
+        except DownloadError as exc:  # damaged although it passed the checks we had: fetch it again next time
+            archive.unlink(missing_ok=True)
+            raise DownloadError(f"{exc}; the archive was removed, run again to fetch it anew") from None
         if not keep_archives:
             archive.unlink()
     return root

@@ -14,10 +14,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import (Clip, ClipList, MetadataError, compact_labels, find_audio, parse_int, read_csv,
-                   require_root)
+from ..errors import MetadataError
+from .base import Clip, ClipList, compact_labels, find_audio, parse_int, read_csv, require_root
+from .registry import register_dataset
 
-__all__ = ["load_esc50", "load_esc10", "ESC50_COLUMNS"]
+__all__ = ["load_esc50", "load_esc10", "read_esc50_layout", "ESC50_COLUMNS"]
 
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 _NAME = re.compile(r"^(\d+)-([^-]+)-([A-Za-z]+)-(\d+)$")
@@ -32,6 +33,16 @@ def read_esc50_layout(root, name: str = "esc50", command: str = "esc50", esc10: 
     """Read an ESC-50-style layout (also used for the synthetic set).
 
     Rows whose audio file is absent are left out and listed in ``ClipList.missing``.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "audio").mkdir(); (root / "meta").mkdir()
+    >>> _ = (root / "audio" / "1-100032-A-0.wav").write_bytes(b"")
+    >>> _ = (root / "meta" / "esc50.csv").write_text("filename,fold,target,category,esc10,src_file,take\\n"
+    ...     "1-100032-A-0.wav,1,0,dog,True,100032,A\\n2-100038-A-14.wav,2,14,chirping_birds,False,100038,A\\n")
+    >>> clips = read_esc50_layout(root)
+    >>> clips.classes, clips.folds, [pathlib.Path(m).name for m in clips.missing]
+    (['dog'], [1], ['2-100038-A-14.wav'])
     """
     root = require_root(root, name, command, must_contain=("meta/" + meta_name, "audio"))
     meta = root / "meta" / meta_name
@@ -71,6 +82,7 @@ def read_esc50_layout(root, name: str = "esc50", command: str = "esc50", esc10: 
     return out
 
 
+@register_dataset("esc50", description="ESC-50 (Piczak 2015): 50 environmental sound classes, 5 official folds")
 def load_esc50(root=None, esc10: bool = False) -> ClipList:
     """ESC-50 (or ESC-10 with ``esc10=True``) from its public layout.
 
@@ -86,11 +98,32 @@ def load_esc50(root=None, esc10: bool = False) -> ClipList:
     ClipList
         Labels ``0..K-1`` in the order of the ``target`` column among the classes present (for the
         full release, label == target); ``fold`` 1..5; ``source_id`` = ``src_file``.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "audio").mkdir(); (root / "meta").mkdir()
+    >>> for name in ("1-100032-A-0.wav", "3-104958-A-0.wav", "2-100648-A-43.wav"):
+    ...     _ = (root / "audio" / name).write_bytes(b"")
+    >>> _ = (root / "meta" / "esc50.csv").write_text("filename,fold,target,category,esc10,src_file,take\\n"
+    ...     "1-100032-A-0.wav,1,0,dog,True,100032,A\\n3-104958-A-0.wav,3,0,dog,True,104958,A\\n"
+    ...     "2-100648-A-43.wav,2,43,car_horn,False,100648,A\\n")
+    >>> clips = load_esc50(root)
+    >>> clips.classes, clips.folds, clips[0].source_id
+    (['dog', 'car_horn'], [1, 2, 3], '100032')
+    >>> len(load_esc50(root, esc10=True))
+    2
     """
     name = "esc10" if esc10 else "esc50"
     return read_esc50_layout(root, name=name, command=name, esc10=esc10)
 
 
+@register_dataset("esc10", description="ESC-10: the 10-class subset of ESC-50 flagged by its esc10 column")
 def load_esc10(root=None) -> ClipList:
-    """ESC-10: :func:`load_esc50` with ``esc10=True``."""
+    """ESC-10: :func:`load_esc50` with ``esc10=True``.
+
+    >>> load_esc10("/no/such/folder")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: esc10: root folder '/no/such/folder' does not exist; fetch it with `melfront download esc10 --root /no/such/folder`
+    """
     return load_esc50(root, esc10=True)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import AUDIO_EXTENSIONS, Clip, ClipList, MetadataError, require_root
+from ..errors import MetadataError
+from .base import AUDIO_EXTENSIONS, Clip, ClipList, require_root
+from .registry import register_dataset
 
 __all__ = ["load_folder"]
 
@@ -32,6 +34,7 @@ def _audio_files(path: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
 
 
+@register_dataset("folder", description="any folder-per-class tree (optionally split into fold{N}/ or train/, test/)")
 def load_folder(root=None, extensions=None) -> ClipList:
     """A folder-per-class tree (optionally split into ``fold{N}/`` or ``train/``/``test/`` first).
 
@@ -40,6 +43,15 @@ def load_folder(root=None, extensions=None) -> ClipList:
     root : str or Path
     extensions : iterable of str or None
         Audio file extensions to accept (default: wav, flac, ogg, aiff, aif, mp3).
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for rel in ("owl/1.wav", "owl/2.wav", "frog/1.flac"):
+    ...     (root / rel).parent.mkdir(exist_ok=True)
+    ...     _ = (root / rel).write_bytes(b"")
+    >>> clips = load_folder(root)
+    >>> clips.classes, clips.labels, clips.folds
+    (['frog', 'owl'], [0, 1, 1], [1])
     """
     if root is None:
         raise FileNotFoundError("folder: pass root=DIR, a folder with one sub-folder of audio per class")

@@ -6,15 +6,17 @@ takes (indices) 0-4 of every speaker and digit in the test set and the rest in t
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from .base import AUDIO_EXTENSIONS, Clip, ClipList, MetadataError, require_root
+from ..errors import MetadataError
+from .base import AUDIO_EXTENSIONS, Clip, ClipList, require_root
+from .registry import register_dataset
 
 __all__ = ["load_fsdd"]
 
 _NAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)$")
 
 
+@register_dataset("fsdd", description="Free Spoken Digit Dataset (Jakobovski et al.): 10 digits, published train/test split")
 def load_fsdd(root=None) -> ClipList:
     """FSDD from its public layout.
 
@@ -24,6 +26,14 @@ def load_fsdd(root=None) -> ClipList:
         Classes ``"0".."9"`` (label == digit), ``fold`` ``"test"`` for takes 0-4 else ``"train"``,
         ``source_id`` = the speaker. A file in ``recordings/`` whose name does not follow
         ``{digit}_{speaker}_{index}`` raises :class:`MetadataError` naming it.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "recordings").mkdir()
+    >>> for name in ("0_george_3.wav", "7_jackson_12.wav"):
+    ...     _ = (root / "recordings" / name).write_bytes(b"")
+    >>> [(c.label, c.source_id, c.fold) for c in load_fsdd(root)]
+    [(0, 'george', 'test'), (7, 'jackson', 'train')]
     """
     root = require_root(root, "fsdd", "fsdd", must_contain=("recordings",))
     clips = []

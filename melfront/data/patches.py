@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..checks import finite_float, one_of, optional, positive_int
+from ..errors import ParameterError
+from ..functional import num_frames
 from .sampling import seed_for
 
 __all__ = [
@@ -38,12 +40,6 @@ __all__ = [
 _KINDS = ("mel", "waveform")
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def samples_for_frames(n_frames: int, hop_length: int, center: bool = True, n_fft: int | None = None) -> int:
     """Number of samples that produce exactly ``n_frames`` STFT frames.
 
@@ -51,25 +47,34 @@ def samples_for_frames(n_frames: int, hop_length: int, center: bool = True, n_ff
     frames, so the shortest signal with ``n_frames`` frames has ``hop_length * (n_frames - 1)``
     samples. With ``center=False`` it gives ``1 + (T - n_fft) // hop_length`` frames, so
     ``n_fft + hop_length * (n_frames - 1)`` samples.
+
+    >>> samples_for_frames(128, 512), samples_for_frames(1, 512), samples_for_frames(10, 64, center=False, n_fft=256)
+    (65024, 1, 832)
     """
-    n_frames = _check_positive_int("n_frames", n_frames)
-    hop_length = _check_positive_int("hop_length", hop_length)
+    n_frames = positive_int("n_frames", n_frames)
+    hop_length = positive_int("hop_length", hop_length)
     if center:
         # 1 frame from 0 samples is not a signal: at least one sample
         return max(1, hop_length * (n_frames - 1))
     if n_fft is None:
-        raise ValueError("n_fft is needed when center=False")
-    return _check_positive_int("n_fft", n_fft) + hop_length * (n_frames - 1)
+        raise ParameterError("n_fft is needed when center=False")
+    return positive_int("n_fft", n_fft) + hop_length * (n_frames - 1)
 
 
 def frames_for_samples(n_samples: int, hop_length: int, center: bool = True, n_fft: int | None = None) -> int:
-    """Number of STFT frames of a signal of ``n_samples`` samples (the inverse view of :func:`samples_for_frames`)."""
-    hop_length = _check_positive_int("hop_length", hop_length)
+    """Number of STFT frames of a signal of ``n_samples`` samples (the inverse view of :func:`samples_for_frames`).
+
+    The count is :func:`melfront.functional.num_frames`'s (``n_fft`` only matters when ``center=False``).
+
+    >>> frames_for_samples(65024, 512), frames_for_samples(832, 64, center=False, n_fft=256)
+    (128, 10)
+    """
+    hop_length = positive_int("hop_length", hop_length)
     if center:
-        return 1 + int(n_samples) // hop_length
+        return num_frames(n_samples, 0 if n_fft is None else n_fft, hop_length, center=True)
     if n_fft is None:
-        raise ValueError("n_fft is needed when center=False")
-    return max(0, 1 + (int(n_samples) - int(n_fft)) // hop_length)
+        raise ParameterError("n_fft is needed when center=False")
+    return num_frames(n_samples, positive_int("n_fft", n_fft), hop_length, center=False)
 
 
 def repeat_pad(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -77,11 +82,14 @@ def repeat_pad(x: torch.Tensor, length: int) -> torch.Tensor:
 
     ``x`` ``(..., time)`` with ``time >= 1``; returned unchanged when already long enough.
     Repeating keeps the clip's level and texture, unlike zero padding, which adds digital silence.
+
+    >>> repeat_pad(torch.tensor([1., 2., 3.]), 7).tolist()
+    [1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1.0]
     """
-    length = _check_positive_int("length", length)
+    length = positive_int("length", length)
     n = x.shape[-1]
     if n == 0:
-        raise ValueError("cannot repeat-pad an empty clip (0 frames or samples)")
+        raise ParameterError("cannot repeat-pad an empty clip (0 frames or samples)")
     if n >= length:
         return x
     reps = math.ceil(length / n)
@@ -94,9 +102,12 @@ def patch_starts(total: int, length: int, hop: int, cover_end: bool = True) -> l
     ``0, hop, 2 hop, ...`` while the patch fits; with ``cover_end`` a last patch ending exactly at
     ``total`` is added when the regular grid leaves a tail uncovered. ``total < length`` -> ``[0]``
     (the caller repeat-pads).
+
+    >>> patch_starts(300, 128, 128), patch_starts(300, 128, 128, cover_end=False), patch_starts(100, 128, 64)
+    ([0, 128, 172], [0, 128], [0])
     """
-    length = _check_positive_int("length", length)
-    hop = _check_positive_int("hop", hop)
+    length = positive_int("length", length)
+    hop = positive_int("hop", hop)
     if total <= length:
         return [0]
     starts = list(range(0, total - length + 1, hop))
@@ -107,13 +118,12 @@ def patch_starts(total: int, length: int, hop: int, cover_end: bool = True) -> l
 
 def _unit(kind: str, hop_length: int | None) -> int:
     """Samples per frame step: 1 for mel features, hop_length for waveforms."""
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    one_of("kind", kind, _KINDS)
     if kind == "mel":
         return 1
     if hop_length is None:
-        raise ValueError("hop_length (samples per frame) is needed for waveform patches")
-    return _check_positive_int("hop_length", hop_length)
+        raise ParameterError("hop_length (samples per frame) is needed for waveform patches")
+    return positive_int("hop_length", hop_length)
 
 
 def _patch_len(n_frames: int, kind: str, hop_length: int | None) -> int:
@@ -129,22 +139,31 @@ def crop(x: torch.Tensor, start_frame: int, n_frames: int, kind: str = "mel", ho
 
     Mel ``(..., n_mels, frames)`` -> ``(..., n_mels, n_frames)``; waveform ``(..., time)`` ->
     ``(..., hop_length * (n_frames - 1))`` samples starting at sample ``start_frame * hop_length``.
+
+    >>> crop(torch.zeros(2, 8, 100), 10, 32).shape
+    torch.Size([2, 8, 32])
+    >>> crop(torch.arange(1000.), 3, 5, kind="waveform", hop_length=10)[[0, -1]].tolist()
+    [30.0, 69.0]
     """
-    n_frames = _check_positive_int("n_frames", n_frames)
+    n_frames = positive_int("n_frames", n_frames)
     unit = _unit(kind, hop_length)
     length = _patch_len(n_frames, kind, hop_length)
     x = repeat_pad(x, length)
     s = int(start_frame) * unit
     if s < 0 or s + length > x.shape[-1]:
-        raise ValueError(f"start_frame={start_frame} with n_frames={n_frames} does not fit a clip of "
+        raise ParameterError(f"start_frame={start_frame} with n_frames={n_frames} does not fit a clip of "
                          f"{_n_frames_of(x, kind, hop_length)} frames")
     return x[..., s:s + length]
 
 
 def random_crop(x: torch.Tensor, n_frames: int, generator: torch.Generator | None = None, kind: str = "mel",
                 hop_length: int | None = None) -> torch.Tensor:
-    """One patch of ``n_frames`` frames at a uniformly random frame offset (see :func:`crop`)."""
-    n_frames = _check_positive_int("n_frames", n_frames)
+    """One patch of ``n_frames`` frames at a uniformly random frame offset (see :func:`crop`).
+
+    >>> random_crop(torch.rand(8, 300), 128, torch.Generator().manual_seed(0)).shape
+    torch.Size([8, 128])
+    """
+    n_frames = positive_int("n_frames", n_frames)
     length = _patch_len(n_frames, kind, hop_length)
     x = repeat_pad(x, length)
     unit = _unit(kind, hop_length)
@@ -158,9 +177,12 @@ def all_patches(x: torch.Tensor, n_frames: int, hop: int | None = None, kind: st
     """Every patch of ``n_frames`` frames, ``hop`` frames apart (default ``n_frames``: no overlap).
 
     Returns ``(n_patches, ..., n_frames)`` for mel input, ``(n_patches, ..., samples)`` for waveforms.
+
+    >>> all_patches(torch.rand(2, 16, 300), 100, hop=50).shape
+    torch.Size([5, 2, 16, 100])
     """
-    n_frames = _check_positive_int("n_frames", n_frames)
-    hop = n_frames if hop is None else _check_positive_int("hop", hop)
+    n_frames = positive_int("n_frames", n_frames)
+    hop = n_frames if hop is None else positive_int("hop", hop)
     length = _patch_len(n_frames, kind, hop_length)
     x = repeat_pad(x, length)
     starts = patch_starts(_n_frames_of(x, kind, hop_length), n_frames, hop, cover_end)
@@ -187,6 +209,11 @@ def segment_levels_db(x: torch.Tensor, starts: Sequence[int], n_frames: int, kin
     square of the samples of each hop. The level of frame ``t`` is ``10 log10(max(P_t, floor P_max) / P_max)``
     (at least -100 dB for ``floor=1e-10``), averaged over the segment's frames. Relative levels make the
     threshold independent of the recording's gain.
+
+    >>> mel = torch.ones(4, 20)
+    >>> mel[:, 10:] = 1e-3
+    >>> segment_levels_db(mel, [0, 10], 10).round(decimals=3).tolist()
+    [0.0, -30.0]
     """
     p = _frame_power(x.detach().double(), kind, hop_length)
     ref = p.max().clamp_min(1e-30)
@@ -203,10 +230,15 @@ def piczak_segments(x: torch.Tensor, n_frames: int = 41, overlap: float = 0.5, s
     every clip yields at least one. Clips shorter than a segment are repeat-padded.
 
     Returns ``(segments, starts)``: ``(n_segments, ..., n_frames)`` (or samples) and the start frames.
+
+    >>> mel = torch.ones(60, 205)
+    >>> mel[:, :100] = 0.0
+    >>> segments, starts = piczak_segments(mel, 41, overlap=0.5, silence_db=-60.0)
+    >>> segments.shape, starts
+    (torch.Size([5, 60, 41]), [80, 100, 120, 140, 160])
     """
-    n_frames = _check_positive_int("n_frames", n_frames)
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    n_frames = positive_int("n_frames", n_frames)
+    overlap = finite_float("overlap", overlap, 0.0, 1.0, high_open=True)
     hop = max(1, int(round(n_frames * (1.0 - overlap))))
     starts = _segment_starts(x, n_frames, hop, silence_db, kind, hop_length)
     x = repeat_pad(x, _patch_len(n_frames, kind, hop_length))
@@ -254,19 +286,21 @@ class PatchDataset(Dataset):
 
     Items are ``(patch, label, clip_index)``; ``clip_index`` indexes ``features`` so that patch
     predictions can be aggregated per clip. ``clip_indices`` lists it for every item.
+
+    >>> ds = PatchDataset([torch.rand(8, 200), torch.rand(8, 50)], [0, 1], n_frames=64, mode="all")
+    >>> len(ds), ds.clip_indices, ds[0][0].shape, ds[4][1:]  # starts 0, 64, 128 and 136 (the end) in clip 0
+    (5, [0, 0, 0, 0, 1], torch.Size([8, 64]), (1, 1))
     """
 
     def __init__(self, features: Sequence[torch.Tensor], labels: Sequence[int], n_frames: int = 128,
                  mode: str = "random", hop: int | None = None, silence_db: float | None = None,
                  kind: str = "mel", hop_length: int | None = None, seed: int = 0, cover_end: bool = True):
         if len(features) != len(labels):
-            raise ValueError(f"features and labels differ in length: {len(features)} != {len(labels)}")
-        if mode not in ("random", "all"):
-            raise ValueError(f"mode must be 'random' or 'all', got {mode!r}")
-        self.n_frames = _check_positive_int("n_frames", n_frames)
+            raise ParameterError(f"features and labels differ in length: {len(features)} != {len(labels)}")
+        one_of("mode", mode, ("random", "all"))
+        self.n_frames = positive_int("n_frames", n_frames)
         _unit(kind, hop_length)
-        if hop is not None:
-            _check_positive_int("hop", hop)
+        optional(positive_int, "hop", hop)
         self.features, self.labels = list(features), [int(v) for v in labels]
         self.mode, self.kind, self.hop_length, self.seed = mode, kind, hop_length, int(seed)
         self.hop = self.n_frames if hop is None else int(hop)
@@ -274,7 +308,7 @@ class PatchDataset(Dataset):
         self.epoch = 0
         for i, f in enumerate(self.features):
             if f.shape[-1] == 0:
-                raise ValueError(f"features[{i}] is empty (0 frames or samples)")
+                raise ParameterError(f"features[{i}] is empty (0 frames or samples)")
         if mode == "all":
             self.index = [(i, s) for i, f in enumerate(self.features)
                           for s in _segment_starts(f, self.n_frames, self.hop, silence_db, kind, hop_length,
@@ -288,6 +322,7 @@ class PatchDataset(Dataset):
 
     @property
     def clip_indices(self) -> list[int]:
+        """The clip index of every item, in item order."""
         return [i for i, _ in self.index]
 
     def __len__(self) -> int:

@@ -17,20 +17,33 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["FEW_SHOT_SIZES", "rng_for", "few_shot_subset", "episode"]
+from ..checks import positive_int
+from ..errors import ParameterError
+
+__all__ = ["FEW_SHOT_SIZES", "rng_for", "seed_for", "few_shot_subset", "episode"]
 
 #: The training-set sizes (clips per class) of Pons et al. (2019).
 FEW_SHOT_SIZES = (1, 2, 5, 10, 20, 50, 100)
 
 
 def rng_for(*parts) -> np.random.Generator:
-    """A numpy Generator seeded from a SHA-256 hash of ``parts`` (their ``str``), independent of any global state."""
+    """A numpy Generator seeded from a SHA-256 hash of ``parts`` (their ``str``), independent of any global state.
+
+    >>> rng_for("few-shot", 0, 1).integers(0, 100, 3).tolist() == rng_for("few-shot", 0, 1).integers(0, 100, 3).tolist()
+    True
+    """
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
 
 
 def seed_for(*parts) -> int:
-    """A 63-bit integer seed (for ``torch.Generator``) from a SHA-256 hash of ``parts`` (their ``str``)."""
+    """A 63-bit integer seed (for ``torch.Generator``) from a SHA-256 hash of ``parts`` (their ``str``).
+
+    >>> seed_for("crop", 0, 1) == seed_for("crop", 0, 1) != seed_for("crop", 0, 2)
+    True
+    >>> 0 <= seed_for("crop", 0, 1) < 2**63
+    True
+    """
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -43,7 +56,7 @@ def _label(clip) -> int:
     try:
         return int(clip.label)
     except AttributeError:
-        raise ValueError(f"clip {clip!r} has no integer .label") from None
+        raise ParameterError(f"clip {clip!r} has no integer .label") from None
 
 
 def few_shot_subset(clips: Sequence, n_per_class: int, seed: int = 0, run: int = 0, fold=0,
@@ -69,9 +82,14 @@ def few_shot_subset(clips: Sequence, n_per_class: int, seed: int = 0, run: int =
     Returns
     -------
     list (or ClipList) of clips, grouped by class in label order, each group in drawn order.
+
+    >>> from melfront.data.base import Clip
+    >>> clips = [Clip(f"c{k}_{i}.wav", k, f"class{k}", 1) for k in range(2) for i in range(10)]
+    >>> two = few_shot_subset(clips, 2, seed=0, run=0, fold=1)
+    >>> [c.label for c in two], set(two) <= set(few_shot_subset(clips, 5, seed=0, run=0, fold=1))
+    ([0, 0, 1, 1], True)
     """
-    if isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)) or n_per_class < 1:
-        raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}")
+    positive_int("n_per_class", n_per_class)
     by_class: dict[int, list] = defaultdict(list)
     for c in clips:
         by_class[_label(c)].append(c)
@@ -112,18 +130,21 @@ def episode(clips_by_class: Mapping[int, Sequence], n_support: int = 5, n_query:
     Returns
     -------
     support, query : lists of ``(clip, label)`` pairs, classes in sorted label order.
+
+    >>> support, query = episode({0: [0, 1, 2], 1: [3]}, n_support=2, n_query=3, rng=np.random.default_rng(0))
+    >>> sorted(support)[-1], len(query), sorted({label for _, label in query})
+    ((3, 1), 6, [0, 1])
     """
-    for name, v in (("n_support", n_support), ("n_query", n_query)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    positive_int("n_support", n_support)
+    positive_int("n_query", n_query)
     if not clips_by_class:
-        raise ValueError("clips_by_class is empty")
+        raise ParameterError("clips_by_class is empty")
     rng = np.random.default_rng() if rng is None else rng
     support, query = [], []
     for label in sorted(clips_by_class):
         group = list(clips_by_class[label])
         if not group:
-            raise ValueError(f"class {label!r} has no clips")
+            raise ParameterError(f"class {label!r} has no clips")
         k = min(n_support, len(group))
         support.extend((group[j], label) for j in rng.choice(len(group), size=k, replace=False))
         query.extend((group[j], label) for j in rng.integers(0, len(group), size=n_query))

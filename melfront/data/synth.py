@@ -20,6 +20,7 @@ On disk the set is an ESC-50-like layout (``audio/{fold}-{src}-A-{target}.wav``,
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -29,7 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import finite_float, positive_int
+from ..errors import DataError, ParameterError
+from ..fileio import atomic_write, write_json
 from .base import ClipList
+from .cache import default_cache_dir
+from .esc50 import read_esc50_layout
+from .registry import register_dataset
 
 __all__ = ["CLASS_TYPES", "synth_classes", "synth_clip", "generate_synth", "write_synth", "load_synth",
            "SYNTH_VERSION"]
@@ -63,7 +70,15 @@ class _ClassSpec:
 
 
 def synth_classes(n_classes: int = 10) -> list[str]:
-    """Class names of the synthetic set with ``n_classes`` classes, in label order."""
+    """Class names of the synthetic set with ``n_classes`` classes, in label order.
+
+    Beyond the 12 event kinds, later classes reuse them shifted in frequency (``up_chirp_2``, ...).
+
+    >>> synth_classes(3)
+    ['up_chirp', 'down_chirp', 'trill']
+    >>> synth_classes(13)[-1]
+    'up_chirp_2'
+    """
     return [s.name for s in _specs(n_classes)]
 
 
@@ -234,10 +249,14 @@ def synth_clip(label: int, index: int, n_classes: int = 10, duration: float = 3.
         Peak at most 0.99 (a clip whose gain would clip is scaled down).
     info : dict (only with ``return_info``)
         ``snr_db``, ``gain_db``, ``onsets`` (s), ``n_distractors``.
+
+    >>> x, info = synth_clip(1, 0, n_classes=3, duration=0.5, sample_rate=8000, return_info=True)
+    >>> x.shape, x.dtype, bool(abs(x).max() <= 0.99), -10 <= info["snr_db"] <= 20
+    ((4000,), dtype('float32'), True, True)
     """
     _check(n_classes=n_classes, duration=duration, sample_rate=sample_rate)
-    if not 0 <= label < n_classes:
-        raise ValueError(f"label must be in 0..{n_classes - 1}, got {label}")
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < n_classes:
+        raise ParameterError(f"label must be an integer in 0..{n_classes - 1}, got {label!r}")
     spec = _specs(n_classes)[label]
     rng = np.random.default_rng([int(seed), int(label), int(index)])
     sr = int(sample_rate)
@@ -274,16 +293,13 @@ def synth_clip(label: int, index: int, n_classes: int = 10, duration: float = 3.
 
 
 def _check(n_classes=10, clips_per_class=1, duration=1.0, sample_rate=8000, n_folds=1):
-    if not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
-    if not isinstance(clips_per_class, (int, np.integer)) or clips_per_class < 1:
-        raise ValueError(f"clips_per_class must be a positive integer, got {clips_per_class!r}")
-    if not duration > 0.2:
-        raise ValueError(f"duration must be more than 0.2 s, got {duration!r}")
-    if not isinstance(sample_rate, (int, np.integer)) or sample_rate < 4000:
-        raise ValueError(f"sample_rate must be an integer >= 4000 Hz, got {sample_rate!r}")
-    if not isinstance(n_folds, (int, np.integer)) or not 1 <= n_folds <= clips_per_class:
-        raise ValueError(f"n_folds must be an integer in 1..clips_per_class ({clips_per_class}), got {n_folds!r}")
+    positive_int("n_classes", n_classes)
+    positive_int("clips_per_class", clips_per_class)
+    finite_float("duration", duration, 0.2, low_open=True)
+    if positive_int("sample_rate", sample_rate) < 4000:
+        raise ParameterError(f"sample_rate must be at least 4000 Hz, got {sample_rate!r}")
+    if positive_int("n_folds", n_folds) > clips_per_class:
+        raise ParameterError(f"n_folds must be in 1..clips_per_class ({clips_per_class}), got {n_folds!r}")
 
 
 def generate_synth(n_classes: int = 10, clips_per_class: int = 40, duration: float = 3.0,
@@ -296,6 +312,11 @@ def generate_synth(n_classes: int = 10, clips_per_class: int = 40, duration: flo
     labels : np.ndarray, int64
     folds : np.ndarray, int64 (1..n_folds, balanced per class)
     classes : list[str]
+
+    >>> waves, labels, folds, classes = generate_synth(n_classes=2, clips_per_class=2, duration=0.25,
+    ...                                                sample_rate=4000, n_folds=2)
+    >>> waves.shape, labels.tolist(), folds.tolist(), classes
+    ((4, 1000), [0, 0, 1, 1], [1, 2, 1, 2], ['up_chirp', 'down_chirp'])
     """
     _check(n_classes, clips_per_class, duration, sample_rate, n_folds)
     waves, labels, folds = [], [], []
@@ -316,7 +337,7 @@ def _params(n_classes, clips_per_class, duration, sample_rate, seed, n_folds, sn
 def _check_ranges(snr_db, gain_db):
     for name, r in (("snr_db", snr_db), ("gain_db", gain_db)):
         if len(r) != 2 or not r[0] <= r[1]:
-            raise ValueError(f"{name} must be a (min, max) pair in dB with min <= max, got {r!r}")
+            raise ParameterError(f"{name} must be a (min, max) pair in dB with min <= max, got {r!r}")
 
 
 def write_synth(root, n_classes: int = 10, clips_per_class: int = 40, duration: float = 3.0,
@@ -326,6 +347,12 @@ def write_synth(root, n_classes: int = 10, clips_per_class: int = 40, duration: 
 
     The csv is written last and atomically, so a folder with ``meta/esc50.csv`` is complete.
     File names follow ESC-50: ``{fold}-{src}-A-{target}.wav`` with ``src`` unique per clip.
+
+    >>> import tempfile, pathlib
+    >>> root = write_synth(pathlib.Path(tempfile.mkdtemp()) / "s", n_classes=2, clips_per_class=1, duration=0.25,
+    ...                    sample_rate=4000, n_folds=1)
+    >>> sorted(p.name for p in (root / "audio").iterdir()), (root / "meta" / "esc50.csv").is_file()
+    (['1-0x000x0000-A-0.wav', '1-0x001x0000-A-1.wav'], True)
     """
     import soundfile
 
@@ -347,22 +374,22 @@ def write_synth(root, n_classes: int = 10, clips_per_class: int = 40, duration: 
         x = synth_clip(k, i, n_classes, duration, sample_rate, seed, snr_db, gain_db)
         soundfile.write(str(root / "audio" / name), x, sample_rate, subtype="PCM_16")
         rows.append([name, fold, k, classes[k], "False", src, "A"])
-    (root / "meta" / "synth.json").write_text(json.dumps(_params(n_classes, clips_per_class, duration, sample_rate,
-                                                                 seed, n_folds, snr_db, gain_db), indent=1))
-    tmp = root / "meta" / ".esc50.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
-        w.writerows(rows)
-    os.replace(tmp, root / "meta" / "esc50.csv")
+    write_json(root / "meta" / "synth.json", _params(n_classes, clips_per_class, duration, sample_rate,
+                                                      seed, n_folds, snr_db, gain_db), indent=1)
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+    w.writerows(rows)
+    with atomic_write(root / "meta" / "esc50.csv", "wb") as f:
+        f.write(text.getvalue().encode("utf-8"))
     return root
 
 
 def _default_root() -> Path:
-    from .cache import default_cache_dir
     return default_cache_dir() / "synth"
 
 
+@register_dataset("synth", description="the synthetic field-recording set (generated and cached on first use)")
 def load_synth(root=None, n_classes: int = 10, clips_per_class: int = 40, duration: float = 3.0,
                sample_rate: int = 22050, seed: int = 0, n_folds: int = 5, progress: bool = False,
                snr_db=(-10.0, 20.0), gain_db=(-20.0, 20.0)) -> ClipList:
@@ -378,9 +405,13 @@ def load_synth(root=None, n_classes: int = 10, clips_per_class: int = 40, durati
         The set's shape; folds are balanced within each class (clip ``i`` is in fold ``i % n_folds + 1``).
     snr_db, gain_db : (min, max) in dB
         Event-to-background ratio and overall gain ranges (defaults -10..+20 and -20..+20 dB).
-    """
-    from .esc50 import read_esc50_layout
 
+    >>> import tempfile, pathlib
+    >>> clips = load_synth(pathlib.Path(tempfile.mkdtemp()) / "s", n_classes=2, clips_per_class=2, duration=0.25,
+    ...                    sample_rate=4000, n_folds=2)
+    >>> clips.name, clips.classes, clips.folds, len(clips)
+    ('synth', ['up_chirp', 'down_chirp'], [1, 2], 4)
+    """
     _check(n_classes, clips_per_class, duration, sample_rate, n_folds)
     _check_ranges(snr_db, gain_db)
     params = _params(n_classes, clips_per_class, duration, sample_rate, seed, n_folds, snr_db, gain_db)
@@ -416,7 +447,7 @@ def load_synth(root=None, n_classes: int = 10, clips_per_class: int = 40, durati
                 have = json.loads(info.read_text())
                 if have != params:
                     diff = {k: (have.get(k), v) for k, v in params.items() if have.get(k) != v}
-                    raise ValueError(f"root {str(root)!r} holds a synthetic set with other parameters "
+                    raise DataError(f"root {str(root)!r} holds a synthetic set with other parameters "
                                      f"(have, asked): {diff}; use another root or delete it")
     clips = read_esc50_layout(root, name="synth", command="synth", valid_folds=range(1, n_folds + 1))
     # keep every class name even if a class had no clip (cannot happen here, but labels must index classes)

@@ -21,7 +21,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import Clip, ClipList, MetadataError, find_audio, require_root
+from ..checks import one_of
+from ..errors import MetadataError
+from .base import Clip, ClipList, find_audio, require_root
+from .registry import register_dataset
 
 __all__ = ["load_tut2017", "DEV_FOLDER", "EVAL_FOLDER"]
 
@@ -109,6 +112,7 @@ def _evaluation(root: Path):
     return out, missing
 
 
+@register_dataset("tut2017", description="TUT Acoustic Scenes 2017 (Mesaros et al. 2017): 15 scenes, 4 official folds")
 def load_tut2017(root=None, split: str = "development") -> ClipList:
     """TUT Acoustic Scenes 2017.
 
@@ -123,9 +127,20 @@ def load_tut2017(root=None, split: str = "development") -> ClipList:
     ClipList
         Development clips with ``fold`` 1..4, evaluation clips with ``fold`` ``"evaluation"``;
         ``source_id`` is the recording location (``a001``...) where known.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "audio").mkdir(); (root / "evaluation_setup").mkdir()
+    >>> for name in ("a001_0_10.wav", "b020_0_10.wav"):
+    ...     _ = (root / "audio" / name).write_bytes(b"")
+    >>> _ = (root / "meta.txt").write_text("audio/a001_0_10.wav\\tbeach\\ta001\\naudio/b020_0_10.wav\\tbus\\tb020\\n")
+    >>> _ = (root / "evaluation_setup" / "fold1_evaluate.txt").write_text("audio/a001_0_10.wav\\tbeach\\n")
+    >>> _ = (root / "evaluation_setup" / "fold2_evaluate.txt").write_text("audio/b020_0_10.wav\\tbus\\n")
+    >>> clips = load_tut2017(root)
+    >>> clips.classes, clips.folds, [c.source_id for c in clips]
+    (['beach', 'bus'], [1, 2], ['a001', 'b020'])
     """
-    if split not in ("development", "evaluation", "all"):
-        raise ValueError(f"split must be 'development', 'evaluation' or 'all', got {split!r}")
+    one_of("split", split, ("development", "evaluation", "all"))
     base = require_root(root, "tut2017", "tut2017")
     wanted = ["development", "evaluation"] if split == "all" else [split]
     rows, missing = [], []

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import (Clip, ClipList, MetadataError, compact_labels, find_audio, parse_int, read_csv,
-                   require_root)
+from ..errors import MetadataError
+from .base import Clip, ClipList, compact_labels, find_audio, parse_int, read_csv, require_root
+from .registry import register_dataset
 
 __all__ = ["load_urbansound8k", "US8K_COLUMNS"]
 
@@ -22,6 +23,7 @@ US8K_COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "
 _NAME = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)$")
 
 
+@register_dataset("urbansound8k", description="UrbanSound8K (Salamon et al. 2014): 10 urban sound classes, 10 official folds")
 def load_urbansound8k(root=None) -> ClipList:
     """UrbanSound8K from its public layout.
 
@@ -31,6 +33,16 @@ def load_urbansound8k(root=None) -> ClipList:
         Labels ``0..K-1`` in ``classID`` order among the classes present (label == classID for the
         full release); ``fold`` 1..10; ``source_id`` = ``fsID``. Rows whose file is absent are listed
         in ``.missing``.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "audio" / "fold5").mkdir(parents=True); (root / "metadata").mkdir()
+    >>> _ = (root / "audio" / "fold5" / "100032-3-0-0.wav").write_bytes(b"")
+    >>> _ = (root / "metadata" / "UrbanSound8K.csv").write_text(
+    ...     "slice_file_name,fsID,start,end,salience,fold,classID,class\\n100032-3-0-0.wav,100032,0,0.3,1,5,3,dog_bark\\n")
+    >>> clips = load_urbansound8k(root)
+    >>> clips.classes, clips.folds, clips[0].source_id
+    (['dog_bark'], [5], '100032')
     """
     root = require_root(root, "urbansound8k", "urbansound8k", must_contain=("metadata/UrbanSound8K.csv", "audio"))
     meta = root / "metadata" / "UrbanSound8K.csv"

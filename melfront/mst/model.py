@@ -3,7 +3,7 @@
 Tax, Diez Antich, Purwins & Maaløe (2017), "Utilizing domain knowledge in end-to-end audio
 processing", NIPS 2017 workshop on Machine Learning for Audio (arXiv:1712.00254). The model
 ("MSTmodel", for mel-spectrogram transformation) learns to imitate the log-mel transform from the
-waveform; its layers can then start a raw-waveform classifier (:func:`mst_frontend`).
+waveform; its layers can then start a raw-waveform classifier (:class:`MSTFrontend`).
 
 This module holds
 
@@ -11,35 +11,31 @@ This module holds
   aligned with frame ``t`` of ``MelSpectrogram(center=True)``;
 * :class:`LogMelTarget` -- the regression target: peak-normalised audio -> log-mel in dB ->
   z-scored with training-set statistics -> rescaled to [-1, 1] with the training-set extremes;
-* :class:`MSTFrontend` / :func:`mst_frontend` -- the learned layers as a frontend, with their
-  batch-norm transforms kept, frozen or trainable;
-* :func:`save_mst` / :func:`load_mst` -- checkpoints (``torch.save`` of ``{"format", "version",
-  "config", "state_dict"}``, read back with ``weights_only=True``).
+* :class:`MSTFrontend` -- the learned layers as a frontend, with their batch-norm transforms kept,
+  frozen or trainable.
+
+Checkpoints and the ``"mst"`` frontend spec are in :mod:`melfront.mst.checkpoint`.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as TF
 
-__all__ = ["MSTModel", "LogMelTarget", "MSTFrontend", "mst_frontend", "save_mst", "load_mst",
-           "peak_normalise", "log_mel_db", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+from ..checks import boolean, finite_float, positive_int
+from ..errors import ParameterError
+from ..frontends import MelSpectrogram
 
-CHECKPOINT_FORMAT = "melfront-mst"
-CHECKPOINT_VERSION = 1
+__all__ = ["MSTModel", "LogMelTarget", "MSTFrontend", "peak_normalise", "log_mel_db", "DEFAULT_MEL",
+           "SEGMENT_FRAMES"]
 
-# The target of Tax et al. (2017): 22050 Hz audio, 1024-sample Hann window, hop 512, 60 mel bands
-# (Piczak's 2015 ESC-50 features), segments of 101 frames.
+#: The target of Tax et al. (2017): 22050 Hz audio, 1024-sample Hann window, hop 512, 60 mel bands
+#: (Piczak's 2015 ESC-50 features).
 DEFAULT_MEL = dict(sample_rate=22050, n_fft=1024, hop_length=512, n_mels=60)
+#: Frames per segment (Piczak's "long" segments, 2.32 s at hop 512 and 22050 Hz).
 SEGMENT_FRAMES = 101
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,6 +78,10 @@ class MSTModel(nn.Module):
     Attributes
     ----------
     input_kind : "waveform";  out_channels : 1
+
+    >>> m = MSTModel(n_mels=16, n_fft=256, hop_length=64, n_filters=8, n_hidden=8).eval()
+    >>> tuple(m(torch.zeros(2, 640)).shape)  # 1 + 640 // 64 frames
+    (2, 16, 11)
     """
 
     input_kind = "waveform"
@@ -90,14 +90,11 @@ class MSTModel(nn.Module):
     def __init__(self, n_mels: int = 60, n_fft: int = 1024, hop_length: int = 512, n_filters: int = 512,
                  n_hidden: int = 256, batch_norm: bool = True, dropout: float = 0.0):
         super().__init__()
-        for name, value in (("n_mels", n_mels), ("n_fft", n_fft), ("hop_length", hop_length),
-                            ("n_filters", n_filters), ("n_hidden", n_hidden)):
-            _check_positive_int(name, value)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.n_mels, self.n_fft, self.hop_length = n_mels, n_fft, hop_length
-        self.n_filters, self.n_hidden = n_filters, n_hidden
-        self.batch_norm, self.dropout = bool(batch_norm), float(dropout)
+        self.n_mels, self.n_fft = positive_int("n_mels", n_mels), positive_int("n_fft", n_fft)
+        self.hop_length = positive_int("hop_length", hop_length)
+        self.n_filters, self.n_hidden = positive_int("n_filters", n_filters), positive_int("n_hidden", n_hidden)
+        self.batch_norm = boolean("batch_norm", batch_norm)
+        self.dropout = finite_float("dropout", dropout, 0.0, 1.0, high_open=True)
 
         def bn(c):
             return nn.BatchNorm1d(c) if batch_norm else nn.Identity()
@@ -114,7 +111,12 @@ class MSTModel(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        """Xavier-uniform weights and zero biases (Glorot & Bengio 2010), batch norm at identity."""
+        """Xavier-uniform weights and zero biases (Glorot & Bengio 2010), batch norm at identity.
+
+        >>> m = MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=2, n_hidden=2)
+        >>> m.reset_parameters(); float(m.conv1.bias.abs().sum())
+        0.0
+        """
         for conv in (self.conv1, self.conv2, self.conv3):
             nn.init.xavier_uniform_(conv.weight)
             nn.init.zeros_(conv.bias)
@@ -124,22 +126,30 @@ class MSTModel(nn.Module):
                 m.reset_running_stats()
 
     def num_frames(self, n_samples: int) -> int:
-        """Output frames for ``n_samples`` input samples (= ``MelSpectrogram(center=True)``'s count)."""
+        """Output frames for ``n_samples`` input samples (= ``MelSpectrogram(center=True)``'s count).
+
+        >>> MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=2, n_hidden=2).num_frames(80)
+        11
+        """
         return 1 + (n_samples + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length
 
     def config(self) -> dict:
-        """Constructor arguments as a JSON-able dict."""
+        """Constructor arguments as a JSON-able dict.
+
+        >>> MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=2, n_hidden=3).config()["n_hidden"]
+        3
+        """
         return dict(n_mels=self.n_mels, n_fft=self.n_fft, hop_length=self.hop_length, n_filters=self.n_filters,
                     n_hidden=self.n_hidden, batch_norm=self.batch_norm, dropout=self.dropout)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.ndim == 0:
-            raise ValueError("waveform must have a time axis, got a scalar")
+            raise ParameterError("waveform must have a time axis, got a scalar")
         if not waveform.is_floating_point():
-            raise TypeError(f"waveform must be a floating-point tensor, got {waveform.dtype}")
+            raise ParameterError(f"waveform must be a floating-point tensor, got {waveform.dtype}")
         lead, length = waveform.shape[:-1], waveform.shape[-1]
         if length + 2 * (self.n_fft // 2) < self.n_fft:
-            raise ValueError(f"waveform too short: {length} samples for n_fft={self.n_fft}")
+            raise ParameterError(f"waveform too short: {length} samples for n_fft={self.n_fft}")
         x = waveform.reshape(-1, 1, length)
         pad = self.n_fft // 2
         x = TF.pad(x, (pad, pad))
@@ -156,7 +166,11 @@ class MSTModel(nn.Module):
 # The target
 # --------------------------------------------------------------------------------------------
 def peak_normalise(waveform: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Divide each ``(..., time)`` signal by its peak absolute value (silent signals stay silent)."""
+    """Divide each ``(..., time)`` signal by its peak absolute value (silent signals stay silent).
+
+    >>> peak_normalise(torch.tensor([[0.5, -2.0], [0.0, 0.0]])).tolist()
+    [[0.25, -1.0], [0.0, 0.0]]
+    """
     peak = waveform.abs().amax(dim=-1, keepdim=True)
     return waveform / peak.clamp_min(eps)
 
@@ -164,11 +178,15 @@ def peak_normalise(waveform: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 def log_mel_db(mel_power: torch.Tensor, amin: float = 1e-10, top_db: float | None = 80.0) -> torch.Tensor:
     r"""Power mel spectrogram -> dB: :math:`10 \log_{10} \max(a_{min}, S)`, floored ``top_db`` below
     each spectrogram's maximum (as ``librosa.power_to_db(S, ref=1.0)``; Piczak 2015 and Tax et al.
-    used librosa's ``logamplitude``, its predecessor). Shape ``(..., n_mels, frames)`` kept."""
+    used librosa's ``logamplitude``, its predecessor). Shape ``(..., n_mels, frames)`` kept.
+
+    >>> log_mel_db(torch.tensor([[[1.0, 1e-3, 0.0]]]), top_db=20.0).tolist()
+    [[[0.0, -20.0, -20.0]]]
+    """
     db = 10.0 * torch.log10(mel_power.clamp_min(amin))
     if top_db is not None:
         if top_db < 0:
-            raise ValueError(f"top_db must be non-negative or None, got {top_db}")
+            raise ParameterError(f"top_db must be non-negative or None, got {top_db}")
         peak = db.amax(dim=(-2, -1), keepdim=True)
         db = torch.maximum(db, peak - top_db)
     return db
@@ -191,7 +209,11 @@ class LogMelTarget(nn.Module):
 
     ``(..., time) -> (..., n_mels, frames)``, mel parameters as :class:`melfront.MelSpectrogram`
     (``center=True``, zero padding). Default: 22050 Hz, ``n_fft`` 1024, hop 512, 60 mels.
-    Set ``peak_normalise=False`` when the input is already peak-normalised.
+    Set ``normalise_peak=False`` when the input is already peak-normalised.
+
+    >>> t = LogMelTarget(dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=16))
+    >>> tuple(t(torch.randn(3, 640)).shape), t.stats()["std"]
+    ((3, 16, 11), 1.0)
     """
 
     input_kind = "waveform"
@@ -200,34 +222,45 @@ class LogMelTarget(nn.Module):
     def __init__(self, mel: dict | None = None, stats: dict | None = None, normalise_peak: bool = True,
                  top_db: float | None = 80.0):
         super().__init__()
-        from ..frontends import MelSpectrogram
         self.mel_kwargs = dict(DEFAULT_MEL if mel is None else mel)
         self.mel = MelSpectrogram(**self.mel_kwargs)
-        self.normalise_peak, self.top_db = bool(normalise_peak), top_db
+        self.normalise_peak, self.top_db = boolean("normalise_peak", normalise_peak), top_db
         stats = stats or dict(mean=0.0, std=1.0, min=-1.0, max=1.0)
         for key in ("mean", "std", "min", "max"):
             if key not in stats:
-                raise ValueError(f"stats must have keys mean, std, min, max; missing {key!r}")
-            self.register_buffer(key, torch.tensor(float(stats[key]), dtype=torch.float64))
-        self._check_stats()
-
-    def _check_stats(self):
+                raise ParameterError(f"stats must have keys mean, std, min, max; missing {key!r}")
+            self.register_buffer(key, torch.tensor(finite_float(f"stats[{key!r}]", stats[key]), dtype=torch.float64))
         if not float(self.std) > 0:
-            raise ValueError(f"stats: std must be positive, got {float(self.std)}")
+            raise ParameterError(f"stats: std must be positive, got {float(self.std)}")
         if not float(self.max) > float(self.min):
-            raise ValueError(f"stats: max ({float(self.max)}) must exceed min ({float(self.min)})")
+            raise ParameterError(f"stats: max ({float(self.max)}) must exceed min ({float(self.min)})")
 
     def stats(self) -> dict:
+        """The training-set statistics ``{"mean", "std", "min", "max"}`` as floats.
+
+        >>> LogMelTarget(stats=dict(mean=-40.0, std=12.0, min=-2.5, max=3.0)).stats()["mean"]
+        -40.0
+        """
         return {k: float(getattr(self, k)) for k in ("mean", "std", "min", "max")}
 
     def db(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Un-normalised log-mel in dB of (peak-normalised) ``waveform``."""
+        """Un-normalised log-mel in dB of (peak-normalised) ``waveform``.
+
+        >>> t = LogMelTarget(dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=16))
+        >>> float(t.db(torch.zeros(1, 640)).max())  # silence: the amin floor, 10 log10(1e-10)
+        -100.0
+        """
         x = peak_normalise(waveform) if self.normalise_peak else waveform
         return log_mel_db(self.mel(x), top_db=self.top_db)
 
     @torch.no_grad()
     def fit(self, db_batches) -> "LogMelTarget":
-        """Set the statistics from an iterable of dB tensors (training set; float64 accumulation)."""
+        """Set the statistics from an iterable of dB tensors (training set; float64 accumulation).
+
+        >>> t = LogMelTarget().fit([torch.tensor([[[-10.0, -30.0]]])])
+        >>> t.stats()
+        {'mean': -20.0, 'std': 10.0, 'min': -1.0, 'max': 1.0}
+        """
         n, s, ss = 0, 0.0, 0.0
         lo, hi = math.inf, -math.inf
         for d in db_batches:
@@ -237,11 +270,11 @@ class LogMelTarget(nn.Module):
             ss += float((d * d).sum())
             lo, hi = min(lo, float(d.min())), max(hi, float(d.max()))
         if n == 0:
-            raise ValueError("fit needs at least one training spectrogram")
+            raise ParameterError("fit needs at least one training spectrogram")
         mean = s / n
         std = math.sqrt(max(ss / n - mean * mean, 0.0))
         if std == 0:
-            raise ValueError("training log-mels are constant: cannot z-score them")
+            raise ParameterError("training log-mels are constant: cannot z-score them")
         self.mean.fill_(mean)
         self.std.fill_(std)
         self.min.fill_((lo - mean) / std)
@@ -249,7 +282,12 @@ class LogMelTarget(nn.Module):
         return self
 
     def normalise(self, db: torch.Tensor) -> torch.Tensor:
-        """dB -> z-score -> [-1, 1] with the stored statistics."""
+        """dB -> z-score -> [-1, 1] with the stored statistics.
+
+        >>> t = LogMelTarget(stats=dict(mean=-20.0, std=10.0, min=-1.0, max=1.0))
+        >>> t.normalise(torch.tensor([-30.0, -20.0, -10.0])).tolist()
+        [-1.0, 0.0, 1.0]
+        """
         z = (db - self.mean.to(db.dtype)) / self.std.to(db.dtype)
         return 2.0 * (z - self.min.to(db.dtype)) / (self.max - self.min).to(db.dtype) - 1.0
 
@@ -257,67 +295,12 @@ class LogMelTarget(nn.Module):
         return self.normalise(self.db(waveform))
 
     def config(self) -> dict:
+        """Constructor arguments as a JSON-able dict (mel parameters, statistics, options).
+
+        >>> sorted(LogMelTarget().config())
+        ['mel', 'normalise_peak', 'stats', 'top_db']
+        """
         return dict(mel=self.mel_kwargs, stats=self.stats(), normalise_peak=self.normalise_peak, top_db=self.top_db)
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------
-def save_mst(path, model: MSTModel, target: LogMelTarget | None = None, extra: dict | None = None) -> Path:
-    """Write ``{"format": "melfront-mst", "version": 1, "config": {...}, "state_dict": ...}``.
-
-    ``config`` is JSON-able: ``model`` (constructor arguments), ``target`` (mel parameters and the
-    training-set statistics of :class:`LogMelTarget`) and anything in ``extra`` (e.g. metrics,
-    training clips). The file is written to a temporary name and renamed (atomic).
-    """
-    import os
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    config = {"model": model.config(), "target": target.config() if target is not None else None}
-    config.update(extra or {})
-    blob = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_mst(path, map_location="cpu"):
-    """Read a checkpoint written by :func:`save_mst` -> ``(MSTModel, LogMelTarget or None, config)``.
-
-    Loaded with ``torch.load(weights_only=True)``. Raises ``FileNotFoundError`` for a missing file
-    and ``ValueError`` naming the file for anything that is not an MST checkpoint of this version
-    or whose weights do not fit the configured model.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"MST checkpoint not found: {path}")
-    try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle/zip errors, non-tensor objects refused by weights_only, ...
-        raise ValueError(f"{path}: not a readable MST checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        fmt = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-        raise ValueError(f"{path}: not an MST checkpoint (format {fmt!r}, expected {CHECKPOINT_FORMAT!r}; "
-                         f"write one with `melfront learn-mel`)")
-    if blob.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: MST checkpoint version {blob.get('version')!r} is not supported "
-                         f"(this melfront reads version {CHECKPOINT_VERSION})")
-    config = blob.get("config")
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or "state_dict" not in blob:
-        raise ValueError(f"{path}: MST checkpoint lacks its config or state_dict")
-    try:
-        model = MSTModel(**config["model"])
-        model.load_state_dict(blob["state_dict"])
-    except (TypeError, RuntimeError, ValueError) as exc:
-        raise ValueError(f"{path}: weights do not fit the configured MSTModel ({exc})") from None
-    target = None
-    if config.get("target"):
-        t = config["target"]
-        target = LogMelTarget(mel=t["mel"], stats=t["stats"], normalise_peak=t.get("normalise_peak", True),
-                              top_db=t.get("top_db", 80.0))
-    return model, target, config
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,13 +311,22 @@ class MSTFrontend(nn.Module):
 
     The batch-norm transforms learned with the model are kept (the authors' released transfer code
     dropped them, changing the function the layers compute). With ``frozen=True`` no parameter
-    requires a gradient and the batch-norm layers stay in eval mode (running statistics fixed)
-    even when the parent classifier calls ``.train()``; :meth:`unfreeze` makes the whole stack
-    trainable again (fine-tuning, the paper's open question), :meth:`freeze` undoes it.
+    requires a gradient and the MST layers stay in eval mode (batch norm on its fixed running
+    statistics) even when the parent classifier calls ``.train()``; :meth:`unfreeze` makes the
+    whole stack trainable again (fine-tuning, the paper's open question), :meth:`freeze` undoes it.
+    ``unfreeze(keep_statistics=True)`` trains the parameters (convolutions and batch-norm scale and
+    shift) while the layers stay in eval mode: batch norm keeps normalising with the frozen
+    running statistics, so the function computed at the moment of unfreezing is unchanged.
+    ``fixed_mode`` is True while the MST layers ignore ``.train()``.
 
     The model was trained on peak-normalised segments; with ``normalise_peak=True`` (default) each
     input example is divided by its peak absolute value first (idempotent on normalised input), so
     patches cut by any trainer see what the model saw in training.
+
+    >>> m = MSTModel(n_mels=16, n_fft=256, hop_length=64, n_filters=8, n_hidden=8)
+    >>> f = MSTFrontend(m, frozen=True).train()
+    >>> f.mst.training, any(p.requires_grad for p in f.parameters())
+    (False, False)
     """
 
     input_kind = "waveform"
@@ -343,65 +335,65 @@ class MSTFrontend(nn.Module):
     def __init__(self, model: MSTModel, frozen: bool = True, config: dict | None = None,
                  normalise_peak: bool = True):
         super().__init__()
-        self.normalise_peak = bool(normalise_peak)
+        self.normalise_peak = boolean("normalise_peak", normalise_peak)
         if not isinstance(model, MSTModel):
-            raise ValueError(f"model must be an MSTModel, got {type(model).__name__}")
+            raise ParameterError(f"model must be an MSTModel, got {type(model).__name__}")
         self.mst = model
         self.n_mels = model.n_mels
         self.checkpoint_config = config or {}
-        self.frozen = False
-        if frozen:
+        self.frozen, self.fixed_mode = False, False
+        if boolean("frozen", frozen):
             self.freeze()
 
     def freeze(self) -> "MSTFrontend":
-        self.frozen = True
+        """No gradients, MST layers in eval mode (running statistics fixed).
+
+        >>> m = MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=2, n_hidden=2)
+        >>> MSTFrontend(m, frozen=False).freeze().frozen
+        True
+        """
+        self.frozen, self.fixed_mode = True, True
         for p in self.mst.parameters():
             p.requires_grad_(False)
         self.mst.eval()
         return self
 
-    def unfreeze(self) -> "MSTFrontend":
+    def unfreeze(self, keep_statistics: bool = False) -> "MSTFrontend":
+        """Make every MST parameter trainable.
+
+        ``keep_statistics=False``: the MST layers follow the parent's train/eval mode again (batch norm
+        normalises with batch statistics in training and updates its running statistics).
+        ``keep_statistics=True``: the layers stay in eval mode (batch norm on its running statistics,
+        which stay fixed); only the parameters learn.
+
+        >>> m = MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=2, n_hidden=2)
+        >>> f = MSTFrontend(m).unfreeze(keep_statistics=True).train()
+        >>> f.mst.training, all(p.requires_grad for p in f.parameters())
+        (False, True)
+        """
         self.frozen = False
+        self.fixed_mode = boolean("keep_statistics", keep_statistics)
         for p in self.mst.parameters():
             p.requires_grad_(True)
-        self.mst.train(self.training)
+        self.mst.train(self.training and not self.fixed_mode)
         return self
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.frozen:
+        if self.fixed_mode:
             self.mst.eval()
         return self
 
     def num_frames(self, n_samples: int) -> int:
+        """Output frames for ``n_samples`` input samples.
+
+        >>> MSTFrontend(MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=2, n_hidden=2)).num_frames(80)
+        11
+        """
         return self.mst.num_frames(n_samples)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.mst(peak_normalise(waveform) if self.normalise_peak else waveform)
 
     def extra_repr(self) -> str:
-        return f"frozen={self.frozen}, normalise_peak={self.normalise_peak}"
-
-
-def mst_frontend(checkpoint: str = "mst.pt", frozen: bool = True, normalise_peak: bool = True,
-                 **ignored) -> MSTFrontend:
-    """Frontend from a ``melfront learn-mel`` checkpoint (spec ``"mst(checkpoint='mst.pt', frozen=True)"``).
-
-    Returns an :class:`MSTFrontend` (``input_kind = "waveform"``, output ``(batch, n_mels, frames)``).
-    The checkpoint fixes the mel parameters: other keyword arguments (common frontend options) are
-    ignored, except that ``sample_rate``, ``n_fft``, ``hop_length`` or ``n_mels`` that disagree with
-    the checkpoint raise ``ValueError`` (the model would silently compute something else, or its
-    frames would not line up with the caller's patches).
-    """
-    if not isinstance(frozen, bool):
-        raise ValueError(f"frozen must be True or False, got {frozen!r}")
-    model, target, config = load_mst(checkpoint)
-    trained = dict(n_fft=model.n_fft, hop_length=model.hop_length, n_mels=model.n_mels)
-    if target is not None:
-        trained["sample_rate"] = target.mel_kwargs.get("sample_rate")
-    for key, value in trained.items():
-        given = ignored.get(key)
-        if given is not None and value is not None and float(given) != float(value):
-            raise ValueError(f"{checkpoint}: the MSTModel was trained with {key}={value}, but {key}={given} "
-                             f"was asked for; use {key}={value} (e.g. in the mel settings) or retrain it")
-    return MSTFrontend(model, frozen=frozen, config=config, normalise_peak=normalise_peak)
+        return f"frozen={self.frozen}, fixed_mode={self.fixed_mode}, normalise_peak={self.normalise_peak}"

@@ -1,0 +1,103 @@
+"""The ``melfront`` command line.
+
+Each command is a pair in its module's ``COMMANDS``: ``add(subparsers)`` declares its arguments and
+``run(args)`` does the work. Modules: :mod:`.audio` (show, frontends, equivalence), :mod:`.train`
+(train, evaluate, predict), :mod:`.mst` (learn-mel, mst-study), :mod:`.study` (compare, report),
+:mod:`.data` (download, synth); shared argument groups are in :mod:`.options`.
+Heavy melfront modules (torch models, training, plotting) are imported inside the ``run`` functions,
+the one place in melfront where imports live in functions, to keep ``melfront --help`` fast.
+
+Errors: :func:`main` turns every deliberate error (:class:`~melfront.errors.MelfrontError`, a missing
+or unreadable file, a diverged training) into one line ``melfront CMD: error: ...`` on stderr and
+exit status 2; Ctrl-C gives 130; anything else is a bug: a short "internal error" line and exit
+status 3, or the full traceback with ``melfront --debug CMD ...``.
+
+>>> [name for name, _, _ in COMMANDS][:3]
+['show', 'frontends', 'train']
+>>> split_specs("db,stack(db, pcen)")
+['db', 'stack(db, pcen)']
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from ..errors import MelfrontError
+from . import audio, data, mst, study, train
+from .options import split_specs
+
+__all__ = ["main", "build_parser", "COMMANDS", "split_specs", "EXIT_ERROR", "EXIT_BUG", "EXIT_INTERRUPTED"]
+
+#: Exit status for a deliberate error (bad input, missing file, diverged training).
+EXIT_ERROR = 2
+#: Exit status for an unexpected exception (a bug in melfront).
+EXIT_BUG = 3
+#: Exit status after Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+_BY_NAME = {name: (add, run) for module in (audio, train, mst, study, data) for name, add, run in module.COMMANDS}
+_ORDER = ["show", "frontends", "train", "evaluate", "predict", "learn-mel", "mst-study", "compare", "report",
+          "download", "synth", "equivalence"]
+
+#: ``(name, add_parser, run)`` of every command, in the order ``melfront --help`` lists them.
+COMMANDS = [(name, *_BY_NAME[name]) for name in _ORDER] + [
+    (name, *entry) for name, entry in _BY_NAME.items() if name not in _ORDER]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command.
+
+    >>> args = build_parser().parse_args(["--debug", "frontends"])
+    >>> args.command, args.debug
+    ('frontends', True)
+    """
+    from .. import __version__
+    parser = argparse.ArgumentParser(
+        prog="melfront",
+        description="Mel-spectrogram frontends for neural audio classifiers: look at them, train with them, compare them.")
+    parser.add_argument("--version", action="version", version=f"melfront {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an unexpected error, print the full traceback (for bug reports)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, add, run in COMMANDS:
+        add(sub)
+        sub.choices[name].set_defaults(_run=run)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (its lines joined with "; "), or its type when it has none."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
+def main(argv=None) -> int:
+    """Run ``melfront`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    >>> main(["report", "/no/such/study.db"])  # the error goes to stderr as one line
+    2
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    cmd = args.command
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"melfront {cmd}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (MelfrontError, FileNotFoundError, PermissionError, FloatingPointError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"melfront {cmd}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # anything else is a bug in melfront: say so, and how to report it
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"melfront {cmd}: internal error: {type(exc).__name__}: {_one_line(exc)} - this is a bug, please "
+                  f"report it with the output of `melfront --debug {cmd} ...`", file=sys.stderr)
+        return EXIT_BUG

@@ -1,0 +1,133 @@
+"""Commands of the few-data study: ``compare`` (run the grid, then the report) and ``report``.
+
+>>> import argparse
+>>> parser = argparse.ArgumentParser()
+>>> sub = parser.add_subparsers()
+>>> for name, add, run in COMMANDS:
+...     add(sub)
+>>> args = parser.parse_args(["compare", "--n", "1,2", "--frontends", "db,pcen(trainable=True)", "--epochs", "3"])
+>>> config = study_config_from_args(args)
+>>> config.n_per_class, config.frontends, config.train["epochs"], config.compare
+([1, 2], ['db', 'pcen(trainable=True)'], 3, [['db', 'pcen(trainable=True)']])
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .options import int_list, split_specs
+
+__all__ = ["COMMANDS", "study_config_from_args"]
+
+
+def _add_compare(sub):
+    p = sub.add_parser("compare", help="run the few-data study: frontends x models x n x runs x folds, then the report",
+                       description="Train every frontend x model on n clips per class (m runs each, the data set's "
+                                   "official folds), store each finished run in OUTPUT/study.db (re-running resumes), "
+                                   "and write the report to OUTPUT/report. With no arguments: the quick profile on "
+                                   "the built-in synthetic field-recording set.")
+    p.add_argument("-o", "--output", default="studies/quick", help="study folder (default studies/quick)")
+    p.add_argument("--config", help="YAML or TOML file with study settings (saved with the results)")
+    p.add_argument("--profile", choices=["quick", "paper"], default=None, help="preset grid (default quick)")
+    p.add_argument("--dataset", help="synth, esc50, esc10, urbansound8k, tut2017, fsdd or folder")
+    p.add_argument("--root", help="data set folder")
+    p.add_argument("--frontends", help="comma-separated frontend specs, e.g. \"logeps,loglearn\"")
+    p.add_argument("--models", help="comma-separated model names, e.g. sbcnn,vgg,timbre,protonet")
+    p.add_argument("--n", dest="n_per_class", help="comma-separated clips per class, e.g. 1,2,5")
+    p.add_argument("--runs", type=int, help="runs per n (default: Pons et al.: 20 for n<=2, 10 for n<=10, 5 above)")
+    p.add_argument("--test-folds", help="'all', 'first' or comma-separated folds")
+    p.add_argument("--epochs", type=int, help="training epochs per run")
+    p.add_argument("--seed", type=int, help="base seed (default 0)")
+    p.add_argument("--compare", action="append", metavar="A,B",
+                   help="two frontends whose difference the report tests (repeatable)")
+    p.add_argument("--jobs", type=int, default=None, help="trials run side by side (default: one per CPU core)")
+    p.add_argument("--ray", metavar="auto|ADDRESS", help="run every trial as a task on a Ray cluster")
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
+
+
+def _overrides(args) -> dict:
+    """The study settings given as ``compare`` options."""
+    overrides = {}
+    if args.dataset:
+        overrides["dataset"] = args.dataset
+        overrides.setdefault("dataset_options", {})
+    if args.root:
+        overrides["root"] = args.root
+    if args.frontends:
+        overrides["frontends"] = split_specs(args.frontends)
+    if args.models:
+        overrides["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.n_per_class:
+        overrides["n_per_class"] = int_list(args.n_per_class, "--n")
+    if args.runs:
+        overrides["runs"] = {"default": args.runs}
+    if args.test_folds:
+        tf = args.test_folds
+        overrides["test_folds"] = tf if tf in ("all", "first") else [int(f) if f.strip().isdigit() else f.strip()
+                                                                      for f in tf.split(",")]
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.compare:
+        overrides["compare"] = [split_specs(c) for c in args.compare]
+    return overrides
+
+
+def study_config_from_args(args):
+    """The :class:`~melfront.study.StudyConfig` of a ``compare`` command line: ``--config`` or ``--profile``
+    (default quick), then the options given."""
+    from ..study import StudyConfig
+    overrides = _overrides(args)
+    if args.config:
+        config = StudyConfig.from_file(args.config, profile=args.profile)
+        for k, v in overrides.items():
+            setattr(config, k, v)
+    else:
+        profile = args.profile or "quick"
+        if args.dataset and args.dataset != "synth" and args.profile is None:
+            # real data: the quick grid's shape, with the data set's own mel defaults
+            overrides.setdefault("mel", dict(sample_rate=22050, n_fft=1024, hop_length=512, n_mels=128))
+            overrides.setdefault("train", dict(epochs=30, patch_frames=128))
+        config = StudyConfig.from_profile(profile, **overrides)
+    if args.epochs:
+        config.train = {**config.train, "epochs": args.epochs}
+    if "compare" not in overrides and not args.config:
+        config.compare = [p for p in config.compare if all(f in config.frontends for f in p)]
+    return config
+
+
+def _run_compare(args):
+    from ..fileio import write_json
+    from ..report import write_report
+    from ..study import run_study
+    config = study_config_from_args(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config.to_dict())
+    store = run_study(config, out / "study.db", ray_address=args.ray, jobs=args.jobs, quiet=args.quiet,
+                      ray_num_gpus=args.ray_gpus)
+    page = write_report(store.path, out / "report")
+    print(f"results: {store.path}\nreport:  {page} (and report.md)")
+
+
+def _add_report(sub):
+    p = sub.add_parser("report", help="write the Markdown + HTML report of a study",
+                       description="Tables (mean ± std, paired differences with significance) and plots for a study.db.")
+    p.add_argument("study", help="study.db written by melfront compare (or its folder)")
+    p.add_argument("-o", "--output", help="report folder (default: report/ next to the study)")
+    p.add_argument("--compare", action="append", metavar="A,B", help="two frontends to difference (repeatable)")
+
+
+def _run_report(args):
+    from ..report import write_report
+    path = Path(args.study)
+    if path.is_dir():
+        path = path / "study.db"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such study (run melfront compare first)")
+    out = Path(args.output) if args.output else path.parent / "report"
+    page = write_report(path, out, compare=[split_specs(c) for c in args.compare] if args.compare else None)
+    print(f"report: {page} (and report.md)")
+
+
+#: ``(name, add_parser, run)`` of this module's commands, in ``melfront --help`` order.
+COMMANDS = [("compare", _add_compare, _run_compare), ("report", _add_report, _run_report)]

@@ -1,0 +1,125 @@
+"""Commands over single training runs: ``train``, ``evaluate``, ``predict``.
+
+>>> [name for name, _, _ in COMMANDS]
+['train', 'evaluate', 'predict']
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .options import add_dataset_args, add_mel_args, cache_arg, key_values, mel_from_args
+
+__all__ = ["COMMANDS"]
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a frontend + model on a data set's folds; write a run folder",
+                       description="Train FRONTEND -> MODEL on every fold but the test (and validation) fold, "
+                                   "evaluate on the test fold, and write OUTPUT/checkpoint.pt (rewritten every "
+                                   "epoch; --resume continues it), OUTPUT/config.json and OUTPUT/metrics.json. "
+                                   "Learned frontend parameters are printed and saved in metrics.json.")
+    add_dataset_args(p, required=True)
+    p.add_argument("--frontend", default="db", help="frontend spec, e.g. \"pcen(trainable=True)\" (default db)")
+    p.add_argument("--model", default="sbcnn", help="sbcnn, vgg, timbre, piczak, protonet or resnet (default sbcnn)")
+    p.add_argument("--test-fold", required=True, help="fold held out for testing (e.g. 4, or 'test' for fsdd)")
+    p.add_argument("--val-fold", help="fold for validation (reported each epoch; early stopping with patience=N)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the model's paper setting)")
+    p.add_argument("--n-per-class", type=int, help="train on a class-balanced subset of N clips per class")
+    p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
+    p.add_argument("--batch-size", type=int, help="batch size")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--patch-frames", type=int, help="patch length in frames")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
+                   help="any training setting, e.g. optimizer='adam', patience=10, model_options={'width':8}")
+    add_mel_args(p, None, n_mels_help="mel: bands (default: the model's, 128 or 60 for piczak)")
+    p.add_argument("--resume", action="store_true", help="continue OUTPUT/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-o", "--output", default="run", help="run folder (default run/)")
+
+
+def _train_overrides(args) -> tuple[dict, dict | None]:
+    """The ``train`` settings and the ``mel`` config (None: the model's) given on the command line."""
+    from ..train import DEFAULT_MEL
+    train = key_values(args.set, "--set")
+    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                       ("patch_frames", args.patch_frames)):
+        if value is not None:
+            train[key] = value
+    mel = mel_from_args(args) or None
+    if mel is not None:
+        for k in ("sample_rate", "n_fft", "hop_length"):
+            mel.setdefault(k, DEFAULT_MEL[k])
+        if args.n_mels is not None:
+            train.setdefault("n_mels", args.n_mels)
+    return train, mel
+
+
+def _run_train(args):
+    from ..train import train_run
+    train, mel = _train_overrides(args)
+    m = train_run(args.output, dataset=args.dataset, root=args.root,
+                  dataset_options=key_values(args.dataset_option, "--dataset-option"), frontend=args.frontend,
+                  model=args.model, test_fold=args.test_fold, val_fold=args.val_fold, n_per_class=args.n_per_class,
+                  mel=mel, train=train, seed=args.seed, cache=cache_arg(args), device=args.device,
+                  progress=not args.quiet, resume=args.resume)
+    print(f"test fold {m['fold']}: accuracy {100 * m['accuracy']:.1f} %, mAP {m['map']:.3f} "
+          f"({m['n_test']} clips; trained on {m['n_train']} clips, {m['epochs']} epochs, "
+          f"{m['train_seconds']:.0f} s on {m['device']})")
+    if m["learned"]:
+        print("learned frontend parameters:")
+        for name, values in m["learned"].items():
+            shown = ", ".join(f"{v:.4g}" for v in values[:8]) + (", ..." if len(values) > 8 else "")
+            print(f"  {name}: [{shown}]" + (f" (mean {sum(values) / len(values):.4g})" if len(values) > 1 else ""))
+    if m["skipped"]:
+        print(f"skipped {len(m['skipped'])} clip(s):", file=sys.stderr)
+        for path, cause in m["skipped"]:
+            print(f"  {path}: {cause}", file=sys.stderr)
+    out = Path(args.output)
+    print(f"wrote {out / 'checkpoint.pt'}, {out / 'config.json'}, {out / 'metrics.json'}")
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="metrics (JSON) of a trained run on a data set's fold",
+                       description="Evaluate RUN (a folder written by `melfront train`, or its checkpoint.pt) on a "
+                                   "fold; the data set, root and fold default to those of training (its test fold). "
+                                   "Prints the metrics as JSON: accuracy, map, per_class_accuracy, confusion.")
+    p.add_argument("run", help="run folder or checkpoint file")
+    add_dataset_args(p, required=False)
+    p.add_argument("--fold", help="fold to evaluate (default: the run's test fold)")
+    p.add_argument("-o", "--output", help="also write the metrics to this JSON file")
+
+
+def _run_evaluate(args):
+    from ..train import evaluate_run
+    opts = key_values(args.dataset_option, "--dataset-option") if args.dataset_option else None
+    m = evaluate_run(args.run, dataset=args.dataset, root=args.root, dataset_options=opts, fold=args.fold,
+                     cache=cache_arg(args), device=args.device)
+    text = json.dumps(m, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+
+
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="top-k labels with probabilities for audio files, from a trained run",
+                       description="Classify each audio file with the classifier of RUN (folder or checkpoint).")
+    p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("audio", nargs="+", help="audio files")
+    p.add_argument("--top-k", type=int, default=5, help="labels to show per file (default 5)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+
+def _run_predict(args):
+    from ..train import load_classifier, predict_file
+    clf, cfg = load_classifier(args.run)
+    for path in args.audio:
+        print(path)
+        for name, prob in predict_file(clf, cfg, path, top_k=args.top_k, device=args.device):
+            print(f"  {prob:7.4f}  {name}")
+
+
+#: ``(name, add_parser, run)`` of this module's commands, in ``melfront --help`` order.
+COMMANDS = [("train", _add_train, _run_train), ("evaluate", _add_evaluate, _run_evaluate),
+            ("predict", _add_predict, _run_predict)]

@@ -1,0 +1,216 @@
+"""Compression frontends: linear power mel spectrogram ``(..., n_mels, frames)`` -> same shape.
+
+Fixed laws (:class:`Decibel`, :class:`LogOffset`, :class:`LogEPS`, :class:`Log10000`, :class:`LogFloor`,
+:class:`MinMax`) and learned ones (:class:`LogLearn`, :class:`PowerLearn`).
+
+>>> import torch
+>>> from melfront.frontends import LogEPS
+>>> LogEPS()(torch.tensor([[1.0, 100.0]])).tolist()
+[[0.0, 2.0]]
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import functional as F
+from ..checks import positive_float
+from .base import Frontend, band_count, float32_parameter
+from .registry import register_frontend
+
+__all__ = ["Decibel", "LogOffset", "LogEPS", "Log10000", "LogLearn", "LogFloor", "PowerLearn", "MinMax"]
+
+
+@register_frontend("db", "decibels, librosa.power_to_db (ref, amin, top_db per example)", input_kind="mel")
+class Decibel(Frontend):
+    """``librosa.power_to_db`` with ``ref`` ("max" or a number), ``amin`` and ``top_db`` taken per example.
+
+    See :func:`melfront.functional.power_to_db`. Defaults ``ref=1.0, amin=1e-10, top_db=80``.
+    A spectrogram with no frames (or no bands) gives an empty output of the same shape.
+
+    >>> Decibel(ref="max")(torch.tensor([[1.0, 0.1, 1e-12]])).tolist()
+    [[0.0, -10.0, -80.0]]
+    >>> Decibel()(torch.zeros(2, 4, 0)).shape
+    torch.Size([2, 4, 0])
+    """
+
+    def __init__(self, ref=1.0, amin: float = 1e-10, top_db: float | None = 80.0):
+        super().__init__()
+        F.power_to_db(torch.ones(1, 1), ref, amin, top_db)  # validates the arguments
+        self.ref, self.amin, self.top_db = ref, float(amin), top_db
+
+    def compress(self, x):
+        if x.numel() == 0 and x.is_floating_point():  # no frames: no per-example maximum to take
+            return x * 0.0
+        return F.power_to_db(x, self.ref, self.amin, self.top_db)
+
+    def extra_repr(self):
+        return f"ref={self.ref!r}, amin={self.amin:g}, top_db={self.top_db}"
+
+
+@register_frontend("logoffset", "fixed log(alpha X + beta), any base", input_kind="mel")
+class LogOffset(Frontend):
+    r"""Fixed logarithm :math:`\log_{base}(\alpha X + \beta)`; see :func:`melfront.functional.log_offset`.
+
+    Defaults ``alpha=1``, ``beta=2.22e-16`` (machine epsilon), ``base="e"``. ``alpha`` and ``beta`` must
+    be finite and positive.
+
+    >>> LogOffset(alpha=10.0, beta=1.0, base=10)(torch.tensor([[0.0, 9.9]])).tolist()
+    [[0.0, 2.0]]
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = F.LOG_EPS, base="e"):
+        super().__init__()
+        alpha, beta = positive_float("alpha", alpha), positive_float("beta", beta)
+        F.log_offset(torch.ones(1, 1), alpha, beta, base)  # validates base
+        self.alpha, self.beta, self.base = alpha, beta, base
+
+    def compress(self, x):
+        return F.log_offset(x, self.alpha, self.beta, self.base)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha:g}, beta={self.beta:g}, base={self.base!r}"
+
+
+@register_frontend("logeps", "log10(X + machine epsilon), Pons et al.'s log-EPS", input_kind="mel")
+class LogEPS(LogOffset):
+    """``log10(X + eps)`` with the machine epsilon ``eps = 2.22e-16``: Pons, Serrà & Serra (2019)'s "log-EPS".
+
+    >>> LogEPS().beta
+    2.220446049250313e-16
+    """
+
+    def __init__(self):
+        super().__init__(1.0, F.LOG_EPS, 10)
+
+
+@register_frontend("log10000", "log10(10000 X + 1)", input_kind="mel")
+class Log10000(LogOffset):
+    """``log10(10000 X + 1)``, a common fixed log compression (e.g. Pons et al. 2019's baselines).
+
+    >>> Log10000()(torch.tensor([[0.0, 0.0999]])).tolist()
+    [[0.0, 3.0]]
+    """
+
+    def __init__(self):
+        super().__init__(10000.0, 1.0, 10)
+
+
+@register_frontend("loglearn", "learned log(alpha X + beta), global or per band (Pons et al.)", input_kind="mel")
+class LogLearn(Frontend):
+    r"""Learned logarithm :math:`\log(\alpha X + \beta)` (Pons, Serrà & Serra 2019, "log-learn").
+
+    :math:`\alpha = e^{t_a}` and :math:`\beta = \mathrm{softplus}(t_b)` keep both positive; the
+    trainable pre-gates start at ``init_alpha=7`` and ``init_beta=1`` (:math:`\alpha_0 = 1096.63`,
+    :math:`\beta_0 = 1.31`, as Pons et al.). ``per_band=True`` learns one pair per mel band
+    (needs ``n_mels``). Read the learned values as ``.alpha`` and ``.beta`` (vectors when per band).
+    The pre-gates are float32: a start value whose :math:`\alpha` or :math:`\beta` is not finite and
+    positive in float32 (``init_alpha`` outside about (-103, 88.7), ``init_beta`` below about -103)
+    is refused.
+
+    >>> f = LogLearn(per_band=True, n_mels=3)
+    >>> values = f.learned_parameters()
+    >>> f.alpha.shape, round(values["alpha"][0], 2), round(values["beta"][0], 2)
+    (torch.Size([3]), 1096.63, 1.31)
+    """
+
+    readable = ("alpha", "beta")
+
+    def __init__(self, per_band: bool = False, n_mels: int | None = None, init_alpha: float = 7.0,
+                 init_beta: float = 1.0):
+        super().__init__()
+        n_mels = band_count("LogLearn", per_band, n_mels)
+        init_alpha = float32_parameter("init_alpha", init_alpha, torch.exp, "alpha = exp(init_alpha)")
+        init_beta = float32_parameter("init_beta", init_beta, nn.functional.softplus, "beta = softplus(init_beta)")
+        self.per_band, self.n_mels = bool(per_band), n_mels
+        self._param("pre_alpha", init_alpha, per_band, n_mels, True)
+        self._param("pre_beta", init_beta, per_band, n_mels, True)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """:math:`\\alpha = e^{t_a}`, the learned gain."""
+        return torch.exp(self.pre_alpha)
+
+    @property
+    def beta(self) -> torch.Tensor:
+        """:math:`\\beta = \\mathrm{softplus}(t_b)`, the learned offset."""
+        return nn.functional.softplus(self.pre_beta)
+
+    def compress(self, x):
+        return F.log_offset(x, self.alpha.to(x.dtype), self.beta.to(x.dtype))
+
+    def extra_repr(self):
+        return f"per_band={self.per_band}, n_mels={self.n_mels}"
+
+
+@register_frontend("logfloor", "log(max(X, floor)), the Macaulay/Merlin decibel form", input_kind="mel")
+class LogFloor(Frontend):
+    """``log(max(X, floor))``, the Macaulay Library / Merlin "decibel" form (natural log); ``floor=1e-6``.
+
+    >>> LogFloor(floor=1.0)(torch.tensor([[0.0, 1.0]])).tolist()
+    [[0.0, 0.0]]
+    """
+
+    def __init__(self, floor: float = 1e-6):
+        super().__init__()
+        self.floor = positive_float("floor", floor)
+
+    def compress(self, x):
+        return F.log_floor(x, self.floor)
+
+    def extra_repr(self):
+        return f"floor={self.floor:g}"
+
+
+@register_frontend("power", "learned power X ** sigmoid(a), global or per band (Schlueter 2018)", input_kind="mel")
+class PowerLearn(Frontend):
+    r"""Learned power law :math:`X^{\sigma(a)} = X^{1 / (1 + e^{-a})}` (Schlüter 2018).
+
+    ``a`` starts at ``init=0`` (the square root) and the exponent stays in (0, 1). ``per_band``
+    learns one exponent per mel band (needs ``n_mels``). Read it as ``.exponent``. ``a`` is float32:
+    an ``init`` whose exponent underflows to 0 in float32 (below about -103) is refused.
+
+    >>> PowerLearn()(torch.tensor([[4.0, 9.0]])).tolist()
+    [[2.0, 3.0]]
+    """
+
+    readable = ("exponent",)
+
+    def __init__(self, per_band: bool = False, n_mels: int | None = None, init: float = 0.0):
+        super().__init__()
+        n_mels = band_count("PowerLearn", per_band, n_mels)
+        init = float32_parameter("init", init, torch.sigmoid, "exponent = sigmoid(init)")
+        self.per_band, self.n_mels = bool(per_band), n_mels
+        self._param("a", init, per_band, n_mels, True)
+
+    @property
+    def exponent(self) -> torch.Tensor:
+        """:math:`\\sigma(a)`, the learned exponent in (0, 1)."""
+        return torch.sigmoid(self.a)
+
+    def compress(self, x):
+        return F.power_compress(x, self.exponent.to(x.dtype))
+
+    def extra_repr(self):
+        return f"per_band={self.per_band}, n_mels={self.n_mels}"
+
+
+@register_frontend("minmax", "per-example rescale to [0, 1]", input_kind="mel")
+class MinMax(Frontend):
+    """Rescale each example to [0, 1] over ``(n_mels, frames)`` (the Merlin pipeline normalises before and after compression).
+
+    A spectrogram with no frames (or no bands) gives an empty output of the same shape.
+
+    >>> MinMax()(torch.tensor([[2.0, 4.0, 3.0]])).tolist()
+    [[0.0, 1.0, 0.5]]
+    >>> MinMax()(torch.zeros(3, 0)).shape
+    torch.Size([3, 0])
+    """
+
+    def __init__(self):
+        super().__init__()
+
+    def compress(self, x):
+        if x.numel() == 0 and x.is_floating_point():  # no frames: no per-example minimum to take
+            return x * 0.0
+        return F.minmax(x)

@@ -1,0 +1,170 @@
+"""The PCEN frontend: per-channel energy normalisation of a linear power mel spectrogram.
+
+>>> import torch
+>>> from melfront.frontends import PCEN
+>>> PCEN()(torch.ones(2, 4, 10)).shape
+torch.Size([2, 4, 10])
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import functional as F
+from ..checks import boolean, finite_float, one_of, positive_int
+from ..errors import ParameterError
+from .base import Frontend, band_count, float32_parameter
+from .registry import register_frontend
+
+__all__ = ["PCEN"]
+
+
+def _logit(p: float) -> float:
+    return math.log(p) - math.log1p(-p)
+
+
+@register_frontend("pcen", "per-channel energy normalisation, fixed or trainable, global or per band", input_kind="mel")
+class PCEN(Frontend):
+    r"""Per-channel energy normalisation (Wang et al. 2017), exact and fast; see :func:`melfront.functional.pcen`.
+
+    .. math:: M[t] = (1-s) M[t-1] + s X[t], \quad
+              PCEN = (X / (\epsilon + M)^{\alpha} + \delta)^r - \delta^r
+
+    Parameters
+    ----------
+    n_mels : int, needed when ``per_band``
+    per_band : bool
+        One value of each parameter per mel band (else one for all bands).
+    trainable : bool
+        Learn ``s, alpha, delta, r, eps`` (the Merlin team's five parameters). They are kept in
+        their valid range by their parametrisation: ``s, alpha, r = sigmoid(.)`` in (0, 1),
+        ``delta = exp(.)`` > 0, ``eps = 1e-12 + exp(.)``. The raw values are float32: start values
+        whose parametrisation is not finite and positive in float32 are refused.
+    s, alpha, delta, r, eps : float
+        Initial values (defaults 0.025, 0.98, 2, 0.5, 1e-6); finite numbers (not bools).
+    time_constant : float, optional
+        Smoother time constant in seconds; with ``sample_rate`` and ``hop_length`` it sets ``s``
+        as librosa does (:func:`melfront.functional.pcen_time_constant_to_s`).
+    init : "first", "loop", "zero" or "librosa"
+        Smoother start (:func:`melfront.functional.pcen_smoother`); "loop" avoids the dark band
+        at the start of the clip.
+    chunk : int >= 2
+        Block length of the exact chunked scan (speed only).
+
+    Read the values as ``.s, .alpha, .delta, .r, .eps`` (vectors when per band).
+
+    Input scale: the gain ``(eps + M)^-alpha`` saturates where the smoothed energy ``M`` is below
+    ``eps``, so bands quieter than ``eps`` come out near 0. librosa's examples feed PCEN the mel
+    power of audio scaled as 32-bit integers (``S * 2**31``); melfront's mel power of audio in
+    [-1, 1] is 2**62 times smaller, so with the default ``eps=1e-6`` quiet backgrounds are gated to
+    dark (visible as a level threshold across bands in ``melfront show``). Pass a smaller ``eps``
+    for fixed PCEN on quiet material, or let ``trainable=True`` learn it.
+
+    >>> f = PCEN(n_mels=3, per_band=True, trainable=True, init="loop")
+    >>> f(torch.rand(2, 3, 5)).shape, sorted(f.learned_parameters())
+    (torch.Size([2, 3, 5]), ['alpha', 'delta', 'eps', 'r', 's'])
+    >>> round(f.learned_parameters()["s"][0], 6)
+    0.025
+    """
+
+    readable = ("s", "alpha", "delta", "r", "eps")
+    _EPS_FLOOR = 1e-12
+
+    def __init__(self, n_mels: int | None = None, per_band: bool = False, trainable: bool = False,
+                 s: float = 0.025, alpha: float = 0.98, delta: float = 2.0, r: float = 0.5, eps: float = 1e-6,
+                 time_constant: float | None = None, sample_rate: float | None = None,
+                 hop_length: int | None = None, init: str = "first", chunk: int = F.SCAN_CHUNK):
+        super().__init__()
+        n_mels = band_count("PCEN", per_band, n_mels)
+        trainable = boolean("trainable", trainable)
+        if time_constant is not None:
+            s = F.pcen_time_constant_to_s(time_constant, sample_rate, hop_length)
+        values = {name: finite_float(name, v) for name, v in dict(s=s, alpha=alpha, delta=delta, r=r, eps=eps).items()}
+        one_of("init", init, F.PCEN_INITS)
+        if positive_int("chunk", chunk) < 2:
+            raise ParameterError(f"chunk must be an integer >= 2, got {chunk!r}")
+        self._check_ranges(values, trainable)
+        self.n_mels, self.per_band, self.trainable, self.init, self.chunk = n_mels, bool(per_band), trainable, init, chunk
+        self.time_constant = time_constant
+        if trainable:
+            s, alpha, delta, r, eps = (values[k] for k in self.readable)
+            raw = dict(s=_logit(s), alpha=_logit(alpha), delta=math.log(delta), r=_logit(r),
+                       eps=math.log(eps - self._EPS_FLOOR))
+            for name, what in (("s", "sigmoid"), ("alpha", "sigmoid"), ("delta", "exp"), ("r", "sigmoid"),
+                               ("eps", "exp")):
+                float32_parameter(name, values[name], getattr(torch, what), f"{name} = {what}(raw {name})",
+                                  raw=raw[name])
+            self._param("logit_s", raw["s"], per_band, n_mels, True)
+            self._param("logit_alpha", raw["alpha"], per_band, n_mels, True)
+            self._param("log_delta", raw["delta"], per_band, n_mels, True)
+            self._param("logit_r", raw["r"], per_band, n_mels, True)
+            self._param("log_eps", raw["eps"], per_band, n_mels, True)
+        else:  # fixed values stay Python floats: exact for float64 input, whatever .to() does to the module
+            self.fixed = values
+
+    def _check_ranges(self, values: dict, trainable: bool) -> None:
+        s, alpha, delta, r, eps = (values[k] for k in self.readable)
+        checks = {"s": 0 < s < 1, "alpha": 0 < alpha < 1, "r": 0 < r < 1, "delta": delta > 0, "eps": eps > self._EPS_FLOOR}
+        if not trainable:  # fixed PCEN allows the closed ends: s = 1, alpha = 0 or 1, r = 1
+            checks.update(s=0 < s <= 1, alpha=0 <= alpha, r=r > 0, delta=delta >= 0, eps=eps > 0)
+        for name, ok in checks.items():
+            if not ok:
+                what = "trainable " if trainable else ""
+                raise ParameterError(f"{name}={values[name]!r} is outside the valid range for a {what}PCEN "
+                                     f"(s, alpha, r in (0, 1), delta > 0, eps > {self._EPS_FLOOR:g} when trainable)")
+
+    def _value(self, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.trainable:
+            dtype = torch.float64 if like is None else like.dtype
+            device = None if like is None else like.device
+            return torch.full((self.n_mels,) if self.per_band else (), self.fixed[name], dtype=dtype, device=device)
+        if name == "s":
+            return torch.sigmoid(self.logit_s)
+        if name == "alpha":
+            return torch.sigmoid(self.logit_alpha)
+        if name == "r":
+            return torch.sigmoid(self.logit_r)
+        if name == "delta":
+            return torch.exp(self.log_delta)
+        return self._EPS_FLOOR + torch.exp(self.log_eps)
+
+    s = property(lambda self: self._value("s"), doc="smoothing coefficient (weight of the new frame)")
+    alpha = property(lambda self: self._value("alpha"), doc="gain normalisation exponent")
+    delta = property(lambda self: self._value("delta"), doc="bias")
+    r = property(lambda self: self._value("r"), doc="compression exponent")
+    eps = property(lambda self: self._value("eps"), doc="floor of the smoother in the gain")
+
+    def compress(self, x, initial_state=None, return_state: bool = False):
+        values = [self._value(n, x).to(x.dtype) for n in self.readable]
+        return F.pcen(x, *values, initial_state=initial_state, return_state=return_state, init=self.init,
+                      chunk=self.chunk)
+
+    def learned_parameters(self) -> dict[str, list[float]]:
+        """``{name: values}`` of ``s, alpha, delta, r, eps`` when trainable, else ``{}``.
+
+        >>> PCEN().learned_parameters()
+        {}
+        """
+        return super().learned_parameters() if self.trainable else {}
+
+    def stream(self, x: torch.Tensor, state: torch.Tensor | None = None):
+        """Process one chunk of a long recording: returns ``(output, state)``; pass ``state`` to the next call.
+
+        Concatenating the outputs over chunks equals one call on the whole recording
+        (the first chunk starts as ``init`` says).
+
+        >>> f, x = PCEN(), torch.rand(1, 4, 12, dtype=torch.float64)
+        >>> a, state = f.stream(x[..., :5])
+        >>> b, state = f.stream(x[..., 5:], state)
+        >>> torch.allclose(torch.cat([a, b], -1), f(x))
+        True
+        """
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.compress(x, initial_state=state, return_state=True)
+
+    def extra_repr(self):
+        return (f"n_mels={self.n_mels}, per_band={self.per_band}, trainable={self.trainable}, init={self.init!r}"
+                + (f", time_constant={self.time_constant}" if self.time_constant is not None else ""))

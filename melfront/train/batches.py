@@ -1,0 +1,104 @@
+"""What the trainer feeds the model: patch datasets for training and evaluation, mini-batches, episodes.
+
+Everything random derives from ``(seed, epoch, ...)`` by hashing (:func:`melfront.data.sampling.seed_for`),
+so a resumed run draws exactly the patches and orders of the uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ..data.patches import PatchDataset, random_crop
+from ..data.sampling import episode, rng_for, seed_for
+
+__all__ = ["train_dataset", "eval_dataset", "batches", "epoch_order", "episode_batch", "episodes_per_epoch"]
+
+
+def train_dataset(features, labels, s: dict, kind: str, hop_length: int | None, seed: int) -> PatchDataset:
+    """Training patches of settings ``s``: every segment (``sampling="all"``) or one random patch per clip.
+
+    >>> ds = train_dataset([torch.rand(4, 50)], [0], dict(sampling="random", patch_frames=8, segment_hop=4,
+    ...                    silence_db=None), "mel", None, 0)
+    >>> ds[0][0].shape
+    torch.Size([4, 8])
+    """
+    mode = "all" if s["sampling"] == "all" else "random"
+    silence = s["silence_db"] if mode == "all" else None
+    return PatchDataset(features, labels, n_frames=s["patch_frames"], mode=mode, hop=s["segment_hop"],
+                        silence_db=silence, kind=kind, hop_length=hop_length, seed=seed)
+
+
+def eval_dataset(features, labels, s: dict, kind: str, hop_length: int | None, seed: int) -> PatchDataset:
+    """Every patch at ``eval_hop`` frames (silent segments dropped for ``sampling="all"``), for evaluation.
+
+    >>> ds = eval_dataset([torch.rand(4, 50)], [0], dict(sampling="random", patch_frames=8, eval_hop=8,
+    ...                   silence_db=None), "mel", None, 0)
+    >>> len(ds)
+    7
+    """
+    silence = s["silence_db"] if s["sampling"] == "all" else None
+    return PatchDataset(features, labels, n_frames=s["patch_frames"], mode="all", hop=s["eval_hop"],
+                        silence_db=silence, kind=kind, hop_length=hop_length, seed=seed)
+
+
+def batches(ds: PatchDataset, order: Sequence[int], batch_size: int, device):
+    """``(x, y, clip_indices)`` mini-batches of the items ``order`` of ``ds``, ``x`` float32 on ``device``.
+
+    >>> ds = eval_dataset([torch.rand(4, 16)] * 3, [0, 1, 2], dict(sampling="random", patch_frames=8,
+    ...                   eval_hop=8, silence_db=None), "mel", None, 0)
+    >>> [(tuple(x.shape), y.tolist(), c) for x, y, c in batches(ds, range(len(ds)), 4, "cpu")][1]
+    ((2, 4, 8), [2, 2], [2, 2])
+    """
+    for b in range(0, len(order), batch_size):
+        items = [ds[j] for j in order[b:b + batch_size]]
+        x = torch.stack([it[0] for it in items]).to(device, torch.float32)
+        y = torch.tensor([it[1] for it in items], device=device)
+        yield x, y, [it[2] for it in items]
+
+
+def epoch_order(n_items: int, batch_size: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled item order of an epoch; a last batch of one item is dropped (batch norm needs two).
+
+    >>> sorted(epoch_order(5, 2, seed=0, epoch=1)) != list(range(5))  # 5 = 2 + 2 + 1: one item dropped
+    True
+    >>> epoch_order(6, 4, 0, 1) == epoch_order(6, 4, 0, 1) != epoch_order(6, 4, 0, 2)
+    True
+    """
+    g = torch.Generator().manual_seed(seed_for("order", seed, epoch))
+    order = torch.randperm(n_items, generator=g).tolist()
+    if len(order) % batch_size == 1 and len(order) > 1:
+        order = order[:-1]  # a batch of one breaks batch norm in training mode
+    return order
+
+
+def episodes_per_epoch(s: dict, n_train: int, n_classes: int) -> int:
+    """``episodes_per_epoch``, or by default enough episodes for the query sets to cover the training clips once.
+
+    >>> episodes_per_epoch(dict(episodes_per_epoch=None, query_per_class=5), n_train=40, n_classes=4)
+    2
+    """
+    return s["episodes_per_epoch"] or max(1, math.ceil(n_train / (n_classes * s["query_per_class"])))
+
+
+def episode_batch(features, clips_by_class, s: dict, kind: str, hop_length: int | None, seed: int, epoch: int,
+                  k: int, device):
+    """Episode ``k`` of ``epoch`` (Snell et al. 2017): ``(x, support_labels, query_labels)``.
+
+    ``x`` stacks one random patch of each support clip, then of each query clip.
+
+    >>> feats = [torch.rand(4, 20) for _ in range(4)]
+    >>> s = dict(support_per_class=1, query_per_class=1, patch_frames=8)
+    >>> x, sup, qry = episode_batch(feats, {0: [0, 1], 1: [2, 3]}, s, "mel", None, 0, 1, 0, "cpu")
+    >>> tuple(x.shape), sorted(sup.tolist()), sorted(qry.tolist())
+    ((4, 4, 8), [0, 1], [0, 1])
+    """
+    rng = rng_for("episode", seed, epoch, k)
+    support, query = episode(clips_by_class, s["support_per_class"], s["query_per_class"], rng)
+    g = torch.Generator().manual_seed(seed_for("episode-crops", seed, epoch, k))
+    patches = [random_crop(features[c], s["patch_frames"], g, kind, hop_length) for c, _ in support + query]
+    x = torch.stack(patches).to(device, torch.float32)
+    sup_y = torch.tensor([lab for _, lab in support], device=device)
+    qry_y = torch.tensor([lab for _, lab in query], device=device)
+    return x, sup_y, qry_y

@@ -1,0 +1,204 @@
+"""The training settings: :class:`TrainSettings`, typed and range-checked, and :func:`resolve_settings`.
+
+What the reference works did, as settings (defaults per model from :data:`melfront.models.MODELS`,
+every one overridable through ``train={...}``):
+
+- optimisers: SGD (``lr``, ``momentum``, ``nesterov``) or Adam (``lr``);
+- L2 weight decay on kernels only (``weight_decay``, torch convention: the gradient gets
+  ``weight_decay * w``; ``decay_layers`` "all" or "dense", see :func:`melfront.models.kernel_weights`),
+  never on biases, batch-norm parameters or the frontend's parameters;
+- gradient clipping by global norm (``clip_norm``);
+- fixed ``epochs``, or early stopping (``patience`` epochs without gain of the monitored accuracy:
+  validation clip accuracy when a validation set is given, else training accuracy, as Pons et al.'s
+  prototypical networks), the best weights restored at the end;
+- ``sampling="random"``: one random ``patch_frames`` patch per clip per epoch (Pons, Serrà & Serra 2019);
+  ``"all"``: every segment, ``segment_hop`` apart (default half a patch: Piczak 2015's 50 % overlap),
+  silent segments dropped (``silence_db``); ``"episodes"``: prototypical-network episodes (Snell et al.
+  2017) of ``support_per_class`` / ``query_per_class`` patches (see :func:`melfront.data.sampling.episode`).
+
+Settings this project adds: ``aggregation`` (clip rule, see :func:`melfront.train.aggregate`),
+``eval_hop``, ``eval_batch_size``, ``max_epochs`` (cap under early stopping), ``model_options``
+(architecture options for :func:`melfront.models.build`), ``episodes_per_epoch`` and
+``frontend_lr_scale``: the frontend's parameters learn at ``lr * frontend_lr_scale`` (1: as the
+backbone; 0: not at all; e.g. 0.1 to fine-tune a pretrained frontend gently).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, fields
+
+from ..checks import boolean, finite_float, one_of, optional, positive_float, positive_int
+from ..errors import ParameterError
+from ..models import default_settings
+from .metrics import AGGREGATIONS
+
+__all__ = ["TrainSettings", "resolve_settings", "OPTIMIZERS", "SAMPLINGS"]
+
+OPTIMIZERS = ("sgd", "adam")
+SAMPLINGS = ("random", "all", "episodes")
+_IGNORED = ("source",)  # the paper reference in MODELS[name][2]: documentation, not a setting
+
+
+@dataclass
+class TrainSettings:
+    """Every training setting, checked on construction (``ParameterError`` naming the field).
+
+    The first thirteen fields are a model's paper settings (``MODELS[name][2]``); the rest have the
+    trainer's defaults. ``None`` in ``aggregation``, ``segment_hop``, ``eval_hop`` and ``silence_db`` is
+    filled in: ``"mean_prob"`` (:meth:`for_model` picks the model's rule), half a patch, a patch (the
+    segment hop for ``sampling="all"``) and -60 dB for ``sampling="all"``.
+
+    >>> s = TrainSettings.for_model("vgg", {"epochs": 3, "lr": 0.01})
+    >>> s.epochs, s.lr, s.optimizer, s.aggregation, s.frontend_lr_scale
+    (3, 0.01, 'sgd', 'mean_prob', 1.0)
+    >>> TrainSettings.for_model("vgg", {"epochs": 0})
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: train['epochs'] must be a positive integer, got 0
+    """
+
+    optimizer: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    decay_layers: str
+    clip_norm: float | None
+    batch_size: int | None  # None only for sampling="episodes" (an episode is the batch)
+    epochs: int | None      # None: early stopping only (needs patience)
+    patience: int | None
+    n_mels: int
+    patch_frames: int
+    sampling: str
+    aggregation: str | None = None
+    eval_hop: int | None = None
+    segment_hop: int | None = None
+    silence_db: float | None = None
+    episodes_per_epoch: int | None = None  # "episodes": None -> ceil(n_train_clips / (n_classes * query_per_class))
+    max_epochs: int = 1000                  # cap when epochs is None (early stopping only)
+    model_options: dict | None = None       # architecture options for melfront.models.build
+    eval_batch_size: int = 64
+    query_per_class: int = 5
+    support_per_class: int = 5
+    frontend_lr_scale: float = 1.0
+
+    def __post_init__(self):
+        def name(key):
+            return f"train[{key!r}]"
+
+        self.optimizer = one_of(name("optimizer"), self.optimizer, OPTIMIZERS)
+        self.lr = positive_float(name("lr"), self.lr)
+        self.momentum = finite_float(name("momentum"), self.momentum, 0.0)
+        self.nesterov = boolean(name("nesterov"), self.nesterov)
+        self.weight_decay = finite_float(name("weight_decay"), self.weight_decay, 0.0)
+        self.decay_layers = one_of(name("decay_layers"), self.decay_layers, ("all", "dense"))
+        self.clip_norm = optional(positive_float, name("clip_norm"), self.clip_norm)
+        self.sampling = one_of(name("sampling"), self.sampling, SAMPLINGS)
+        for key in ("n_mels", "patch_frames", "max_epochs", "eval_batch_size", "query_per_class",
+                    "support_per_class"):
+            setattr(self, key, positive_int(name(key), getattr(self, key)))
+        for key in ("epochs", "patience", "episodes_per_epoch"):
+            setattr(self, key, optional(positive_int, name(key), getattr(self, key)))
+        if self.batch_size is not None or self.sampling != "episodes":
+            self.batch_size = positive_int(name("batch_size"), self.batch_size)
+        if self.epochs is None and self.patience is None:
+            raise ParameterError("give train['epochs'] or train['patience'] (early stopping)")
+        self.frontend_lr_scale = finite_float(name("frontend_lr_scale"), self.frontend_lr_scale, 0.0)
+        if self.model_options is not None and not isinstance(self.model_options, dict):
+            raise ParameterError(f"train['model_options'] must be a dict, got {self.model_options!r}")
+        self.model_options = copy.deepcopy(dict(self.model_options or {}))
+        self.aggregation = one_of(name("aggregation"), self.aggregation or "mean_prob", AGGREGATIONS)
+        if self.segment_hop is None:
+            self.segment_hop = max(1, self.patch_frames // 2)
+        self.segment_hop = positive_int(name("segment_hop"), self.segment_hop)
+        if self.eval_hop is None:
+            self.eval_hop = self.segment_hop if self.sampling == "all" else self.patch_frames
+        self.eval_hop = positive_int(name("eval_hop"), self.eval_hop)
+        if self.silence_db is None and self.sampling == "all":
+            self.silence_db = -60.0
+        self.silence_db = optional(finite_float, name("silence_db"), self.silence_db)
+
+    @classmethod
+    def known(cls) -> tuple[str, ...]:
+        """The setting names, sorted.
+
+        >>> "frontend_lr_scale" in TrainSettings.known()
+        True
+        """
+        return tuple(sorted(f.name for f in fields(cls)))
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> "TrainSettings":
+        """Check a complete settings dict (e.g. a checkpoint's ``config["train"]``); unknown keys are refused.
+
+        Settings added since the dict was written take their defaults.
+
+        >>> d = resolve_settings("vgg", {"epochs": 2})
+        >>> TrainSettings.from_dict(d).as_dict() == d
+        True
+        """
+        if isinstance(settings, cls):
+            return copy.deepcopy(settings)
+        if not isinstance(settings, dict):
+            raise ParameterError(f"settings must be a dict or TrainSettings, got {type(settings).__name__}")
+        settings = {k: v for k, v in settings.items() if k not in _IGNORED}
+        _refuse_unknown(settings)
+        missing = sorted(f.name for f in fields(cls) if f.default is dataclasses.MISSING and f.name not in settings)
+        if missing:
+            raise ParameterError(f"training settings lack {missing}")
+        return cls(**copy.deepcopy(settings))
+
+    @classmethod
+    def for_model(cls, model: str, overrides: dict | None = None) -> "TrainSettings":
+        """The model's paper settings (``MODELS[model][2]``) plus the trainer's, overridden by ``overrides``.
+
+        The clip aggregation defaults to the model's rule: ``"mean_logprob"`` for protonet, ``"vote"`` for
+        piczak, else ``"mean_prob"``. ``sampling="episodes"`` needs model ``"protonet"``.
+
+        >>> TrainSettings.for_model("piczak").aggregation
+        'vote'
+        """
+        values = default_settings(model)
+        for key in _IGNORED:
+            values.pop(key, None)
+        overrides = dict(overrides or {})
+        _refuse_unknown(overrides)
+        values.update(copy.deepcopy(overrides))
+        if values.get("aggregation") is None:
+            values["aggregation"] = {"protonet": "mean_logprob", "piczak": "vote"}.get(model, "mean_prob")
+        if values.get("sampling") == "episodes" and model != "protonet":
+            raise ParameterError("train['sampling']='episodes' needs model 'protonet'")
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        """A JSON-able dict of every setting (what checkpoints, study rows and :class:`Trainer` use).
+
+        >>> TrainSettings.for_model("vgg").as_dict()["batch_size"]
+        256
+        """
+        return dataclasses.asdict(self)
+
+
+def _refuse_unknown(settings: dict) -> None:
+    unknown = sorted(set(settings) - set(TrainSettings.known()), key=str)
+    if unknown:
+        raise ParameterError(f"unknown training setting(s) {unknown}; known: {', '.join(TrainSettings.known())}")
+
+
+def resolve_settings(model: str, train: dict | None = None) -> dict:
+    """The model's paper settings (``MODELS[model][2]``) plus the trainer's, overridden by ``train``, as a dict.
+
+    ``dataclasses.asdict`` of :meth:`TrainSettings.for_model`: types and ranges are checked and the
+    automatic values (aggregation, hops, silence threshold) filled in. Unknown keys raise
+    ``ParameterError`` listing the known ones.
+
+    >>> s = resolve_settings("piczak")
+    >>> s["sampling"], s["segment_hop"], s["silence_db"], s["aggregation"]
+    ('all', 20, -60.0, 'vote')
+    >>> resolve_settings("vgg", {"epoch": 3})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: unknown training setting(s) ['epoch']; known: aggregation, batch_size, ...
+    """
+    return TrainSettings.for_model(model, train).as_dict()

@@ -1,0 +1,369 @@
+"""The one training loop: :class:`Trainer` fits and evaluates a ``frontend -> backbone`` classifier.
+
+Reproducibility: a ``seed`` fixes the initial weights (python, numpy and torch generators are seeded
+before building, :func:`seed_everything`), the data order and patches of every epoch (derived from
+``(seed, epoch)`` by hashing, so a resumed run continues exactly as the uninterrupted one) and dropout
+(torch is reseeded at the start of every epoch from ``(seed, epoch)``). Same seed, machine and device:
+same metrics.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..checks import finite_float, one_of
+from ..data.sampling import seed_for
+from ..errors import CheckpointError, DivergenceError, ParameterError, TrainingError
+from ..models import kernel_weights
+from .batches import batches, episode_batch, episodes_per_epoch, epoch_order, eval_dataset, train_dataset
+from .checkpoint import cpu_state_dict, load_checkpoint, load_weights, save_checkpoint
+from .metrics import aggregate, clip_metrics
+from .settings import TrainSettings
+
+__all__ = ["Trainer", "seed_everything", "default_device"]
+
+_ADVICE = "lower train['lr'] or set train['clip_norm']"
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is usable, else ``"cpu"``.
+
+    >>> default_device() in ("cuda", "cpu")
+    True
+    """
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, numpy's global generator and torch (CPU and CUDA).
+
+    >>> seed_everything(3); a = torch.rand(1); seed_everything(3); bool(torch.rand(1) == a)
+    True
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Fit and evaluate a :class:`melfront.models.Classifier` on in-memory clip features.
+
+    Parameters
+    ----------
+    classifier : Classifier
+        ``frontend -> backbone``; moved to ``device``.
+    settings : dict or TrainSettings
+        From :func:`melfront.train.resolve_settings` (checked again here: :class:`TrainSettings`).
+    kind : {"mel", "waveform"}
+        What the features are (the frontend's ``input_kind``).
+    hop_length : int
+        Samples per frame (the mel ``hop_length``), for waveform patches.
+    seed : int
+        See the module docstring.
+    device : str or None
+        None: CUDA when available, else CPU.
+    progress : bool
+        tqdm bars (epochs with loss, accuracy and validation accuracy).
+    checkpoint : path or None
+        Written atomically after every epoch (with optimizer and early-stopping state) and at the end.
+    config : dict
+        JSON-able config stored in the checkpoint (see :func:`melfront.train.train_classifier`).
+
+    Optimiser parameter groups (``group["name"]``): ``"decay"`` (the backbone's kernels,
+    ``weight_decay``), ``"no_decay"`` (the backbone's other trainable parameters) and ``"frontend"``
+    (every frontend parameter, no weight decay, learning rate ``lr * frontend_lr_scale``). The frontend
+    group also holds frozen parameters (``requires_grad=False``: they get no gradient, so no update), so
+    that a frontend unfrozen later for fine-tuning learns in the same optimiser, which keeps its state.
+
+    Modes: the trainer only calls ``model.train()`` / ``model.eval()``, which reach every submodule
+    through its ``train(mode)``; a frontend that overrides ``train`` keeps the mode it chooses (e.g.
+    ``MSTFrontend(frozen=True)`` keeps its batch norm in eval mode, running statistics fixed).
+
+    >>> from melfront.train import build_classifier, resolve_settings
+    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=32)
+    >>> clf, _ = build_classifier("loglearn", "vgg", 2, mel, 32, {"width": 4})
+    >>> s = resolve_settings("vgg", dict(epochs=2, batch_size=2, lr=0.01, patch_frames=32, n_mels=32,
+    ...                                  frontend_lr_scale=0.5))
+    >>> t = Trainer(clf, s, device="cpu", progress=False)
+    >>> [(g["name"], g["lr"]) for g in t.optimizer.param_groups]
+    [('decay', 0.01), ('no_decay', 0.01), ('frontend', 0.005)]
+    >>> feats = [torch.rand(32, 40) + 1e-3 for _ in range(4)]
+    >>> seen = []
+    >>> [h["epoch"] for h in t.fit(feats, [0, 1, 0, 1], on_epoch=seen.append)], len(seen)
+    ([1, 2], 2)
+    >>> t.predict(feats[:1]).shape
+    (1, 2)
+    """
+
+    def __init__(self, classifier: nn.Module, settings, *, kind: str = "mel", hop_length: int | None = None,
+                 seed: int = 0, device: str | None = None, progress: bool = True, checkpoint=None,
+                 config: dict | None = None):
+        one_of("kind", kind, ("mel", "waveform"))
+        if kind == "waveform" and hop_length is None:
+            raise ParameterError("hop_length is needed for waveform features")
+        self.device = torch.device(device or default_device())
+        self.model = classifier.to(self.device)
+        self.s = TrainSettings.from_dict(settings).as_dict()
+        self.kind, self.hop_length, self.seed = kind, hop_length, int(seed)
+        self.progress = progress
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.config = dict(config or {})
+        self.history: list[dict] = []
+        self.optimizer = self._make_optimizer()
+        self.epoch = 0  # epochs completed
+        self.best = dict(score=-math.inf, epoch=0, bad=0, state=None)
+        self.finished = False
+
+    # ---------------------------------------------------------------- optimiser
+    def _make_optimizer(self):
+        s = self.s
+        frontend = getattr(self.model, "frontend", None)
+        front_ids = {id(p) for p in frontend.parameters()} if frontend is not None else set()
+        decay_ids = {id(p) for p in kernel_weights(self.model.backbone, s["decay_layers"])}
+        params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in front_ids]
+        groups = [dict(name="decay", params=[p for p in params if id(p) in decay_ids],
+                       weight_decay=float(s["weight_decay"])),
+                  dict(name="no_decay", params=[p for p in params if id(p) not in decay_ids], weight_decay=0.0),
+                  dict(name="frontend", params=list(frontend.parameters()) if frontend is not None else [],
+                       weight_decay=0.0, lr=s["lr"] * s["frontend_lr_scale"])]
+        groups = [g for g in groups if g["params"]]
+        if not any(p.requires_grad for g in groups for p in g["params"]):
+            raise TrainingError("the classifier has no trainable parameters")
+        if s["optimizer"] == "sgd":
+            return torch.optim.SGD(groups, lr=s["lr"], momentum=s["momentum"],
+                                   nesterov=bool(s["nesterov"]) and s["momentum"] > 0)
+        return torch.optim.Adam(groups, lr=s["lr"])
+
+    def set_frontend_lr_scale(self, scale: float) -> None:
+        """Let the frontend learn at ``lr * scale`` from now on (e.g. fine-tuning after a frozen phase).
+
+        The optimiser and its state are kept; ``settings["frontend_lr_scale"]`` is updated.
+        """
+        scale = finite_float("frontend_lr_scale", scale, 0.0)
+        self.s["frontend_lr_scale"] = scale
+        for g in self.optimizer.param_groups:
+            if g.get("name") == "frontend":
+                g["lr"] = self.s["lr"] * scale
+
+    # ---------------------------------------------------------------- one epoch
+    def _step(self, loss, epoch: int, batch: int) -> float:
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise DivergenceError(f"training diverged: the loss became {value} in epoch {epoch}, batch {batch}; "
+                                  + _ADVICE)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.s["clip_norm"] is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.s["clip_norm"])
+        self.optimizer.step()
+        return value
+
+    def _train_epoch(self, ds, clips_by_class, n_train, epoch):
+        """One epoch of mini-batches (or episodes); returns ``(mean loss, accuracy)`` over the items."""
+        s = self.s
+        self.model.train()
+        torch.manual_seed(seed_for(self.seed, "dropout", epoch))
+        total, correct, loss_sum = 0, 0, 0.0
+        if s["sampling"] == "episodes":
+            for k in range(episodes_per_epoch(s, n_train, len(clips_by_class))):
+                x, sup_y, qry_y = episode_batch(ds.features, clips_by_class, s, self.kind, self.hop_length,
+                                                self.seed, epoch, k, self.device)
+                z = self.model.features(x)
+                logits = self.model.backbone.logits(z[len(sup_y):], z[:len(sup_y)], sup_y)
+                loss_sum += self._step(nn.functional.cross_entropy(logits, qry_y), epoch, k + 1) * len(qry_y)
+                correct += int((logits.argmax(1) == qry_y).sum())
+                total += len(qry_y)
+        else:
+            ds.set_epoch(epoch)
+            order = epoch_order(len(ds), s["batch_size"], self.seed, epoch)
+            for b, (x, y, _) in enumerate(batches(ds, order, s["batch_size"], self.device)):
+                logits = self.model(x)
+                loss_sum += self._step(nn.functional.cross_entropy(logits, y), epoch, b + 1) * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                total += len(y)
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise DivergenceError(f"training diverged: a parameter became NaN or infinite in epoch {epoch}; "
+                                  + _ADVICE)
+        return loss_sum / max(total, 1), correct / max(total, 1)
+
+    # ---------------------------------------------------------------- prototypes (protonet)
+    @torch.no_grad()
+    def set_prototypes(self, features, labels) -> None:
+        """Prototypical network: prototypes from every evaluation patch of the training clips."""
+        backbone = self.model.backbone
+        if not hasattr(backbone, "set_prototypes"):
+            return
+        was = self.model.training
+        self.model.eval()
+        ds = self._eval_dataset(features, labels)
+        emb, ys = [], []
+        for x, y, _ in batches(ds, range(len(ds)), self.s["eval_batch_size"], self.device):
+            emb.append(backbone.embed(self.model.features(x)))
+            ys.append(y)
+        backbone.set_prototypes(torch.cat(emb), torch.cat(ys))
+        self.model.train(was)
+
+    # ---------------------------------------------------------------- evaluation
+    def _eval_dataset(self, features, labels):
+        return eval_dataset(features, labels, self.s, self.kind, self.hop_length, self.seed)
+
+    @torch.no_grad()
+    def predict(self, features: Sequence[torch.Tensor]) -> np.ndarray:
+        """Clip scores ``(n_clips, n_classes)`` (rows sum to 1), aggregated over each clip's patches."""
+        if len(features) == 0:
+            return np.zeros((0, getattr(self.model, "n_classes", 0) or 0))
+        self.model.eval()
+        ds = self._eval_dataset(features, [0] * len(features))
+        out, idx = [], []
+        for x, _, clips in batches(ds, range(len(ds)), self.s["eval_batch_size"], self.device):
+            out.append(torch.log_softmax(self.model(x).double(), dim=1).cpu())
+            idx.extend(clips)
+        log_probs = torch.cat(out)
+        if not torch.isfinite(log_probs).all():
+            raise DivergenceError("the classifier outputs NaN or infinite values (training diverged?); " + _ADVICE)
+        return aggregate(log_probs, idx, len(features), self.s["aggregation"])
+
+    def evaluate(self, features, labels, classes) -> dict:
+        """:func:`melfront.train.clip_metrics` of :meth:`predict` on ``features`` against ``labels``."""
+        return clip_metrics(self.predict(features), labels, classes)
+
+    # ---------------------------------------------------------------- checkpointing
+    def _save(self, final: bool = False):
+        if self.checkpoint is None:
+            return
+        best_state = self.best["state"] if (self.s["patience"] is not None and not final) else None
+        score = float(self.best["score"]) if math.isfinite(self.best["score"]) else None
+        save_checkpoint(self.checkpoint, self.model, self.config, kind="classifier", optimizer=self.optimizer,
+                        epoch=self.epoch,
+                        extra=dict(history=self.history, finished=final, seed=self.seed, best_state_dict=best_state,
+                                   early_stopping=dict(score=score, epoch=self.best["epoch"], bad=self.best["bad"])))
+
+    def resume(self, path=None) -> bool:
+        """Continue from a checkpoint written by :meth:`fit` (default: this trainer's). False if none exists.
+
+        A checkpoint written for another configuration, or whose weights do not fit, raises
+        :class:`~melfront.errors.CheckpointError`.
+        """
+        path = Path(path) if path is not None else self.checkpoint
+        if path is None or not Path(path).is_file():
+            return False
+        obj = load_checkpoint(path, "classifier", map_location=self.device)
+        saved = {k: v for k, v in obj["config"].items() if k not in ("train_seconds",)}
+        mine = {k: v for k, v in self.config.items() if k not in ("train_seconds",)}
+        if mine and saved != mine:
+            diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
+            raise CheckpointError(f"{path}: cannot resume, the checkpoint was written for another configuration "
+                                  f"(differs in {diff})")
+        load_weights(self.model, obj)
+        if obj.get("optimizer"):
+            self.optimizer.load_state_dict(obj["optimizer"])
+        self.epoch = int(obj.get("epoch") or 0)
+        self.history = list(obj.get("history") or [])
+        es = obj.get("early_stopping") or {}
+        self.best = dict(score=es.get("score") if es.get("score") is not None else -math.inf,
+                         epoch=es.get("epoch", 0), bad=es.get("bad", 0), state=obj.get("best_state_dict"))
+        self.finished = bool(obj.get("finished"))
+        return True
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, features: Sequence[torch.Tensor], labels: Sequence[int], val_features=None, val_labels=None,
+            classes: Sequence[str] | None = None, on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+        """Train; returns the history (one dict per epoch: epoch, loss, accuracy, val_accuracy, val_map, seconds).
+
+        Continues after :meth:`resume` from the epoch reached. With ``patience``, stops when the monitored
+        accuracy (validation clip accuracy if a validation set is given, else training accuracy) has not
+        improved for ``patience`` epochs and restores the best weights.
+
+        ``on_epoch(record)``, if given, is called with each epoch's history record right after the epoch
+        (before early stopping and the checkpoint), e.g. to evaluate a test set for a learning curve;
+        JSON-able entries it adds to ``record`` are kept in the history and the checkpoint.
+
+        A non-finite loss raises :class:`~melfront.errors.DivergenceError` naming the epoch and batch.
+        """
+        if len(features) != len(labels):
+            raise ParameterError(f"features and labels differ in length: {len(features)} != {len(labels)}")
+        if len(features) == 0:
+            raise ParameterError("features: no training clips")
+        labels = [int(v) for v in labels]
+        n_classes = getattr(self.model, "n_classes", None) or (max(labels) + 1)
+        classes = list(classes) if classes is not None else [str(k) for k in range(n_classes)]
+        val = (val_features, val_labels, classes) if val_features is not None and len(val_features) > 0 else None
+        if self.finished:
+            return self.history
+        ds = train_dataset(features, labels, self.s, self.kind, self.hop_length, self.seed)
+        by_class: dict[int, list[int]] = {}
+        for i, lab in enumerate(labels):
+            by_class.setdefault(lab, []).append(i)
+        max_epochs = self.s["epochs"] if self.s["epochs"] is not None else self.s["max_epochs"]
+        bar = None
+        if self.progress:
+            bar = tqdm(total=max_epochs, initial=self.epoch, desc="epochs", unit="epoch", leave=True,
+                       dynamic_ncols=True)
+        try:
+            while self.epoch < max_epochs:
+                rec = self._epoch(ds, by_class, features, labels, val)
+                if on_epoch is not None:
+                    on_epoch(rec)
+                stop = self._early_stopping(rec, val is not None)
+                _show(bar, rec)
+                if stop or self.epoch >= max_epochs:
+                    break
+                self._save()
+        finally:
+            if bar is not None:
+                bar.close()
+        return self._finish(features, labels)
+
+    def _epoch(self, ds, by_class, features, labels, val) -> dict:
+        """Train one epoch, evaluate the validation set; append and return the history record."""
+        epoch = self.epoch + 1
+        t0 = time.perf_counter()
+        loss, acc = self._train_epoch(ds, by_class, len(features), epoch)
+        rec = dict(epoch=epoch, loss=loss, accuracy=acc)
+        if self.s["sampling"] == "episodes":
+            self.set_prototypes(features, labels)
+        if val is not None:
+            m = self.evaluate(*val)
+            rec.update(val_accuracy=m["accuracy"], val_map=m["map"])
+        rec["seconds"] = time.perf_counter() - t0
+        self.history.append(rec)
+        self.epoch = epoch
+        return rec
+
+    def _early_stopping(self, rec: dict, has_val: bool) -> bool:
+        """Track the best monitored accuracy; True when ``patience`` epochs passed without gain."""
+        if self.s["patience"] is None:
+            return False
+        score = rec["val_accuracy"] if has_val else rec["accuracy"]
+        if score > self.best["score"]:
+            self.best.update(score=score, epoch=rec["epoch"], bad=0, state=cpu_state_dict(self.model))
+            return False
+        self.best["bad"] += 1
+        return self.best["bad"] >= self.s["patience"]
+
+    def _finish(self, features, labels) -> list[dict]:
+        if self.s["patience"] is not None and self.best["state"] is not None:
+            self.model.load_state_dict(self.best["state"])
+        if self.s["sampling"] == "episodes":
+            self.set_prototypes(features, labels)
+        self.finished = True
+        self._save(final=True)
+        return self.history
+
+
+def _show(bar, rec: dict) -> None:
+    if bar is None:
+        return
+    post = dict(loss=f"{rec['loss']:.3f}", acc=f"{rec['accuracy']:.3f}")
+    if "val_accuracy" in rec:
+        post["val_acc"] = f"{rec['val_accuracy']:.3f}"
+    bar.set_postfix(post)
+    bar.update(1)
