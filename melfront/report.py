@@ -15,12 +15,22 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
-from .study import ResultStore, StudyConfig
+from .errors import MelfrontError, StudyError
+from .frontends import frontend as build_frontend
+from .plotting import plot_accuracy_vs_n, plot_learned_parameters, show_clips
+from .study import ResultStore, StudyConfig, load_clips
+from .train import DEFAULT_MEL, frontend_common
 
-__all__ = ["write_report", "summary_table", "difference_table"]
+__all__ = ["write_report", "summary_table", "difference_table", "paired_difference", "SIGNIFICANCE"]
 
+#: p-value below which a paired difference is marked significant (``*``, highlighted cells).
 SIGNIFICANCE = 0.05
+
+# Example rows of the doctests: "b" beats "a" by 0.1 in each of 3 paired runs.
+_ROWS = [dict(model="sbcnn", frontend=fe, n=1, fold=1, run=run, accuracy=acc + (0.1 if fe == "b" else 0.0))
+         for run, acc in enumerate((0.5, 0.6, 0.55)) for fe in ("a", "b")]
 
 
 def _mean_std(values):
@@ -31,7 +41,12 @@ def _mean_std(values):
 
 
 def summary_table(rows, metric: str = "accuracy") -> dict:
-    """``{(model, frontend): {n: (mean, std, count)}}`` of a metric ("accuracy" or "map")."""
+    """``{(model, frontend): {n: (mean, std, count)}}`` of a metric ("accuracy" or "map").
+
+    >>> mean, std, count = summary_table(_ROWS)[("sbcnn", "a")][1]
+    >>> round(mean, 3), round(std, 3), count
+    (0.55, 0.05, 3)
+    """
     groups = defaultdict(list)
     for r in rows:
         groups[(r["model"], r["frontend"], r["n"])].append(r[metric])
@@ -43,8 +58,14 @@ def summary_table(rows, metric: str = "accuracy") -> dict:
 
 
 def paired_difference(rows, model, n, a, b, metric="accuracy"):
-    """Mean and std of ``metric[b] - metric[a]`` over (fold, run) pairs, the paired t-test p-value and the count."""
-    from scipy import stats
+    """Mean and std of ``metric[b] - metric[a]`` over (fold, run) pairs, the paired t-test p-value and the count.
+
+    A constant non-zero difference has p = 0; fewer than 2 pairs give p = nan; None when no pair matches.
+
+    >>> d = paired_difference(_ROWS, "sbcnn", 1, "a", "b")
+    >>> round(d["mean"], 3), round(d["std"], 3), d["p"], d["count"]
+    (0.1, 0.0, 0.0, 3)
+    """
     by = {fe: {(r["fold"], r["run"]): r[metric] for r in rows if r["model"] == model and r["n"] == n and r["frontend"] == fe}
           for fe in (a, b)}
     keys = sorted(set(by[a]) & set(by[b]))
@@ -62,7 +83,11 @@ def paired_difference(rows, model, n, a, b, metric="accuracy"):
 
 
 def difference_table(rows, a, b, metric="accuracy") -> dict:
-    """``{model: {n: paired_difference(...)}}`` for frontends ``a`` and ``b`` (b - a)."""
+    """``{model: {n: paired_difference(...)}}`` for frontends ``a`` and ``b`` (b - a).
+
+    >>> list(difference_table(_ROWS, "a", "b")), list(difference_table(_ROWS, "a", "b")["sbcnn"])
+    (['sbcnn'], [1])
+    """
     out = defaultdict(dict)
     for model in sorted({r["model"] for r in rows}):
         for n in sorted({r["n"] for r in rows}):
@@ -141,108 +166,19 @@ def _html_table(header, body, marks=None):
 
 
 # --------------------------------------------------------------------------------------------
-# Plots
+# Figures (drawn by melfront.plotting.study)
 # --------------------------------------------------------------------------------------------
-def _plot_accuracy(rows, path, metric="accuracy"):
-    from .plotting import _pyplot
-    plt = _pyplot()
-    models = sorted({r["model"] for r in rows})
-    frontends = sorted({r["frontend"] for r in rows}, key=lambda f: _order(rows, f))
-    table = summary_table(rows, metric)
-    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.0), squeeze=False, sharey=True)
-    colors = plt.get_cmap("tab10")
-    for ax, model in zip(axes[0], models):
-        for i, fe in enumerate(frontends):
-            stats_by_n = table.get((model, fe))
-            if not stats_by_n:
-                continue
-            ns = sorted(stats_by_n)
-            m = np.array([stats_by_n[n][0] for n in ns])
-            s = np.array([stats_by_n[n][1] for n in ns])
-            ax.plot(ns, 100 * m, "o-", color=colors(i), label=fe, lw=1.6, ms=4)
-            ax.fill_between(ns, 100 * (m - s), 100 * (m + s), color=colors(i), alpha=0.15)
-        ax.set_xscale("log")
-        ns_all = sorted({r["n"] for r in rows})
-        ax.set_xticks(ns_all)
-        ax.set_xticklabels([str(n) for n in ns_all])
-        ax.minorticks_off()
-        ax.set_xlabel("training clips per class (n)")
-        ax.set_title(model)
-        ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel(f"{'accuracy' if metric == 'accuracy' else 'macro MAP'} (%) — mean ± std over runs")
-    axes[0, -1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_learned(rows, path, mel: dict) -> bool:
-    """Learned frontend parameters: per-band vectors against mel frequency, scalars against n."""
-    from .functional import mel_frequencies
-    from .plotting import _pyplot
-    entries = defaultdict(list)  # (frontend, param) -> [(n, values)]
-    for r in rows:
-        for name, values in (r["learned"] or {}).items():
-            vals = np.atleast_1d(np.asarray(values, dtype=float))
-            entries[(r["frontend"], name)].append((r["n"], vals))
-    if not entries:
-        return False
-    plt = _pyplot()
-    keys = sorted(entries)
-    cols = min(4, len(keys))
-    nrows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.3 * cols, 3.3 * nrows), squeeze=False)
-    cmap = plt.get_cmap("viridis")
-    for ax, key in zip(axes.flat, keys):
-        fe, name = key
-        items = entries[key]
-        ns = sorted({n for n, _ in items})
-        if max(v.size for _, v in items) > 1:
-            size = items[0][1].size
-            freqs = mel_frequencies(size + 2, mel.get("fmin", 0.0), mel.get("fmax") or mel["sample_rate"] / 2)[1:-1]
-            for i, n in enumerate(ns):
-                stack = np.stack([v for m, v in items if m == n and v.size == size])
-                mean, std = stack.mean(0), stack.std(0)
-                color = cmap(i / max(1, len(ns) - 1))
-                ax.plot(freqs, mean, color=color, lw=1.3, label=f"n={n}")
-                ax.fill_between(freqs, mean - std, mean + std, color=color, alpha=0.15)
-            ax.set_xscale("log")
-            ax.set_xlabel("mel band centre (Hz)")
-        else:
-            data = [[float(v[0]) for m, v in items if m == n] for n in ns]
-            ax.boxplot(data)
-            ax.set_xticks(range(1, len(ns) + 1))
-            ax.set_xticklabels([str(n) for n in ns])
-            ax.set_xlabel("training clips per class (n)")
-        ax.set_title(f"{fe}: {name}", fontsize=9)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    fig.suptitle("learned frontend parameters at the end of training: per-band values as mean ± std over runs "
-                 "against band frequency, global values as box plots over runs", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
 def _plot_examples(config: StudyConfig, path) -> str | None:
     """The study's mel frontends on one clip of its data set (the ``melfront show`` panels)."""
-    from .frontends import frontend as build
-    from .plotting import show_clips
-    from .study import _load_clips
-    from .training import DEFAULT_MEL, _frontend_common
     try:
-        clips = _load_clips(config)
-    except Exception as exc:  # the data may not be on this machine any more
+        clips = load_clips(config)
+    except (MelfrontError, OSError) as exc:  # the data may not be on this machine any more
         return f"example clip not drawn: {exc}"
     if not len(clips):
         return "example clip not drawn: empty data set"
     mel = {**DEFAULT_MEL, **config.mel}
-    common = _frontend_common(mel)
-    specs = [s for s in config.frontends if getattr(build(s, **common), "input_kind", "mel") == "mel"]
+    common = frontend_common(mel)
+    specs = [s for s in config.frontends if getattr(build_frontend(s, **common), "input_kind", "mel") == "mel"]
     clip = clips[len(clips) // 2]
     show_clips([clip.path], path, sample_rate=mel["sample_rate"], n_fft=mel["n_fft"], hop_length=mel["hop_length"],
                n_mels=mel["n_mels"], frontends=specs)
@@ -261,40 +197,16 @@ img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:.9em}code{ba
 """
 
 
-def write_report(store_path, out_dir, compare=None, title: str | None = None) -> Path:
-    """Write report.md, report.html and the PNGs for the study in ``store_path``; returns the HTML path."""
-    store = ResultStore(store_path)
-    config = store.config()
-    rows = store.rows()
-    if config is None or not rows:
-        raise ValueError(f"{store_path}: no finished trials to report on")
-    # tables and legends list frontends in the study's order
-    rank = {f: i for i, f in enumerate(config.frontends)}
-    rows.sort(key=lambda r: rank.get(r["frontend"], len(rank)))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    frontends = [f for f in config.frontends if any(r["frontend"] == f for r in rows)] or \
-        sorted({r["frontend"] for r in rows})
-    pairs = [tuple(p) for p in (compare or config.compare or [])]
-    pairs = [p for p in pairs if p[0] in frontends and p[1] in frontends]
-    if not pairs and len(frontends) >= 2:
-        pairs = [(frontends[0], frontends[1])]
-    title = title or f"melfront study: {config.dataset}"
+def _table_sections(rows, config: StudyConfig, frontends, pairs) -> list[tuple[str, str, str]]:
+    """The report's text: ``(heading, markdown, html)`` for the intro, the summary and the difference tables."""
     seconds = sum(r["train_seconds"] for r in rows)
     splits = sorted({r["metrics"].get("split", "") for r in rows} - {""})
-
-    _plot_accuracy(rows, out / "accuracy_vs_n.png", "accuracy")
-    _plot_accuracy(rows, out / "map_vs_n.png", "map")
-    has_learned = _plot_learned(rows, out / "learned_parameters.png", {**{"sample_rate": 22050}, **config.mel})
-    example = _plot_examples(config, out / "frontends_example.png")
-
-    sections = []  # (heading, markdown, html)
     intro_md = (f"{len(rows)} finished trials on **{config.dataset}** — models {', '.join(config.models)}; "
                 f"frontends {', '.join(frontends)}; n per class {sorted({r['n'] for r in rows})}; "
                 f"folds {sorted({r['fold'] for r in rows})}; total training time {seconds / 60:.1f} min.")
     if splits:
         intro_md += " Split: " + "; ".join(splits) + "."
-    sections.append(("", intro_md, f"<p>{html.escape(intro_md).replace('**', '')}</p>"))
+    sections = [("", intro_md, f"<p>{html.escape(intro_md).replace('**', '')}</p>")]
     for metric, name in (("accuracy", "Accuracy"), ("map", "Macro mean average precision")):
         h, b = _summary_grid(rows, metric)
         sections.append((f"{name} (%), mean ± std over runs and folds", _md_table(h, b), _html_table(h, b)))
@@ -304,15 +216,11 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None) ->
                 f"pairs, paired t-test p-value; * marks p < {SIGNIFICANCE}: a difference larger than the noise.")
         sections.append((f"Difference: {b_} − {a}", note + "\n\n" + _md_table(h, b),
                          f"<p class='note'>{html.escape(note).replace('**', '')}</p>" + _html_table(h, b, marks)))
-    images = [("Accuracy against training-set size", "accuracy_vs_n.png"),
-              ("Macro MAP against training-set size", "map_vs_n.png")]
-    if has_learned:
-        images.append(("Learned frontend parameters", "learned_parameters.png"))
-    if (out / "frontends_example.png").exists():
-        images.append((f"The frontends on one clip: {example}", "frontends_example.png"))
-    elif example:
-        sections.append(("Example clip", example, f"<p class='note'>{html.escape(example)}</p>"))
+    return sections
 
+
+def _write_pages(out: Path, title: str, sections, images) -> Path:
+    """Write report.md and the self-contained report.html (PNGs embedded); returns the HTML path."""
     md = [f"# {title}", ""]
     body = [f"<h1>{html.escape(title)}</h1>"]
     for heading, m, h in sections:
@@ -330,3 +238,51 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None) ->
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
     (out / "report.html").write_text(page)
     return out / "report.html"
+
+
+def write_report(store_path, out_dir, compare=None, title: str | None = None) -> Path:
+    """Write report.md, report.html and the PNGs for the study in ``store_path``; returns the HTML path.
+
+    ``compare``: pairs of frontends to difference (default: the study's ``compare``, else its first two).
+    A store without finished trials is a :class:`~melfront.errors.StudyError`. (Drawing the figures takes
+    a few seconds, so the example is not run by the doctests; tests/test_study.py runs it.)
+
+    >>> page = write_report("studies/quick/study.db", "studies/quick/report")  # doctest: +SKIP
+    >>> sorted(p.name for p in page.parent.iterdir())  # doctest: +SKIP
+    ['accuracy_vs_n.png', 'frontends_example.png', 'learned_parameters.png', 'map_vs_n.png', 'report.html', 'report.md']
+    """
+    store = ResultStore(store_path)
+    config = store.config()
+    rows = store.rows()
+    if config is None or not rows:
+        raise StudyError(f"{store_path}: no finished trials to report on")
+    # tables and legends list frontends in the study's order
+    rank = {f: i for i, f in enumerate(config.frontends)}
+    rows.sort(key=lambda r: rank.get(r["frontend"], len(rank)))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frontends = [f for f in config.frontends if any(r["frontend"] == f for r in rows)] or \
+        sorted({r["frontend"] for r in rows})
+    pairs = [tuple(p) for p in (compare or config.compare or [])]
+    pairs = [p for p in pairs if p[0] in frontends and p[1] in frontends]
+    if not pairs and len(frontends) >= 2:
+        pairs = [(frontends[0], frontends[1])]
+    title = title or f"melfront study: {config.dataset}"
+
+    order = sorted({r["frontend"] for r in rows}, key=lambda f: _order(rows, f))
+    plot_accuracy_vs_n(summary_table(rows, "accuracy"), out / "accuracy_vs_n.png", order, "accuracy")
+    plot_accuracy_vs_n(summary_table(rows, "map"), out / "map_vs_n.png", order, "map")
+    has_learned = plot_learned_parameters(rows, out / "learned_parameters.png", {"sample_rate": 22050, **config.mel})
+    example = _plot_examples(config, out / "frontends_example.png")
+
+    sections = _table_sections(rows, config, frontends, pairs)
+    images = [("Accuracy against training-set size", "accuracy_vs_n.png"),
+              ("Macro MAP against training-set size", "map_vs_n.png")]
+    if has_learned:
+        images.append(("Learned frontend parameters", "learned_parameters.png"))
+    if (out / "frontends_example.png").exists():
+        images.append((f"The frontends on one clip: {example}", "frontends_example.png"))
+    elif example:
+        sections.append(("Example clip", example, f"<p class='note'>{html.escape(example)}</p>"))
+
+    return _write_pages(out, title, sections, images)

@@ -12,9 +12,11 @@ from torch import nn
 
 from melfront import MelSpectrogram
 from melfront.errors import CheckpointError, DivergenceError, ParameterError
-from melfront.mst import (LogMelTarget, MSTFrontend, MSTModel, finetune_branch, load_mst, load_segments, log_mel_db,
-                          majority_vote, mst_frontend, peak_normalise, save_mst, segment_waveform, split_clips,
-                          study_settings, train_mst)
+from melfront.models import Classifier, PiczakCNN
+from melfront.mst import (LogMelTarget, MSTFrontend, MSTModel, evaluate_mst, finetune_branch, load_mst, load_segments,
+                          log_mel_db, majority_vote, mst_frontend, peak_normalise, save_mst, segment_waveform,
+                          split_clips, study_settings, train_mst)
+from melfront.train import Trainer, save_checkpoint
 
 SMALL = dict(n_filters=16, n_hidden=8)
 MEL = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=16)
@@ -175,7 +177,6 @@ def test_early_stopping_keeps_the_best_epoch():
     assert result.best_epoch == best == int(np.argmin(scores))
     assert result.val["mse"] == scores[best]
     # the kept model is the best epoch's: evaluating it again reproduces that epoch's score
-    from melfront.mst import evaluate_mst
     y_val = LogMelTarget(MEL, stats=result.target.stats(), normalise_peak=False)(val).float()
     assert evaluate_mst(result.model, val, y_val)["mse"] == pytest.approx(scores[best], rel=1e-5)
 
@@ -231,7 +232,6 @@ def test_checkpoint_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt"):
         load_mst(tmp_path / "junk.pt")
-    from melfront.train import save_checkpoint
     save_checkpoint(tmp_path / "other.pt", nn.Linear(2, 2), {}, kind="classifier")
     with pytest.raises(CheckpointError, match="a mst checkpoint was expected"):
         load_mst(tmp_path / "other.pt")
@@ -273,7 +273,6 @@ class TinyBackbone(nn.Module):
 
 
 def _classifier(frontend):
-    from melfront.models import Classifier
     return Classifier(frontend, TinyBackbone())
 
 
@@ -326,8 +325,6 @@ def test_mst_frontend_argument_errors(tmp_path):
 
 
 def test_finetune_branch_keeps_batch_norm_mode_and_optimiser_state():
-    from melfront.models import Classifier, PiczakCNN
-    from melfront.train import Trainer
     torch.manual_seed(0)
     model = MSTModel(n_mels=60, n_fft=64, hop_length=16, n_filters=4, n_hidden=4).train()
     with torch.no_grad():  # move the batch-norm statistics away from their initial values
@@ -349,8 +346,7 @@ def test_finetune_branch_keeps_batch_norm_mode_and_optimiser_state():
     d = branch["d"]
     # at the branch: (c)'s exact weights and BN statistics, and (c)'s optimiser state for the classifier
     assert d.epoch == 1 and d.history == c.history[:1]
-    for k, v in d.model.state_dict().items():
-        assert torch.equal(v, branch["c_state"][k]), k
+    assert all(torch.equal(v, branch["c_state"][k]) for k, v in d.model.state_dict().items())
     named = dict(d.model.named_parameters())
     assert branch["c_opt"] and all(not n.startswith("frontend.") for n in branch["c_opt"])
     for n, buf in branch["c_opt"].items():
@@ -365,12 +361,9 @@ def test_finetune_branch_keeps_batch_norm_mode_and_optimiser_state():
     d.model.train()
     assert not d.model.frontend.mst.training and not d.model.frontend.mst.bn1.training
     before = {k: v.clone() for k, v in d.model.frontend.state_dict().items()}
-    d.fit(feats, [0, 1, 0, 1])
-    assert d.epoch == 2
+    assert len(d.fit(feats, [0, 1, 0, 1])) == d.epoch == 2
     after = d.model.frontend.state_dict()
-    for k in before:
-        if "running" in k or "num_batches" in k:
-            assert torch.equal(after[k], before[k]), k
+    assert all(torch.equal(after[k], before[k]) for k in before if "running" in k or "num_batches" in k)
     assert not torch.equal(after["mst.conv1.weight"], before["mst.conv1.weight"])
     # (c) did not move its frozen frontend while (d) trained
     assert torch.equal(c.model.frontend.mst.conv1.weight, model.conv1.weight)

@@ -1,24 +1,17 @@
-"""Downloading and safely extracting the public data sets.
+"""Downloading and safely extracting the public data sets (the network through ``urllib`` only).
 
 ``melfront download esc50|esc10|urbansound8k|tut2017|fsdd --root DIR`` fetches each archive listed in
 :data:`SOURCES` (the data sets' canonical public addresses) with a tqdm progress bar into
 ``DIR/.downloads/``, resuming an interrupted transfer from its ``.part`` file with an HTTP ``Range``
-request, verifies the size and checksum where they are known, and extracts it into ``DIR`` so that
-``melfront.data.dataset(name, DIR)`` reads it.
-
-Resuming is safe against a file that changed on the server: the server's length and validators
-(``ETag``, ``Last-Modified``) are stored beside the ``.part`` (``<name>.part.json``) and compared
-before any byte is appended; the transfer restarts from zero when they disagree, when the ``.part``
-is longer than the server's file, or when the server ignores ``Range``. A stalled connection times
-out after ``timeout`` seconds and is retried ``retries`` times with exponential backoff.
+request (only if the server's length, ``ETag`` and ``Last-Modified`` match those recorded in
+``<name>.part.json``), retrying stalled connections, verifies the size and checksum where they are
+known, and extracts it into ``DIR`` so that ``melfront.data.dataset(name, DIR)`` reads it.
 
 Extraction is refused, before anything is written, for any archive member with an absolute path,
 a path that escapes ``DIR`` through ``..``, a symbolic or hard link, or a device/FIFO file
-(the "zip slip" and tar link attacks), and for archives that would expand beyond
-:data:`MAX_EXTRACT_BYTES` or :data:`MAX_EXTRACT_RATIO` times their own size ("zip bombs").
-A failed extraction removes what it wrote, so a rerun starts clean.
-
-Only the standard library is used for the network (``urllib``).
+(the "zip slip" and tar link attacks), and for archives expanding beyond :data:`MAX_EXTRACT_BYTES`
+or :data:`MAX_EXTRACT_RATIO` times their own size ("zip bombs"). A failed extraction removes what it
+wrote, so a rerun starts clean.
 """
 from __future__ import annotations
 
@@ -52,8 +45,7 @@ MAX_EXTRACT_BYTES = 64 * 2**30
 #: Largest ratio of total uncompressed size to the archive's size; ``safe_extract(max_ratio=)``. Audio
 #: archives expand about 1-3 times; a "zip bomb" hundreds to millions of times.
 MAX_EXTRACT_RATIO = 100
-#: Archives expanding to less than this many bytes are never refused for their ratio (tiny archives of
-#: silence or text compress well and are harmless).
+#: Archives expanding to less than this many bytes are never refused for their ratio (harmless).
 RATIO_FREE_BYTES = 1 << 20
 
 
@@ -91,20 +83,11 @@ SOURCES: dict[str, list[dict]] = {
 SOURCES["esc10"] = SOURCES["esc50"]
 
 
-
 # --------------------------------------------------------------------------------------------
 # Transfer
 # --------------------------------------------------------------------------------------------
 class _Stalled(Exception):
     """The server sent nothing for ``timeout`` seconds (retried by :func:`download_file`)."""
-
-
-def _hash_file(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _verify(path: Path, size=None, md5=None, sha256=None) -> None:
@@ -113,7 +96,8 @@ def _verify(path: Path, size=None, md5=None, sha256=None) -> None:
         raise DownloadError(f"{path}: size {actual} bytes, expected {size}")
     for algo, want in (("md5", md5), ("sha256", sha256)):
         if want:
-            got = _hash_file(path, algo)
+            with open(path, "rb") as f:
+                got = hashlib.file_digest(f, algo).hexdigest()
             if got.lower() != want.lower():
                 raise DownloadError(f"{path}: {algo} checksum {got} does not match the expected {want}; "
                                     "the file was removed, run the command again to fetch it anew")
@@ -195,33 +179,27 @@ def _open_transfer(url: str, part: Path, size: int | None, timeout: float):
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:
         have = 0
-    meta = _read_meta(part) if have else None
+    response = None
     if have:
+        meta = _read_meta(part)
         response = _request(url, have, meta, timeout)
         status = getattr(response, "status", None) or response.code
         start, total = _range_total(response.headers)
-        if status == 416:
+        if status == 206 and start is not None and start != have:
             response.close()
-            if total == have and _agrees(meta, response.headers, total):
-                return None, have, total
-        elif status == 206:
-            if start is not None and start != have:
-                response.close()
-                raise DownloadError(f"{url}: asked to resume at byte {have}, server sent from {start}")
-            if _agrees(meta, response.headers, total) and (total is None or have <= total):
-                return response, have, total
+            raise DownloadError(f"{url}: asked to resume at byte {have}, server sent from {start}")
+        resumable = _agrees(meta, response.headers, total) and (total is None or have <= total)
+        if status == 206 and resumable:
+            return response, have, total
+        if status in (206, 416):  # 200: the server sends the whole file anew
             response.close()
-        else:  # 200: the server ignored the range (or If-Range saw a changed file); start over
-            _discard(part)
-            return response, 0, _length(response)
+            if status == 416 and resumable and total == have:
+                return None, have, total  # the .part is already whole
+            response = None  # a changed or shorter file: start over
     _discard(part)
-    response = _request(url, 0, None, timeout)
-    return response, 0, _length(response)
-
-
-def _length(response) -> int | None:
+    response = response or _request(url, 0, None, timeout)
     length = response.headers.get("Content-Length")
-    return int(length) if length and length.isdigit() else None
+    return response, 0, (int(length) if length and length.isdigit() else None)
 
 
 def _receive(url: str, response, part: Path, offset: int, total: int | None, progress: bool,
@@ -262,15 +240,13 @@ def download_file(url: str, dest, size: int | None = None, md5: str | None = Non
     A partial file is resumed with ``Range: bytes=N-`` only if the server's length, ``ETag`` and
     ``Last-Modified`` match those recorded in ``<dest>.part.json`` when it was started; otherwise
     (and when the server answers 200 instead of 206) it restarts from zero. A checksum mismatch
-    removes the file and raises :class:`DownloadError`.
+    removes the file and raises :class:`DownloadError`. ``timeout`` (seconds) bounds every wait for the
+    server; a stalled transfer is retried ``retries`` times, resuming, after ``backoff``, ``2 * backoff``,
+    ... seconds, then :class:`DownloadError`.
 
-    ``timeout`` (seconds) bounds every wait for the server; a stalled transfer is retried ``retries``
-    times, resuming, after ``backoff``, ``2 * backoff``, ... seconds, then :class:`DownloadError`.
-
-    >>> download_file("http://127.0.0.1:9/none.zip", "/tmp/none.zip", progress=False, retries=0)
+    >>> download_file("http://127.0.0.1:9/x.zip", "/tmp/x.zip", progress=False, retries=0)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ...
-    melfront.errors.DownloadError: http://127.0.0.1:9/none.zip: [Errno 111] Connection refused
+    melfront.errors.DownloadError: http://127.0.0.1:9/x.zip: ...Connection refused
     """
     timeout, backoff = positive_float("timeout", timeout), positive_float("backoff", backoff)
     retries, chunk_size = nonnegative_int("retries", retries), positive_int("chunk_size", chunk_size)
@@ -335,42 +311,52 @@ def _safe_name(name: str, archive: Path, strip: int) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-def _zip_members(archive: Path, strip: int):
-    zf = zipfile.ZipFile(archive)
-    out = []
-    for info in zf.infolist():
-        ftype = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip carries no Unix file type
-        if ftype == stat.S_IFLNK:
-            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link; refusing to extract")
-        if ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device or special file; "
-                                     "refusing to extract")
-        rel = _safe_name(info.filename, archive, strip)
-        if rel is not None:
-            out.append((rel, info.is_dir(), 0 if info.is_dir() else info.file_size, (lambda i=info: zf.open(i))))
-    return out, zf
+@contextlib.contextmanager
+def _closed_on_error(handle):
+    try:
+        yield
+    except BaseException:
+        handle.close()
+        raise
 
 
-def _tar_members(archive: Path, tf: tarfile.TarFile, strip: int):
+def _entries(handle):
+    """``(name, kind, size, opener, link_target)`` per member; kind: file, dir, symbolic, hard or special."""
+    if isinstance(handle, zipfile.ZipFile):
+        for info in handle.infolist():
+            ftype = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip carries no Unix file type
+            kind = ("symbolic" if ftype == stat.S_IFLNK else "special" if ftype not in (0, stat.S_IFREG, stat.S_IFDIR)
+                    else "dir" if info.is_dir() else "file")
+            yield info.filename, kind, info.file_size, (lambda i=info: handle.open(i)), None
+        return
+    for m in handle.getmembers():
+        kind = ("symbolic" if m.issym() else "hard" if m.islnk() else "file" if m.isfile() else "dir" if m.isdir()
+                else "special")
+        yield m.name, kind, m.size, (lambda mm=m: handle.extractfile(mm)), m.linkname
+
+
+def _checked(archive: Path, handle, strip: int):
+    """``([(relative_path, is_dir, size, opener)], handle)`` after checking every member."""
     out = []
-    for m in tf.getmembers():
-        if m.issym() or m.islnk():
-            kind = "symbolic" if m.issym() else "hard"
-            raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a {kind} link (to {m.linkname!r}); "
+    for name, kind, size, opener, link in _entries(handle):
+        if kind in ("symbolic", "hard"):
+            target = f" (to {link!r})" if link else ""
+            raise UnsafeArchiveError(f"{archive}: member {name!r} is a {kind} link{target}; refusing to extract")
+        if kind == "special":
+            raise UnsafeArchiveError(f"{archive}: member {name!r} is a device, FIFO or special file; "
                                      "refusing to extract")
-        if not (m.isfile() or m.isdir()):
-            raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device, FIFO or special file; "
-                                     "refusing to extract")
-        rel = _safe_name(m.name, archive, strip)
+        rel = _safe_name(name, archive, strip)
         if rel is not None:
-            out.append((rel, m.isdir(), m.size if m.isfile() else 0, (lambda mm=m: tf.extractfile(mm))))
-    return out, tf
+            out.append((rel, kind == "dir", size if kind == "file" else 0, opener))
+    return out, handle
 
 
 def _members(archive: Path, strip: int):
     """``[(relative_path, is_dir, size, opener)]`` for every member, after checking all of them."""
     if zipfile.is_zipfile(archive):
-        return _zip_members(archive, strip)
+        zf = zipfile.ZipFile(archive)
+        with _closed_on_error(zf):
+            return _checked(archive, zf, strip)
     with open(archive, "rb") as f:
         head = f.read(6)
     if head.startswith(b"PK\x03\x04"):
@@ -383,7 +369,8 @@ def _members(archive: Path, strip: int):
             raise DownloadError(f"{archive}: damaged or incomplete archive (its compressed data cannot be "
                                 "read); delete it and download it again") from None
         raise UnsafeArchiveError(f"{archive}: neither a zip nor a tar archive") from None
-    return _tar_members(archive, tf, strip)
+    with _closed_on_error(tf):
+        return _checked(archive, tf, strip)
 
 
 def _extract_limit(archive: Path, members, max_bytes: int | None, max_ratio: float | None) -> int:

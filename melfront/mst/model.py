@@ -114,7 +114,7 @@ class MSTModel(nn.Module):
         """Xavier-uniform weights and zero biases (Glorot & Bengio 2010), batch norm at identity.
 
         >>> m = MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=2, n_hidden=2)
-        >>> m.reset_parameters(); float(m.conv1.bias.abs().sum())
+        >>> m.reset_parameters(); float(m.conv1.bias.detach().abs().sum())
         0.0
         """
         for conv in (self.conv1, self.conv2, self.conv3):
