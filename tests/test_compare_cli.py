@@ -1,6 +1,9 @@
 """`melfront compare` end to end: the quick profile's grid (shortened) on the built-in synthetic set, then the report."""
 import json
 
+import numpy as np
+import pytest
+
 from melfront.cli import main
 from melfront.study import PROFILES, ResultStore
 
@@ -13,8 +16,15 @@ def test_quick_profile_grid_end_to_end(tmp_path, monkeypatch, capsys):
     rows = ResultStore(out / "study.db").rows()
     frontends = PROFILES["quick"]["frontends"]
     assert sorted(r["frontend"] for r in rows) == sorted(frontends)
-    assert all(r["n"] == 2 and r["model"] == "sbcnn" and 0 <= r["accuracy"] <= 1 for r in rows)
-    assert {r["metrics"]["n_train"] for r in rows} == {2 * PROFILES["quick"]["dataset_options"]["n_classes"]}
+    assert all(r["n"] == 2 and r["model"] == "sbcnn" for r in rows)
+    opts = PROFILES["quick"]["dataset_options"]
+    assert {r["metrics"]["n_train"] for r in rows} == {2 * opts["n_classes"]}
+    # the quick profile tests on fold 1 of 5: a fifth of every class; accuracy is read off the confusion matrix
+    n_test = opts["n_classes"] * opts["clips_per_class"] // 5
+    for r in rows:
+        confusion = np.array(r["metrics"]["confusion"])
+        assert confusion.shape == (opts["n_classes"],) * 2 and confusion.sum() == r["metrics"]["n_test"] == n_test
+        assert r["accuracy"] == pytest.approx(np.trace(confusion) / n_test) and r["metrics"]["epochs"] == 2
     learned = {r["frontend"]: r["learned"] for r in rows}
     assert learned["logeps"] == {} and set(learned["loglearn"]) >= {"alpha", "beta"}
     saved = json.loads((out / "config.json").read_text())
@@ -30,4 +40,5 @@ def test_quick_profile_grid_end_to_end(tmp_path, monkeypatch, capsys):
 
 def test_compare_rejects_unknown_frontend(tmp_path, capsys):
     assert main(["compare", "-o", str(tmp_path / "s"), "--frontends", "db,nope", "--quiet"]) == 2
-    assert "unknown frontend 'nope'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("melfront compare: error: ") and "unknown frontend 'nope'" in err and err.count("\n") == 1

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from melfront.data import Clip, ClipList, MetadataError, available_datasets, dataset
+from melfront.data import Clip, ClipList, MetadataError, available_datasets, dataset, register_dataset
+from melfront.data.registry import dataset_description
+from melfront.errors import DataError, ParameterError
 
 
 def _wav(path, seconds=0.05, sr=8000, fmt=None):
@@ -324,3 +326,28 @@ def test_cliplist_subset_keeps_metadata_and_unknown_name_fails(tmp_path):
     with pytest.raises(ValueError, match="name must be one of"):
         dataset("imagenet")
     assert {"esc50", "esc10", "urbansound8k", "tut2017", "fsdd", "folder", "synth"} <= set(available_datasets())
+
+
+def test_registry_names_bad_names_and_options(tmp_path):
+    with pytest.raises(ParameterError, match=r"name must be one of \['esc10', 'esc50'.*got 'imagenet'"):
+        dataset("imagenet")
+    with pytest.raises(ParameterError, match="data set 'esc50' has no option 'split'; its options are: esc10"):
+        dataset("esc50", tmp_path, split="all")
+    with pytest.raises(ParameterError, match="has no options 'a', 'b'"):
+        dataset("fsdd", tmp_path, a=1, b=2)
+    assert issubclass(MetadataError, DataError)
+    assert "UrbanSound8K" in dataset_description("US8K")
+
+
+def test_a_new_loader_joins_with_the_decorator(tmp_path):
+    @register_dataset("Toy-Set", description="two clips")
+    def load_toy(root=None, n=2):
+        return ClipList([Clip(f"{i}.wav", 0, "x", 1) for i in range(n)], name="toy", classes=["x"], root=root)
+    try:
+        assert "toyset" in available_datasets() and dataset_description("toy_set") == "two clips"
+        assert len(dataset("toy-set", tmp_path, n=3)) == 3
+        with pytest.raises(ParameterError, match="already registered"):
+            register_dataset("toyset")(lambda root=None: ClipList())
+    finally:
+        from melfront.data import registry
+        registry._REGISTRY.pop("toyset")

@@ -6,35 +6,58 @@ keyed by the file's identity (resolved path, size in bytes, modification time in
 parameter (the full :meth:`melfront.MelSpectrogram.config`, defaults filled in) and
 :data:`CACHE_VERSION`; change any of them and the entry is recomputed.
 
-Entries are ``.npy`` files (float32) written to a temporary file in the same folder and moved into
-place with :func:`os.replace`, which is atomic on POSIX and Windows: two processes writing the same
-entry, or a process killed mid-write, never leave a half-written entry under the final name. An
-entry that fails to load (truncated, garbage) is recomputed and rewritten. (Entries are not fsync'ed: after
-a power loss an entry may be empty or damaged, and is then recomputed like any corrupt entry.)
+Entries are ``.npy`` files (float32, readable by ``numpy.load``) followed by a trailer holding a
+BLAKE2b checksum of the array's dtype, shape and bytes. An entry whose header, length or checksum is
+wrong (truncated, garbage, zeroed or flipped data) is recomputed and rewritten. Every entry is written
+through :func:`melfront.fileio.atomic_write` (a temporary file in the same folder, flushed, then moved
+into place): two processes writing the same entry, or a process killed mid-write, never leave a
+half-written entry under the final name; a killed writer's temporary file (``.melfront-tmp-*``) is
+removed by the next :class:`FeatureCache` opened on the folder once it is :data:`STALE_TEMP_SECONDS` old.
+
+The features are computed on the whole clip (``MelSpectrogram`` over the full waveform), so computing
+an entry for a long recording needs the waveform and its STFT in memory at once.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
-import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from ..audio import AudioError, load_audio
+from ..audio import load_audio
+from ..checks import one_of, positive_int
+from ..errors import AudioError, ParameterError
+from ..fileio import TEMP_PREFIX, atomic_write
+from ..frontends import MelSpectrogram
 from .base import ClipList
 
-__all__ = ["CACHE_VERSION", "FeatureCache", "default_cache_dir", "load_features"]
+__all__ = ["CACHE_VERSION", "STALE_TEMP_SECONDS", "FeatureCache", "default_cache_dir", "full_mel_config",
+           "load_features"]
 
-#: Part of every key: bump when the way features are computed or stored changes.
-CACHE_VERSION = 1
+#: Part of every key: bump when the way features are computed or stored changes (2: checksummed entries).
+CACHE_VERSION = 2
+#: A temporary file older than this (seconds) is a dead writer's leftover, removed when a cache is opened.
+STALE_TEMP_SECONDS = 300.0
+
+_TRAILER = b"MFBLAKE2"  # followed by the 32-byte digest
+_TRAILER_SIZE = len(_TRAILER) + 32
 
 
 def default_cache_dir() -> Path:
-    """``$MELFRONT_CACHE`` if set, else ``$XDG_CACHE_HOME/melfront``, else ``~/.cache/melfront``."""
+    """``$MELFRONT_CACHE`` if set, else ``$XDG_CACHE_HOME/melfront``, else ``~/.cache/melfront``.
+
+    >>> import os
+    >>> os.environ["MELFRONT_CACHE"] = "/tmp/mf-cache"; str(default_cache_dir())
+    '/tmp/mf-cache'
+    >>> del os.environ["MELFRONT_CACHE"]
+    """
     env = os.environ.get("MELFRONT_CACHE")
     if env:
         return Path(env).expanduser()
@@ -47,34 +70,70 @@ _FULL_CONFIGS: dict[str, dict] = {}
 
 
 def full_mel_config(mel_config: dict) -> dict:
-    """The config with defaults filled in, so that equal settings give equal keys (memoised)."""
-    from ..frontends import MelSpectrogram
+    """The config with defaults filled in, so that equal settings give equal keys (memoised).
 
+    >>> cfg = full_mel_config({"sample_rate": 8000, "n_fft": 256, "hop_length": 128, "n_mels": 20})
+    >>> cfg["sample_rate"], cfg["n_mels"], "fmin" in cfg
+    (8000, 20, True)
+    """
     if not isinstance(mel_config, dict) or "sample_rate" not in mel_config:
-        raise ValueError(f"mel_config must be a dict with at least 'sample_rate', got {mel_config!r}")
+        raise ParameterError(f"mel_config must be a dict with at least 'sample_rate', got {mel_config!r}")
     tag = json.dumps(mel_config, sort_keys=True, default=repr)
     full = _FULL_CONFIGS.get(tag)
     if full is None:
         try:
             full = _FULL_CONFIGS[tag] = MelSpectrogram(**mel_config).config()
         except TypeError as exc:
-            raise ValueError(f"mel_config has an unknown parameter: {exc}") from None
+            raise ParameterError(f"mel_config has an unknown parameter: {exc}") from None
     return dict(full)
 
 
+def _digest(shape: tuple, data) -> bytes:
+    h = hashlib.blake2b(f"<f4{tuple(shape)}".encode(), digest_size=32)
+    h.update(data)
+    return h.digest()
+
+
+def _read_entry(entry: Path) -> np.ndarray | None:
+    """The float32 array of a whole, checksum-verified entry; None if missing or damaged in any way."""
+    try:
+        with open(entry, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(f)
+            nbytes = math.prod(shape) * 4
+            if dtype != np.dtype("<f4") or fortran_order or nbytes != size - f.tell() - _TRAILER_SIZE:
+                return None  # (checked before allocating: a damaged header may declare any shape)
+            data = bytearray(nbytes)
+            if f.readinto(data) != nbytes or f.read() != _TRAILER + _digest(shape, data):
+                return None
+    except (OSError, ValueError, EOFError):  # missing, unreadable, not an .npy file
+        return None
+    arr = np.frombuffer(data, dtype=np.float32).reshape(shape)
+    return arr if np.isfinite(arr).all() else None
+
+
 class FeatureCache:
-    """A folder of cached features.
+    """A folder of cached features, checksummed and written atomically.
 
     Parameters
     ----------
     root : str or Path or None
-        Where entries live; default :func:`default_cache_dir` ``/ "features"``.
+        Where entries live; default :func:`default_cache_dir` ``/ "features"``. Opening a cache removes
+        temporary files older than :data:`STALE_TEMP_SECONDS` left there by killed writers.
 
     Examples
     --------
-    >>> cache = FeatureCache()
-    >>> mel = cache.mel("dog.wav", {"sample_rate": 22050, "n_fft": 1024, "hop_length": 512, "n_mels": 128})
-    >>> mel.shape   # (n_mels, frames)
+    >>> import tempfile, pathlib, numpy as np, soundfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> soundfile.write(d / "dog.wav", np.zeros(4000, np.float32), 8000)
+    >>> cache = FeatureCache(d / "cache")
+    >>> mel = cache.mel(d / "dog.wav", {"sample_rate": 8000, "n_fft": 256, "hop_length": 128, "n_mels": 20})
+    >>> tuple(mel.shape), (cache.hits, cache.misses)   # (n_mels, frames)
+    ((20, 32), (0, 1))
+    >>> cache.waveform(d / "dog.wav", 8000).shape, cache.clean_temporary()
+    (torch.Size([4000]), 0)
     """
 
     def __init__(self, root=None):
@@ -82,6 +141,7 @@ class FeatureCache:
         self._modules: dict[str, torch.nn.Module] = {}
         self.hits = 0
         self.misses = 0
+        self.clean_temporary(older_than=STALE_TEMP_SECONDS)
 
     # -- keys --------------------------------------------------------------------------------
     @staticmethod
@@ -100,33 +160,19 @@ class FeatureCache:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def entry_path(self, key: str) -> Path:
+        """The file holding entry ``key`` (``root/<first two hex digits>/<key>.npy``)."""
         return self.root / key[:2] / f"{key}.npy"
 
     # -- storage -----------------------------------------------------------------------------
     def _load(self, entry: Path):
-        try:
-            arr = np.load(entry, allow_pickle=False)
-        except FileNotFoundError:
-            return None
-        except Exception:  # truncated or garbage: recompute
-            return None
-        if arr.dtype != np.float32 or not np.isfinite(arr).all():
-            return None
-        return torch.from_numpy(arr)
+        arr = _read_entry(entry)
+        return None if arr is None else torch.from_numpy(arr)
 
     def _store(self, entry: Path, tensor: torch.Tensor) -> None:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=entry.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, tensor.detach().cpu().numpy().astype(np.float32, copy=False), allow_pickle=False)
-            os.replace(tmp, entry)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        arr = np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype="<f4")
+        with atomic_write(entry, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+            f.write(_TRAILER + _digest(arr.shape, memoryview(arr).cast("B")))
 
     def _get(self, path, kind: str, params: dict, compute):
         entry = self.entry_path(self.key(path, kind, params))
@@ -152,7 +198,6 @@ class FeatureCache:
         def compute():
             module = self._modules.get(tag)
             if module is None:
-                from ..frontends import MelSpectrogram
                 module = self._modules[tag] = MelSpectrogram(**mel_config)
             wave, _ = load_audio(path, sample_rate=int(cfg["sample_rate"]))
             with torch.no_grad():
@@ -162,20 +207,22 @@ class FeatureCache:
 
     def waveform(self, path, sample_rate: int) -> torch.Tensor:
         """Mono waveform ``(time,)`` float32 resampled to ``sample_rate`` Hz (as :func:`melfront.load_audio`)."""
-        if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-            raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-        return self._get(path, "waveform", dict(sample_rate=int(sample_rate)),
-                         lambda: load_audio(path, sample_rate=int(sample_rate))[0])
+        sample_rate = positive_int("sample_rate", sample_rate)
+        return self._get(path, "waveform", dict(sample_rate=sample_rate),
+                         lambda: load_audio(path, sample_rate=sample_rate)[0])
 
     # -- housekeeping ------------------------------------------------------------------------
-    def clean_temporary(self) -> int:
-        """Remove temporary files left by killed writers; returns how many were removed."""
+    def clean_temporary(self, older_than: float = 0.0) -> int:
+        """Remove temporary files left by killed writers (those older than ``older_than`` seconds; by
+        default all, so only call it when no other process writes); returns how many were removed."""
         n = 0
         if self.root.is_dir():
-            for tmp in self.root.glob("*/.tmp-*"):
+            cutoff = time.time() - older_than
+            for tmp in self.root.glob(f"*/.{TEMP_PREFIX}*"):
                 try:
-                    tmp.unlink()
-                    n += 1
+                    if older_than <= 0 or tmp.stat().st_mtime < cutoff:
+                        tmp.unlink()
+                        n += 1
                 except OSError:
                     pass
         return n
@@ -197,6 +244,12 @@ class _NoCache(FeatureCache):
 
 #: Errors that mean "this clip is unusable", as opposed to programming errors.
 _CLIP_ERRORS = (AudioError, OSError, RuntimeError, EOFError)
+
+
+def _store_for(cache) -> FeatureCache:
+    if cache is False:
+        return _NoCache()
+    return cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
 
 
 def load_features(clips, mel_config: dict | None = None, cache=None, kind: str = "mel", progress: bool = True,
@@ -223,29 +276,27 @@ def load_features(clips, mel_config: dict | None = None, cache=None, kind: str =
         The clips that loaded (same name/classes/root as ``clips``).
     skipped : list[tuple[str, str]]
         ``(path, cause)`` for every clip that could not be used.
+
+    >>> import tempfile, pathlib, numpy as np, soundfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> soundfile.write(d / "a.wav", np.zeros(800, np.float32), 8000)
+    >>> feats, kept, skipped = load_features([str(d / "a.wav"), str(d / "gone.wav")], {"sample_rate": 8000},
+    ...                                      cache=False, kind="waveform", progress=False)
+    >>> [tuple(f.shape) for f in feats], len(kept), skipped[0][1]
+    ([(800,)], 1, 'file not found')
     """
-    if kind not in ("mel", "waveform"):
-        raise ValueError(f"kind must be 'mel' or 'waveform', got {kind!r}")
+    one_of("kind", kind, ("mel", "waveform"))
     if kind == "mel" and mel_config is None:
-        raise ValueError("mel_config is required for kind='mel'")
+        raise ParameterError("mel_config is required for kind='mel'")
     if kind == "waveform":
         sample_rate = sample_rate if sample_rate is not None else (mel_config or {}).get("sample_rate")
         if sample_rate is None:
-            raise ValueError("kind='waveform' needs sample_rate (or mel_config with 'sample_rate')")
+            raise ParameterError("kind='waveform' needs sample_rate (or mel_config with 'sample_rate')")
     else:
         full_mel_config(mel_config)  # fail early on bad parameters, not once per clip
-    if cache is False:
-        store = _NoCache()
-    elif isinstance(cache, FeatureCache):
-        store = cache
-    else:
-        store = FeatureCache(cache)
-
+    store = _store_for(cache)
     items = list(clips)
-    iterator = items
-    if progress:
-        from tqdm import tqdm
-        iterator = tqdm(items, desc=f"features ({kind})", unit="clip", leave=False)
+    iterator = tqdm(items, desc=f"features ({kind})", unit="clip", leave=False) if progress else items
     features, kept, skipped = [], [], []
     for clip in iterator:
         path = clip.path if hasattr(clip, "path") else str(clip)
@@ -256,10 +307,7 @@ def load_features(clips, mel_config: dict | None = None, cache=None, kind: str =
             continue
         features.append(feat)
         kept.append(clip)
-    if isinstance(clips, ClipList):
-        kept = clips.subset(kept)
-    else:
-        kept = ClipList(kept)
+    kept = clips.subset(kept) if isinstance(clips, ClipList) else ClipList(kept)
     if progress and skipped:
         print(f"skipped {len(skipped)} of {len(items)} clip(s):", file=sys.stderr)
         for path, cause in skipped:

@@ -9,9 +9,8 @@ known, and extracts it into ``DIR`` so that ``melfront.data.dataset(name, DIR)``
 
 Extraction is refused, before anything is written, for any archive member with an absolute path,
 a path that escapes ``DIR`` through ``..``, a symbolic or hard link, or a device/FIFO file
-(the "zip slip" and tar link attacks), and for archives expanding beyond :data:`MAX_EXTRACT_BYTES`
-or :data:`MAX_EXTRACT_RATIO` times their own size ("zip bombs"). A failed extraction removes what it
-wrote, so a rerun starts clean.
+("zip slip", tar links), and for archives expanding beyond :data:`MAX_EXTRACT_BYTES` or
+:data:`MAX_EXTRACT_RATIO` times their size (zip bombs). A failed extraction removes what it wrote.
 """
 from __future__ import annotations
 
@@ -207,26 +206,20 @@ def _receive(url: str, response, part: Path, offset: int, total: int | None, pro
     """Copy the body into ``part`` from ``offset`` (recording the server's validators on a fresh start)."""
     if offset == 0:
         write_json(_meta_path(part), dict(url=url, total=total, **_validators(response.headers)))
-    bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
-               file=sys.stderr) if progress else None
-    try:
-        with open(part, "ab" if offset else "wb") as f:
-            while True:
-                try:
-                    block = response.read(chunk_size)
-                except TimeoutError:
-                    raise _Stalled() from None
-                except Exception as exc:  # connection reset, IncompleteRead
-                    raise DownloadError(f"{url}: transfer interrupted after {f.tell()} bytes "
-                                        f"({type(exc).__name__}); run again to resume") from None
-                if not block:
-                    break
-                f.write(block)
-                if bar is not None:
-                    bar.update(len(block))
-    finally:
-        if bar is not None:
-            bar.close()
+    with tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
+              file=sys.stderr, disable=not progress) as bar, open(part, "ab" if offset else "wb") as f:
+        while True:
+            try:
+                block = response.read(chunk_size)
+            except TimeoutError:
+                raise _Stalled() from None
+            except Exception as exc:  # connection reset, IncompleteRead
+                raise DownloadError(f"{url}: transfer interrupted after {f.tell()} bytes "
+                                    f"({type(exc).__name__}); run again to resume") from None
+            if not block:
+                break
+            f.write(block)
+            bar.update(len(block))
 
 
 def download_file(url: str, dest, size: int | None = None, md5: str | None = None, sha256: str | None = None,
@@ -311,15 +304,6 @@ def _safe_name(name: str, archive: Path, strip: int) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-@contextlib.contextmanager
-def _closed_on_error(handle):
-    try:
-        yield
-    except BaseException:
-        handle.close()
-        raise
-
-
 def _entries(handle):
     """``(name, kind, size, opener, link_target)`` per member; kind: file, dir, symbolic, hard or special."""
     if isinstance(handle, zipfile.ZipFile):
@@ -353,48 +337,45 @@ def _checked(archive: Path, handle, strip: int):
 
 def _members(archive: Path, strip: int):
     """``[(relative_path, is_dir, size, opener)]`` for every member, after checking all of them."""
-    if zipfile.is_zipfile(archive):
-        zf = zipfile.ZipFile(archive)
-        with _closed_on_error(zf):
-            return _checked(archive, zf, strip)
     with open(archive, "rb") as f:
         head = f.read(6)
-    if head.startswith(b"PK\x03\x04"):
+    if zipfile.is_zipfile(archive):
+        handle = zipfile.ZipFile(archive)
+    elif head.startswith(b"PK\x03\x04"):
         raise DownloadError(f"{archive}: damaged or incomplete zip archive (no central directory); "
                             "delete it and download it again")
+    else:
+        try:
+            handle = tarfile.open(archive)
+        except tarfile.TarError:
+            if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):  # gzip, bzip2, xz
+                raise DownloadError(f"{archive}: damaged or incomplete archive (its compressed data cannot "
+                                    "be read); delete it and download it again") from None
+            raise UnsafeArchiveError(f"{archive}: neither a zip nor a tar archive") from None
     try:
-        tf = tarfile.open(archive)
-    except tarfile.TarError:
-        if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):  # gzip, bzip2, xz
-            raise DownloadError(f"{archive}: damaged or incomplete archive (its compressed data cannot be "
-                                "read); delete it and download it again") from None
-        raise UnsafeArchiveError(f"{archive}: neither a zip nor a tar archive") from None
-    with _closed_on_error(tf):
-        return _checked(archive, tf, strip)
+        return _checked(archive, handle, strip)
+    except BaseException:
+        handle.close()
+        raise
 
 
 def _extract_limit(archive: Path, members, max_bytes: int | None, max_ratio: float | None) -> int:
     """Refuse an archive whose members add up to too much; return the byte budget for writing."""
     total = sum(size for _, _, size, _ in members)
     packed = max(archive.stat().st_size, 1)
-    limits = [max_bytes] if max_bytes is not None else []
-    if max_ratio is not None:
-        limits.append(max(int(max_ratio * packed), RATIO_FREE_BYTES))
-    budget = min(limits) if limits else None
-    if budget is not None and total > budget:
+    by_ratio = None if max_ratio is None else max(int(max_ratio * packed), RATIO_FREE_BYTES)
+    budget = min((b for b in (max_bytes, by_ratio) if b is not None), default=-1)  # -1: no limit
+    if 0 <= budget < total:
         raise UnsafeArchiveError(
             f"{archive}: expands to {total} bytes, {total / packed:.0f} times its {packed} bytes, over the "
             f"limit of {budget} bytes (max_bytes={max_bytes}, max_ratio={max_ratio}); refusing to extract "
             "(pass larger max_bytes=/max_ratio= to safe_extract, or set MAX_EXTRACT_BYTES/MAX_EXTRACT_RATIO)")
-    return budget if budget is not None else -1
+    return budget
 
 
 def _mkdirs(folder: Path, created: list[Path]) -> None:
     """``folder.mkdir(parents=True)``, recording every folder it creates."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
+    missing = [d for d in (folder, *folder.parents) if not d.exists()]
     for d in reversed(missing):
         d.mkdir(exist_ok=True)
         created.append(d)
@@ -489,8 +470,7 @@ def download_dataset(name: str, root, progress: bool = True, keep_archives: bool
     mirror : base URL replacing each archive's folder (``mirror + "/" + filename``), for a local copy.
     sources : overrides :data:`SOURCES[name]` (list of dicts: url, filename, md5, sha256, size, strip).
 
-    An archive that turns out to be damaged when extracting is removed (with what was extracted from
-    it), so that the next run fetches it anew.
+    An archive found damaged when extracting is removed (with its output), so the next run fetches it anew.
 
     >>> download_dataset("esc51", "/tmp/nowhere")
     Traceback (most recent call last):

@@ -20,6 +20,7 @@ On disk the set is an ESC-50-like layout (``audio/{fold}-{src}-A-{target}.wav``,
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -125,6 +126,8 @@ def _band_noise(rng, n: int, sr: int, lo: float, hi: float) -> np.ndarray:
     return out / (np.std(out) + 1e-12)
 
 
+# One branch per event kind, a few lines each: kept in one function so that the order of the random draws
+# (on which the set's bytes depend) reads top to bottom in one place.
 def _event(spec: _ClassSpec, rng, sr: int) -> np.ndarray:
     """One event of class ``spec`` with parameters drawn in its ranges."""
     r, kind = spec.ranges, spec.kind
@@ -389,6 +392,40 @@ def _default_root() -> Path:
     return default_cache_dir() / "synth"
 
 
+def _cached_root(params: dict, write) -> Path:
+    """The cache folder of the set with ``params``, generated with ``write(folder)`` if absent."""
+    base = _default_root()
+    tag = "k{n_classes}-n{clips_per_class}-d{duration:g}-sr{sample_rate}-s{seed}-f{n_folds}".format(**params)
+    if params["snr_db"] != [-10.0, 20.0] or params["gain_db"] != [-20.0, 20.0]:
+        tag += "-snr{:g}_{:g}-g{:g}_{:g}".format(*params["snr_db"], *params["gain_db"])
+    root = base / (tag + f"-v{SYNTH_VERSION}")
+    if not (root / "meta" / "esc50.csv").is_file():
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{tag}-v{SYNTH_VERSION}.", dir=base))
+        try:
+            write(tmp)
+            try:
+                os.rename(tmp, root)  # atomic: a concurrent generator either wins or finds it done
+            except OSError:
+                if not (root / "meta" / "esc50.csv").is_file():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _check_same_params(root: Path, params: dict) -> None:
+    """DataError when ``root`` holds a synthetic set made with other parameters."""
+    info = root / "meta" / "synth.json"
+    if info.is_file():
+        have = json.loads(info.read_text())
+        if have != params:
+            diff = {k: (have.get(k), v) for k, v in params.items() if have.get(k) != v}
+            raise DataError(f"root {str(root)!r} holds a synthetic set with other parameters "
+                            f"(have, asked): {diff}; use another root or delete it")
+
+
 @register_dataset("synth", description="the synthetic field-recording set (generated and cached on first use)")
 def load_synth(root=None, n_classes: int = 10, clips_per_class: int = 40, duration: float = 3.0,
                sample_rate: int = 22050, seed: int = 0, n_folds: int = 5, progress: bool = False,
@@ -415,40 +452,17 @@ def load_synth(root=None, n_classes: int = 10, clips_per_class: int = 40, durati
     _check(n_classes, clips_per_class, duration, sample_rate, n_folds)
     _check_ranges(snr_db, gain_db)
     params = _params(n_classes, clips_per_class, duration, sample_rate, seed, n_folds, snr_db, gain_db)
+    write = functools.partial(write_synth, n_classes=n_classes, clips_per_class=clips_per_class, duration=duration,
+                              sample_rate=sample_rate, seed=seed, n_folds=n_folds, progress=progress,
+                              snr_db=snr_db, gain_db=gain_db)
     if root is None:
-        base = _default_root()
-        tag = "k{n_classes}-n{clips_per_class}-d{duration:g}-sr{sample_rate}-s{seed}-f{n_folds}".format(**params)
-        if params["snr_db"] != [-10.0, 20.0] or params["gain_db"] != [-20.0, 20.0]:
-            tag += "-snr{:g}_{:g}-g{:g}_{:g}".format(*params["snr_db"], *params["gain_db"])
-        tag += f"-v{SYNTH_VERSION}"
-        root = base / tag
-        if not (root / "meta" / "esc50.csv").is_file():
-            base.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{tag}.", dir=base))
-            try:
-                write_synth(tmp, n_classes, clips_per_class, duration, sample_rate, seed, n_folds, progress,
-                            snr_db, gain_db)
-                try:
-                    os.rename(tmp, root)  # atomic: a concurrent generator either wins or finds it done
-                except OSError:
-                    if not (root / "meta" / "esc50.csv").is_file():
-                        raise
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+        root = _cached_root(params, write)
     else:
         root = Path(root).expanduser()
         if not (root / "meta" / "esc50.csv").is_file():
-            write_synth(root, n_classes, clips_per_class, duration, sample_rate, seed, n_folds, progress,
-                        snr_db, gain_db)
+            write(root)
         else:
-            info = root / "meta" / "synth.json"
-            if info.is_file():
-                have = json.loads(info.read_text())
-                if have != params:
-                    diff = {k: (have.get(k), v) for k, v in params.items() if have.get(k) != v}
-                    raise DataError(f"root {str(root)!r} holds a synthetic set with other parameters "
-                                     f"(have, asked): {diff}; use another root or delete it")
+            _check_same_params(root, params)
     clips = read_esc50_layout(root, name="synth", command="synth", valid_folds=range(1, n_folds + 1))
     # keep every class name even if a class had no clip (cannot happen here, but labels must index classes)
     clips.classes = synth_classes(n_classes)
