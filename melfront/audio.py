@@ -33,7 +33,7 @@ import soundfile
 import soxr
 import torch
 
-from .checks import optional, positive_float, positive_int
+from .checks import boolean, optional, positive_float, positive_int
 from .errors import AudioError, ParameterError
 
 __all__ = ["AudioError", "load_audio", "resample", "audio_info", "MAX_DECODED_BYTES", "MIN_SAMPLE_RATE",
@@ -353,11 +353,9 @@ def load_audio(path, sample_rate: int | None = None, mono: bool = True, max_byte
     Parameters
     ----------
     path : str, bytes or Path
-        WAV, FLAC, OGG/Vorbis, AIFF (and MP3 where libsndfile supports it). Names that are not
-        valid UTF-8 are passed to libsndfile as raw bytes.
+        WAV, FLAC, OGG/Vorbis, AIFF (and MP3 where libsndfile has it); any file name, UTF-8 or not.
     sample_rate : int or None
-        Resample to this rate (Hz) with soxr at very high quality (in float32, streamed);
-        None keeps the file's rate.
+        Resample to this rate (Hz) with soxr at very high quality (float32, streamed); None: the file's.
     mono : bool
         Average all channels to one (in float32, block by block). Otherwise all channels are returned.
     max_bytes : int or None
@@ -391,7 +389,7 @@ def load_audio(path, sample_rate: int | None = None, mono: bool = True, max_byte
     melfront.errors.AudioError: ...would need 3.9 KiB (4000 bytes) of float32 output, more than the limit...
     """
     path = _check_path(path)
-    sample_rate = optional(positive_int, "sample_rate", sample_rate)
+    sample_rate, mono = optional(positive_int, "sample_rate", sample_rate), boolean("mono", mono)
     max_bytes = positive_int("max_bytes", MAX_DECODED_BYTES if max_bytes is None else max_bytes)
     problem = _container_problem(path)
     if problem:

@@ -14,6 +14,7 @@ import torch
 
 import melfront
 from melfront.data import Clip, ClipList, FeatureCache, default_cache_dir, load_features
+from melfront.fileio import TEMP_PREFIX
 
 CFG = dict(sample_rate=8000, n_fft=256, hop_length=128, n_mels=20)
 
@@ -136,12 +137,12 @@ def test_process_killed_mid_write_leaves_no_corrupt_entry(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert proc.returncode == 9, proc.stderr.decode()
     files = list(root.rglob("*.npy"))
-    assert files and all(p.name.startswith(".tmp-") for p in files)  # only the orphaned temp file
+    assert files and all(p.name.startswith("." + TEMP_PREFIX) for p in files)  # only the orphaned temp file
     cache = FeatureCache(root)
     torch.testing.assert_close(cache.mel(wav, CFG), _reference(wav), rtol=0, atol=0)
     assert cache.misses == 1
     assert cache.clean_temporary() == 1
-    assert [p.name.startswith(".tmp-") for p in root.rglob("*.npy")] == [False]
+    assert [p.name.startswith("." + TEMP_PREFIX) for p in root.rglob("*.npy")] == [False]
 
 
 def _writer(root, entry, go, n):
@@ -186,7 +187,7 @@ def test_concurrent_writers_never_expose_a_partial_entry(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0]
     assert np.array_equal(FeatureCache(root)._load(entry).numpy(), big)
     assert seen > 0
-    assert not [p for p in root.rglob(".tmp-*")]
+    assert not [p for p in root.rglob(f".{TEMP_PREFIX}*")]
 
 
 # -- load_features --------------------------------------------------------------------------------

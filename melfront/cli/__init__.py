@@ -26,8 +26,10 @@ import traceback
 from ..errors import MelfrontError
 from . import audio, data, mst, study, train
 from .options import split_specs
+from .study import study_config_from_args
 
-__all__ = ["main", "build_parser", "COMMANDS", "split_specs", "EXIT_ERROR", "EXIT_BUG", "EXIT_INTERRUPTED"]
+__all__ = ["main", "build_parser", "COMMANDS", "split_specs", "study_config_from_args", "EXIT_ERROR", "EXIT_BUG",
+           "EXIT_INTERRUPTED"]
 
 #: Exit status for a deliberate error (bad input, missing file, diverged training).
 EXIT_ERROR = 2

@@ -82,6 +82,12 @@ def add_mel_args(p, defaults: dict | None = None, n_mels_help: str | None = None
 
     ``defaults`` (e.g. :data:`MEL_DEFAULTS`) sets their defaults; None leaves them None so that the
     command can tell "not given" (``train``: the model's settings then apply).
+
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_mel_args(p)
+    >>> p.parse_args([]).n_fft is None, p.parse_args(["--n-fft", "512"]).n_fft
+    (True, 512)
     """
     d = defaults or {}
     shown = {**MEL_DEFAULTS, **d}
@@ -110,7 +116,15 @@ def mel_from_args(args) -> dict:
 
 
 def add_dataset_args(p, required: bool) -> None:
-    """``--dataset --root --dataset-option KEY=VALUE --cache --no-cache --device``."""
+    """``--dataset --root --dataset-option KEY=VALUE --cache --no-cache --device``.
+
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_dataset_args(p, required=True)
+    >>> args = p.parse_args(["--dataset", "synth", "--dataset-option", "n_classes=3", "--no-cache"])
+    >>> args.dataset, args.dataset_option, cache_arg(args)
+    ('synth', ['n_classes=3'], False)
+    """
     p.add_argument("--dataset", required=required, help="esc50, esc10, urbansound8k, tut2017, fsdd, folder or synth")
     p.add_argument("--root", help="data set folder")
     p.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", default=None,

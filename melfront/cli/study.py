@@ -74,7 +74,14 @@ def _overrides(args) -> dict:
 
 def study_config_from_args(args):
     """The :class:`~melfront.study.StudyConfig` of a ``compare`` command line: ``--config`` or ``--profile``
-    (default quick), then the options given."""
+    (default quick), then the options given (see the module's example).
+
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> _add_compare(parser.add_subparsers())
+    >>> study_config_from_args(parser.parse_args(["compare", "--profile", "paper", "--models", "vgg"])).models
+    ['vgg']
+    """
     from ..study import StudyConfig
     overrides = _overrides(args)
     if args.config:

@@ -110,7 +110,7 @@ def _read_entry(entry: Path) -> np.ndarray | None:
                 return None
     except (OSError, ValueError, EOFError):  # missing, unreadable, not an .npy file
         return None
-    arr = np.frombuffer(data, dtype=np.float32).reshape(shape)
+    arr = np.frombuffer(data, dtype="<f4").reshape(shape)
     return arr if np.isfinite(arr).all() else None
 
 
@@ -172,7 +172,7 @@ class FeatureCache:
         arr = np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype="<f4")
         with atomic_write(entry, "wb") as f:
             np.save(f, arr, allow_pickle=False)
-            f.write(_TRAILER + _digest(arr.shape, memoryview(arr).cast("B")))
+            f.write(_TRAILER + _digest(arr.shape, arr.reshape(-1).view(np.uint8)))
 
     def _get(self, path, kind: str, params: dict, compute):
         entry = self.entry_path(self.key(path, kind, params))
@@ -246,6 +246,20 @@ class _NoCache(FeatureCache):
 _CLIP_ERRORS = (AudioError, OSError, RuntimeError, EOFError)
 
 
+def _check_request(kind: str, mel_config: dict | None, sample_rate) -> int | None:
+    """Fail early on bad arguments, not once per clip; returns the waveform rate for ``kind="waveform"``."""
+    one_of("kind", kind, ("mel", "waveform"))
+    if kind == "mel":
+        if mel_config is None:
+            raise ParameterError("mel_config is required for kind='mel'")
+        full_mel_config(mel_config)
+        return None
+    sample_rate = sample_rate if sample_rate is not None else (mel_config or {}).get("sample_rate")
+    if sample_rate is None:
+        raise ParameterError("kind='waveform' needs sample_rate (or mel_config with 'sample_rate')")
+    return positive_int("sample_rate", sample_rate)
+
+
 def _store_for(cache) -> FeatureCache:
     if cache is False:
         return _NoCache()
@@ -267,6 +281,8 @@ def load_features(clips, mel_config: dict | None = None, cache=None, kind: str =
         ``"mel"``: linear power mel ``(n_mels, frames)``; ``"waveform"``: ``(time,)``.
     progress : bool
         A tqdm bar, and the list of skipped clips printed to stderr at the end.
+    sample_rate : int or None
+        For ``kind="waveform"``: the rate (Hz), else ``mel_config["sample_rate"]``.
 
     Returns
     -------
@@ -285,15 +301,7 @@ def load_features(clips, mel_config: dict | None = None, cache=None, kind: str =
     >>> [tuple(f.shape) for f in feats], len(kept), skipped[0][1]
     ([(800,)], 1, 'file not found')
     """
-    one_of("kind", kind, ("mel", "waveform"))
-    if kind == "mel" and mel_config is None:
-        raise ParameterError("mel_config is required for kind='mel'")
-    if kind == "waveform":
-        sample_rate = sample_rate if sample_rate is not None else (mel_config or {}).get("sample_rate")
-        if sample_rate is None:
-            raise ParameterError("kind='waveform' needs sample_rate (or mel_config with 'sample_rate')")
-    else:
-        full_mel_config(mel_config)  # fail early on bad parameters, not once per clip
+    sample_rate = _check_request(kind, mel_config, sample_rate)
     store = _store_for(cache)
     items = list(clips)
     iterator = tqdm(items, desc=f"features ({kind})", unit="clip", leave=False) if progress else items
@@ -301,7 +309,7 @@ def load_features(clips, mel_config: dict | None = None, cache=None, kind: str =
     for clip in iterator:
         path = clip.path if hasattr(clip, "path") else str(clip)
         try:
-            feat = store.mel(path, mel_config) if kind == "mel" else store.waveform(path, int(sample_rate))
+            feat = store.mel(path, mel_config) if kind == "mel" else store.waveform(path, sample_rate)
         except _CLIP_ERRORS as exc:
             skipped.append((str(path), getattr(exc, "cause", None) or f"{type(exc).__name__}: {exc}"))
             continue

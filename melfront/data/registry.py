@@ -98,7 +98,11 @@ def available_datasets() -> list[str]:
 
 
 def dataset_description(name: str) -> str:
-    """The one-line description a loader registered with (aliases accepted)."""
+    """The one-line description a loader registered with (aliases accepted).
+
+    >>> dataset_description("us8k")
+    'UrbanSound8K (Salamon et al. 2014): 10 urban sound classes, 10 official folds'
+    """
     return _entry(name).description
 
 

@@ -8,6 +8,8 @@ torch.Size([2, 4, 5])
 """
 from __future__ import annotations
 
+import math
+import zlib
 from typing import Callable
 
 import torch
@@ -17,10 +19,72 @@ from ..checks import boolean, finite_float, positive_int
 from ..errors import ParameterError
 from .registry import FRONTENDS
 
-__all__ = ["Frontend", "band_count", "float32_parameter"]
+__all__ = ["Frontend", "FixedSettings", "band_count", "float32_parameter"]
 
 
-class Frontend(nn.Module):
+def _encode(value) -> float:
+    """One setting as a float: numbers as they are, bools 0/1, None NaN, strings their CRC-32."""
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        return float(zlib.crc32(value.encode("utf-8")))
+    return float(value)
+
+
+class FixedSettings:
+    """Mixin for modules whose fixed (non-trainable) settings travel with their weights.
+
+    :meth:`_fix_settings` records the settings (numbers, bools, strings, None) in a persistent buffer
+    ``settings`` (the float64 bits of each value, stored as int64 so that ``module.to(dtype)`` leaves
+    them exact); loading a state dict whose ``settings`` differ raises
+    :class:`~melfront.errors.ParameterError` naming them, instead of silently computing with the
+    receiving module's settings. The computation itself keeps using the Python values.
+
+    >>> from melfront.frontends import PCEN
+    >>> PCEN().load_state_dict(PCEN(s=0.5).state_dict())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: cannot load the state of a PCEN built with s=0.5 into a PCEN built with s=0.025: ...
+    """
+
+    def _fix_settings(self, **settings) -> None:
+        self._fixed_settings = dict(settings)
+        codes = torch.tensor([_encode(v) for v in settings.values()], dtype=torch.float64)
+        self.register_buffer("settings", codes.view(torch.int64), persistent=True)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        key = prefix + "settings"
+        mine = getattr(self, "_fixed_settings", None)
+        if mine is not None and key in state_dict:
+            self._check_settings(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def _check_settings(self, saved: torch.Tensor) -> None:
+        mine = self._fixed_settings
+        own = self.settings.view(torch.float64).tolist()
+        name = type(self).__name__
+        if saved.dtype != torch.int64 or saved.shape != self.settings.shape:
+            raise ParameterError(f"cannot load the state of a differently configured {name} (its fixed settings have "
+                                 f"shape {tuple(saved.shape)}, this one's {tuple(self.settings.shape)}: "
+                                 f"{', '.join(mine)})")
+        theirs = saved.view(torch.float64).tolist()
+        diff = [(k, a, b) for (k, a), b in zip(zip(mine, own), theirs) if not (a == b or (a != a and b != b))]
+        if diff:
+            def show(k, code):
+                v = mine[k]
+                if isinstance(v, str) or (v is None) != (code != code):
+                    return "another value" if code == code else "None"
+                return "None" if code != code else f"{code:g}"
+            said = ", ".join(f"{k}={show(k, b)}" for k, _, b in diff)
+            own_said = ", ".join(f"{k}={mine[k]!r}" for k, _, _ in diff)
+            raise ParameterError(f"cannot load the state of a {name} built with {said} into a {name} built with "
+                                 f"{own_said}: fixed settings travel with the weights; build the {name} with the "
+                                 f"saved settings")
+
+
+class Frontend(FixedSettings, nn.Module):
     """Base class of the mel-spectrogram frontends.
 
     Input: a linear power mel spectrogram ``(..., n_mels, frames)`` (``input_kind = "mel"``).
@@ -47,10 +111,14 @@ class Frontend(nn.Module):
     readable: tuple[str, ...] = ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_tensor(x):
-            raise ParameterError(f"{type(self).__name__} expects a tensor x (..., n_mels, frames), got {type(x).__name__}")
-        if x.dtype in (torch.float16, torch.bfloat16):
+        if not torch.jit.is_scripting():
+            if not isinstance(x, torch.Tensor):
+                raise ParameterError(f"{type(self).__name__} expects a tensor x (..., n_mels, frames), "
+                                     f"got {type(x).__name__}")
+        if x.dtype == torch.float16 or x.dtype == torch.bfloat16:
             x = x.float()
+        if torch.jit.is_scripting():  # TorchScript: no autocast context (scripted frontends run as they are)
+            return self.compress(x)
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self.compress(x)
 

@@ -48,12 +48,13 @@ class Stack(Frontend):
         self.input_kind = kinds.pop()
         self.frontends = nn.ModuleList(frontends)
         self.out_channels = sum(int(getattr(f, "out_channels", 1)) for f in frontends)
+        self._single = [int(getattr(f, "out_channels", 1)) == 1 for f in frontends]  # needs a channel axis
 
     def forward(self, x):
         outs = []
-        for f in self.frontends:
+        for i, f in enumerate(self.frontends):
             y = f(x)
-            outs.append(y.unsqueeze(-3) if int(getattr(f, "out_channels", 1)) == 1 else y)
+            outs.append(y.unsqueeze(-3) if self._single[i] else y)
         return torch.cat(outs, dim=-3)
 
     def learned_parameters(self):

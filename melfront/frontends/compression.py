@@ -10,6 +10,9 @@ Fixed laws (:class:`Decibel`, :class:`LogOffset`, :class:`LogEPS`, :class:`Log10
 """
 from __future__ import annotations
 
+import math
+from typing import List
+
 import torch
 from torch import nn
 
@@ -19,6 +22,17 @@ from .base import Frontend, band_count, float32_parameter
 from .registry import register_frontend
 
 __all__ = ["Decibel", "LogOffset", "LogEPS", "Log10000", "LogLearn", "LogFloor", "PowerLearn", "MinMax"]
+
+# Plain-tensor forms for TorchScript (``torch.jit.script`` cannot compile melfront.functional's argument
+# checks); eager mode, torch.export, ONNX and torch.compile use melfront.functional.
+
+
+def _per_band(v: torch.Tensor) -> torch.Tensor:
+    return v.unsqueeze(-1) if v.dim() == 1 else v
+
+
+def _example_dims(x: torch.Tensor) -> List[int]:
+    return [-2, -1] if x.dim() >= 2 else [-1]
 
 
 @register_frontend("db", "decibels, librosa.power_to_db (ref, amin, top_db per example)", input_kind="mel")
@@ -38,10 +52,20 @@ class Decibel(Frontend):
         super().__init__()
         F.power_to_db(torch.ones(1, 1), ref, amin, top_db)  # validates the arguments
         self.ref, self.amin, self.top_db = ref, float(amin), top_db
+        self._ref_max = isinstance(ref, str)
+        self._ref_db = 0.0 if self._ref_max else 10.0 * math.log10(max(float(self.amin), abs(float(ref))))
+        self._top_db = -1.0 if top_db is None else float(top_db)
+        self._fix_settings(ref=ref if isinstance(ref, str) else float(ref), amin=self.amin, top_db=top_db)
 
     def compress(self, x):
         if x.numel() == 0 and x.is_floating_point():  # no frames: no per-example maximum to take
             return x * 0.0
+        if torch.jit.is_scripting():
+            db = 10.0 * torch.log10(torch.clamp(x, min=self.amin))
+            db = db - db.amax(dim=_example_dims(x), keepdim=True) if self._ref_max else db - self._ref_db
+            if self._top_db >= 0:
+                db = torch.maximum(db, db.amax(dim=_example_dims(x), keepdim=True) - self._top_db)
+            return db
         return F.power_to_db(x, self.ref, self.amin, self.top_db)
 
     def extra_repr(self):
@@ -64,8 +88,12 @@ class LogOffset(Frontend):
         alpha, beta = positive_float("alpha", alpha), positive_float("beta", beta)
         F.log_offset(torch.ones(1, 1), alpha, beta, base)  # validates base
         self.alpha, self.beta, self.base = alpha, beta, base
+        self._scale = 1.0 if base == "e" else 1.0 / math.log(float(base))
+        self._fix_settings(alpha=alpha, beta=beta, base=base if isinstance(base, str) else float(base))
 
     def compress(self, x):
+        if torch.jit.is_scripting():
+            return torch.log(self.alpha * x + self.beta) * self._scale
         return F.log_offset(x, self.alpha, self.beta, self.base)
 
     def extra_repr(self):
@@ -137,6 +165,8 @@ class LogLearn(Frontend):
         return nn.functional.softplus(self.pre_beta)
 
     def compress(self, x):
+        if torch.jit.is_scripting():
+            return torch.log(_per_band(self.alpha.to(x.dtype)) * x + _per_band(self.beta.to(x.dtype)))
         return F.log_offset(x, self.alpha.to(x.dtype), self.beta.to(x.dtype))
 
     def extra_repr(self):
@@ -154,8 +184,11 @@ class LogFloor(Frontend):
     def __init__(self, floor: float = 1e-6):
         super().__init__()
         self.floor = positive_float("floor", floor)
+        self._fix_settings(floor=self.floor)
 
     def compress(self, x):
+        if torch.jit.is_scripting():
+            return torch.log(torch.clamp(x, min=self.floor))
         return F.log_floor(x, self.floor)
 
     def extra_repr(self):
@@ -189,6 +222,10 @@ class PowerLearn(Frontend):
         return torch.sigmoid(self.a)
 
     def compress(self, x):
+        if torch.jit.is_scripting():
+            p, pos = _per_band(self.exponent.to(x.dtype)), x > 0
+            return torch.where(pos, torch.exp(p * torch.log(torch.where(pos, x, torch.ones_like(x)))),
+                               torch.zeros_like(x))
         return F.power_compress(x, self.exponent.to(x.dtype))
 
     def extra_repr(self):
@@ -213,4 +250,8 @@ class MinMax(Frontend):
     def compress(self, x):
         if x.numel() == 0 and x.is_floating_point():  # no frames: no per-example minimum to take
             return x * 0.0
+        if torch.jit.is_scripting():
+            lo = x.amin(dim=_example_dims(x), keepdim=True)
+            tiny = 2.2250738585072014e-308 if x.dtype == torch.float64 else 1.1754943508222875e-38
+            return (x - lo) / torch.clamp(x.amax(dim=_example_dims(x), keepdim=True) - lo, min=tiny)
         return F.minmax(x)

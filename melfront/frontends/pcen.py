@@ -8,6 +8,7 @@ torch.Size([2, 4, 10])
 from __future__ import annotations
 
 import math
+from typing import List
 
 import torch
 
@@ -102,6 +103,8 @@ class PCEN(Frontend):
             self._param("log_eps", raw["eps"], per_band, n_mels, True)
         else:  # fixed values stay Python floats: exact for float64 input, whatever .to() does to the module
             self.fixed = values
+        fixed = {} if trainable else values
+        self._fix_settings(trainable=trainable, per_band=bool(per_band), init=init, **fixed)
 
     def _check_ranges(self, values: dict, trainable: bool) -> None:
         s, alpha, delta, r, eps = (values[k] for k in self.readable)
@@ -134,8 +137,27 @@ class PCEN(Frontend):
     delta = property(lambda self: self._value("delta"), doc="bias")
     r = property(lambda self: self._value("r"), doc="compression exponent")
     eps = property(lambda self: self._value("eps"), doc="floor of the smoother in the gain")
+    __jit_unused_properties__ = ["s", "alpha", "delta", "r", "eps"]
 
-    def compress(self, x, initial_state=None, return_state: bool = False):
+    def plain_values(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """``[s, alpha, delta, r, eps]`` as tensors of ``x``'s dtype (0-d or per band), TorchScript-compatible.
+
+        >>> [round(v.item(), 3) for v in PCEN().plain_values(torch.ones(1, 1))]
+        [0.025, 0.98, 2.0, 0.5, 0.0]
+        """
+        if hasattr(self, "logit_s"):  # trainable (TorchScript resolves hasattr when it compiles)
+            values = [torch.sigmoid(self.logit_s), torch.sigmoid(self.logit_alpha), torch.exp(self.log_delta),
+                      torch.sigmoid(self.logit_r), self._EPS_FLOOR + torch.exp(self.log_eps)]
+            return [v.to(x.dtype) for v in values]
+        return [torch.tensor(self.fixed[n], dtype=x.dtype, device=x.device) for n in ["s", "alpha", "delta", "r", "eps"]]
+
+    def compress(self, x):
+        if torch.jit.is_scripting():
+            v = self.plain_values(x)
+            return F.pcen_plain(x, v[0], v[1], v[2], v[3], v[4], self.init, None)[0]
+        return self._pcen(x, None, False)
+
+    def _pcen(self, x, initial_state, return_state: bool):
         values = [self._value(n, x).to(x.dtype) for n in self.readable]
         return F.pcen(x, *values, initial_state=initial_state, return_state=return_state, init=self.init,
                       chunk=self.chunk)
@@ -163,7 +185,7 @@ class PCEN(Frontend):
         if x.dtype in (torch.float16, torch.bfloat16):
             x = x.float()
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return self.compress(x, initial_state=state, return_state=True)
+            return self._pcen(x, state, True)
 
     def extra_repr(self):
         return (f"n_mels={self.n_mels}, per_band={self.per_band}, trainable={self.trainable}, init={self.init!r}"

@@ -14,11 +14,12 @@ from torch import nn
 from .. import functional as F
 from ..checks import boolean, finite_float, one_of, optional, positive_float, positive_int
 from ..errors import ParameterError
+from .base import FixedSettings
 
 __all__ = ["Spectrogram", "MelSpectrogram"]
 
 
-class Spectrogram(nn.Module):
+class Spectrogram(FixedSettings, nn.Module):
     """STFT magnitude (``power=1``) or power (``power=2``): ``(..., time)`` -> ``(..., 1 + n_fft//2, frames)``.
 
     Arguments as :func:`melfront.functional.spectrogram` (librosa's names and defaults).
@@ -41,10 +42,34 @@ class Spectrogram(nn.Module):
         # Buffers are kept in float64 and cast to the input's dtype at use, so that float64 input
         # gets a float64 window and filterbank (exact to ~1e-12 of librosa) and float32 input loses nothing.
         self.register_buffer("window", F.get_window(window, self.win_length, n_fft, dtype=torch.float64), persistent=False)
+        if type(self) is Spectrogram:
+            self._fix_settings(**self._stft_settings())
+
+    def _stft_settings(self) -> dict:
+        return dict(n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length, window=self.window_name,
+                    center=self.center, pad_mode=self.pad_mode, power=self.power)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self._stft_plain(waveform)
         return F.spectrogram(waveform, self.n_fft, self.hop_length, self.win_length, None, self.center,
                              self.pad_mode, self.power, window_tensor=self.window.to(waveform.dtype))
+
+    def _stft_plain(self, waveform: torch.Tensor) -> torch.Tensor:
+        """:func:`melfront.functional.spectrogram` without its argument checks (for TorchScript)."""
+        x = waveform.reshape(-1, waveform.shape[-1])
+        spec = torch.stft(x, self.n_fft, self.hop_length, self.n_fft, self.window.to(x.dtype), self.center,
+                          self.pad_mode, False, True, True)
+        shape = waveform.shape[:-1] + spec.shape[-2:]
+        spec = spec.reshape(shape)
+        p = self.power
+        if p is None:
+            return spec
+        if p == 2.0:
+            return spec.real.square() + spec.imag.square()
+        if p == 1.0:
+            return spec.abs()
+        return spec.abs().pow(p)
 
     def num_frames(self, n_samples: int) -> int:
         """Number of frames produced for ``n_samples`` input samples (:func:`melfront.functional.num_frames`).
@@ -94,9 +119,13 @@ class MelSpectrogram(Spectrogram):
         self.register_buffer("mel_basis", F.mel_filterbank(sample_rate, n_fft, n_mels, fmin, self.fmax, htk, norm,
                                                            dtype=torch.float64),
                              persistent=False)
+        self._fix_settings(**self.config())
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        spec = super().forward(waveform)
+        if torch.jit.is_scripting():  # TorchScript has no super()
+            spec = self._stft_plain(waveform)
+        else:
+            spec = super().forward(waveform)
         return torch.matmul(self.mel_basis.to(spec.dtype), spec)
 
     @property

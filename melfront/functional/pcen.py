@@ -12,18 +12,62 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Optional, Tuple
 
 import torch
 
 from ..checks import finite_float, one_of, positive_float, probability
 from ..errors import ParameterError
 from .params import band_param, check_spec
-from .scan import SCAN_CHUNK, Smoother, decay_powers, scan
+from .scan import SCAN_CHUNK, Smoother, decay_powers, scan, smooth_plain
 
-__all__ = ["PCEN_INITS", "PCEN_BLOCK", "SCAN_CHUNK", "pcen_time_constant_to_s", "pcen_smoother", "pcen"]
+__all__ = ["PCEN_INITS", "PCEN_BLOCK", "SCAN_CHUNK", "pcen_time_constant_to_s", "pcen_smoother", "pcen",
+           "start_state", "plain_mode", "pcen_plain"]
 
-#: The smoother's starts :math:`M[-1]` that ``init`` accepts, see :func:`pcen_smoother`.
+#: The smoother's starts :math:`M[-1]` that ``init`` accepts, see :func:`pcen_smoother` and :func:`start_state`.
 PCEN_INITS = ("first", "loop", "zero", "librosa")
+
+
+def start_state(flat: torch.Tensor, init: str) -> Tuple[Optional[torch.Tensor], bool]:
+    """The smoother's start for ``init``: ``(M[-1] (N, m) or None for a zero start, periodic)``.
+
+    ``flat`` is the input ``(N, m, T)``. The one place that defines the starts of :data:`PCEN_INITS`,
+    for the fast path and the exportable one (:func:`pcen_plain`; TorchScript-compatible): a new start
+    mode is added here and in :data:`PCEN_INITS`. ``periodic`` (``"loop"``) means
+    :math:`M[-1] = M_0[T-1] / (1 - (1-s)^T)`, solved by the smoother itself.
+
+    >>> state, periodic = start_state(torch.ones(2, 3, 4), "librosa")
+    >>> state.shape, periodic
+    (torch.Size([2, 3]), False)
+    """
+    if init == "first":
+        return flat[:, :, 0], False
+    if init == "librosa":
+        return torch.ones_like(flat[:, :, 0]), False
+    if init == "loop":
+        return None, True
+    if init != "zero":
+        raise ParameterError("init must be one of melfront.functional.PCEN_INITS, got " + init)
+    return None, False
+
+
+def plain_mode() -> bool:
+    """True where PCEN must run in plain tensor ops: ``torch.compile``, ``torch.export``, ONNX export, tracing.
+
+    Eager PCEN uses a custom autograd Function with a data-dependent choice of scan (fast, but
+    opaque to the exporters); under compilation, export or tracing, :func:`pcen` and
+    :func:`pcen_smoother` switch to :func:`pcen_plain` / :func:`~melfront.functional.scan.smooth_plain`
+    (same values to float rounding). ``torch.jit.script`` code calls :func:`pcen_plain` directly.
+    The TorchScript-based ONNX exporter (``torch.onnx.export(..., dynamo=False)``) is refused with
+    a :class:`~melfront.errors.ParameterError`: it would freeze the number of frames.
+
+    >>> plain_mode()
+    False
+    """
+    if torch.onnx.is_in_onnx_export() and torch.jit.is_tracing():
+        raise ParameterError("PCEN cannot be exported by the TorchScript-based ONNX exporter (dynamo=False), "
+                             "which would fix the number of frames; use torch.onnx.export(..., dynamo=True)")
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
 def pcen_time_constant_to_s(time_constant: float, sample_rate: float, hop_length: int) -> float:
@@ -54,13 +98,7 @@ def _initial_state(x, flat, lead, m, initial_state, init):
     if initial_state is not None:
         state = torch.as_tensor(initial_state, dtype=x.dtype, device=x.device)
         return torch.broadcast_to(state, (*lead, m)).reshape(-1, m), False
-    if init == "zero":
-        return None, False
-    if init == "first":
-        return flat[..., 0], False
-    if init == "librosa":
-        return torch.ones(flat.shape[:-1], dtype=x.dtype, device=x.device), False
-    return None, True
+    return start_state(flat, init)
 
 
 def _smoother_setup(x, s, initial_state, init, chunk):
@@ -118,8 +156,11 @@ def pcen_smoother(x: torch.Tensor, s=0.025, initial_state=None, init: str = "fir
     [[[0.5, 0.75, 0.875]]]
     """
     lead, m, T, flat, s_t, init_state, loop = _smoother_setup(x, s, initial_state, init, chunk)
-    M = Smoother.apply(flat, s_t, init_state, loop, chunk)
-    M = M.reshape(*lead, m, T)
+    if plain_mode():
+        M = smooth_plain(flat, s_t, init_state, loop)
+    else:
+        M = Smoother.apply(flat, s_t, init_state, loop, chunk)
+    M = M.reshape(x.shape)
     if return_state:
         return M, M[..., -1]
     return M
@@ -264,6 +305,50 @@ class _PCEN(torch.autograd.Function):
         return gx, gs, ga, gd, gr, ge, gstate, None, None
 
 
+def _per_band(v: torch.Tensor) -> torch.Tensor:
+    """A 0-d value stays, a per-band vector ``(m,)`` becomes ``(m, 1)`` (``(m, 1)`` stays)."""
+    return v.unsqueeze(-1) if v.dim() == 1 else v
+
+
+def pcen_plain(x: torch.Tensor, s: torch.Tensor, alpha: torch.Tensor, delta: torch.Tensor, r: torch.Tensor,
+               eps: torch.Tensor, init: str = "first",
+               initial_state: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    r"""PCEN in plain tensor ops (exportable, scriptable): ``(output, final state (..., n_mels))``.
+
+    The same function as :func:`pcen` (same formulas, same starts, see :func:`start_state`), on the
+    smoother :func:`~melfront.functional.scan.smooth_plain`, with no custom autograd Function and no
+    data-dependent Python branch, so that ``torch.export``, the ONNX exporter, ``torch.jit.script``
+    and ``torch.compile(fullgraph=True)`` see one graph. :func:`pcen` uses it by itself under those
+    (:func:`plain_mode`); call it directly only from TorchScript. No argument checks: ``x``
+    ``(..., n_mels, frames)`` with at least one frame; ``s, alpha, delta, r, eps`` tensors, 0-d or per
+    band ``(n_mels,)`` (or ``(n_mels, 1)``), in their valid ranges (``delta = 0`` gives :math:`G^r`);
+    ``initial_state`` :math:`M[-1]` broadcastable to ``(..., n_mels)`` overrides ``init``.
+
+    >>> x = torch.full((1, 2, 4), 4.0, dtype=torch.float64)
+    >>> one, zero = torch.tensor(0.5, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)
+    >>> pcen_plain(x, one, zero, zero, one, one)[0].tolist()   # no gain, no bias: X ** r
+    [[[2.0, 2.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0]]]
+    """
+    m, T = x.shape[-2], x.shape[-1]
+    flat = x.reshape(-1, m, T)
+    if initial_state is not None:
+        state: Optional[torch.Tensor] = initial_state.to(x.dtype).expand(x.shape[:-1]).reshape(-1, m)
+        loop = False
+    else:
+        state, loop = start_state(flat, init)
+    s = s.to(x.dtype)
+    M = smooth_plain(flat, s.reshape(-1)[0] if s.numel() == 1 else s.reshape(-1), state, loop).reshape(x.shape)
+    a_, d_, r_, e_ = _per_band(alpha), _per_band(delta), _per_band(r), _per_band(eps)
+    G = x * torch.exp(-a_ * torch.log(e_ + M))
+    biased = d_ > 0
+    d_safe = torch.where(biased, d_, torch.ones_like(d_))
+    out = torch.exp(r_ * torch.log(d_safe)) * torch.expm1(r_ * torch.log1p(G / d_safe))
+    positive = G > 0  # delta = 0: G ** r, with a finite gradient at G = 0
+    unbiased = torch.where(positive, torch.exp(r_ * torch.log(torch.where(positive, G, torch.ones_like(G)))),
+                           torch.zeros_like(G))
+    return torch.where(biased, out, unbiased), M[..., -1]
+
+
 def _check_pcen_params(alpha, delta, r, eps) -> None:
     """``alpha, delta >= 0`` and ``r, eps > 0`` (finite), for the ones given as numbers."""
     for name, v in (("alpha", alpha), ("delta", delta)):
@@ -323,6 +408,12 @@ def pcen(x: torch.Tensor, s=0.025, alpha=0.98, delta=2.0, r=0.5, eps=1e-6, initi
     check_spec(x, min_ndim=2)
     _check_pcen_params(alpha, delta, r, eps)
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    if plain_mode():
+        x = x.to(dtype)
+        lead, m, T, flat, s_t, init_state, loop = _smoother_setup(x, s, initial_state, init, chunk)
+        a_, d_, r_, e_ = (band_param(v, x, n) for v, n in ((alpha, "alpha"), (delta, "delta"), (r, "r"), (eps, "eps")))
+        out, state = pcen_plain(x, s_t, a_, d_, r_, e_, init, None if init_state is None else init_state.reshape(*lead, m))
+        return (out, state) if return_state else out
     with torch.autocast(device_type=x.device.type, enabled=False):
         x = x.to(dtype)
         cast = (lambda v: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v)

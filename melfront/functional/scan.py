@@ -10,12 +10,17 @@ chunked scan and the smoother as an autograd Function with its adjoint as backwa
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
-__all__ = ["SCAN_CHUNK", "decay_powers", "decay_matrix", "scan", "Smoother"]
+__all__ = ["SCAN_CHUNK", "PLAIN_BLOCK", "decay_powers", "decay_matrix", "scan", "smooth_plain", "Smoother"]
 
 #: Default frames per block of the chunked scan (speed only, results are exact for any block size).
 SCAN_CHUNK = 32
+
+#: Frames per block of :func:`smooth_plain` (the exportable smoother).
+PLAIN_BLOCK = 64
 
 
 def decay_powers(log_a: torch.Tensor, n: int, start: int = 0) -> torch.Tensor:
@@ -37,6 +42,45 @@ def decay_matrix(log_a: torch.Tensor, n: int) -> torch.Tensor:
     k = torch.arange(n, device=log_a.device)
     d = (k[:, None] - k[None, :]).clamp(min=0).to(log_a.dtype)  # clamped so exp never overflows above the diagonal
     return torch.tril(torch.exp(log_a[..., None, None] * d))
+
+
+def smooth_plain(x: torch.Tensor, s: torch.Tensor, state: Optional[torch.Tensor] = None, loop: bool = False,
+                 block: int = PLAIN_BLOCK) -> torch.Tensor:
+    """``M[t] = (1 - s) M[t-1] + s x[t]`` in plain tensor ops with no data-dependent branch (exportable).
+
+    The smoother of :func:`scan` for ``torch.export``, ONNX, ``torch.jit.script`` and ``torch.compile``:
+    a two-level blocked matrix product. Within blocks of ``block`` frames, a product with the
+    lower-triangular decay matrix ``a^(k-j)``; the block-end states, by a product with the
+    ``(n_blocks, n_blocks)`` matrix ``a^(L (b-b'))``; the state entering each block is carried in with
+    ``a^(k+1)``. Every power is ``exp(n log a)`` with ``n >= 0`` (no overflow), so float32 keeps full
+    relative precision. Memory ``O(N m (T / block)^2)``: fine for clips; stream long recordings.
+
+    ``x`` ``(N, m, T)``; ``s`` 0-d or ``(m,)`` in (0, 1]; ``state`` :math:`M[-1]` ``(N, m)`` or None
+    (zero start); ``loop``: the periodic start :math:`M[-1] = M_0[T-1] / (1 - a^T)` (overrides ``state``).
+
+    >>> x = torch.ones(1, 1, 3, dtype=torch.float64)
+    >>> smooth_plain(x, torch.tensor(0.5, dtype=torch.float64)).tolist()
+    [[[0.5, 0.75, 0.875]]]
+    """
+    N, m, T = x.shape[0], x.shape[1], x.shape[2]
+    log_a = torch.log1p(-s.clamp(max=1.0)).clamp(min=-1e4)
+    if log_a.dim() == 0:
+        log_a = log_a.expand(m)
+    sb = s.expand(m) if s.dim() == 0 else s
+    L = block
+    nb = (T + L - 1) // L
+    u = torch.nn.functional.pad(x * sb.unsqueeze(-1), [0, nb * L - T]).reshape(N, m, nb, L)
+    y = torch.matmul(u, decay_matrix(log_a, L).transpose(-1, -2).unsqueeze(0))  # (N, m, nb, L), zero start
+    # block-end states from a zero start: E[b] = sum_{b' <= b} a^(L (b - b')) y[b', L-1]
+    E = torch.matmul(decay_matrix(log_a * L, nb).unsqueeze(0), y[..., -1].unsqueeze(-1)).squeeze(-1)
+    prev = torch.nn.functional.pad(E[..., :-1], [1, 0])  # state entering block b (zero start)
+    carry = decay_powers(log_a, L, start=1)  # a^(k+1), (m, L)
+    y = (y + prev.unsqueeze(-1) * carry.unsqueeze(-2)).reshape(N, m, nb * L)[..., :T]
+    if loop:  # fixed point of M[T-1] = a^T M[-1] + M0[T-1]
+        state = y[..., -1] / -torch.expm1(log_a * T)
+    if state is not None:
+        y = y + state.unsqueeze(-1) * decay_powers(log_a, T, start=1)
+    return y
 
 
 def _block_length(T: int, chunk: int) -> int:
