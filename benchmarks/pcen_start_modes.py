@@ -74,16 +74,19 @@ def opening_db(S: torch.Tensor) -> float:
 
 
 def starts(S: torch.Tensor) -> dict:
-    """``{label: PCEN output (128, frames)}`` for every start, on the mel power ``S``."""
+    """``{label: PCEN output (128, frames)}`` for every start, on the mel power ``S``.
+
+    A given start goes in as the state of ``PCEN.stream`` (its first chunk is the whole clip).
+    """
     pcen = melfront.PCEN()
     out = {}
     with torch.no_grad():
         for init in INITS:
             out[init] = melfront.PCEN(init=init)(S.unsqueeze(0))[0]
         for q in QUANTILES:
-            out[f"robust q={q}"] = pcen.compress(S.unsqueeze(0), initial_state=robust_initial_state(S, q=q))[0]
+            out[f"robust q={q}"] = pcen.stream(S.unsqueeze(0), robust_initial_state(S.unsqueeze(0), q=q))[0][0]
         ref_state = S[:, :frames_in(0.5)].mean(-1)
-        out["reference"] = pcen.compress(S.unsqueeze(0), initial_state=ref_state)[0]
+        out["reference"] = pcen.stream(S.unsqueeze(0), ref_state.unsqueeze(0))[0][0]
     return out
 
 
@@ -126,7 +129,7 @@ def figure(S: torch.Tensor, name: str, path: Path) -> None:
     from melfront.plotting import power_to_db_display, pyplot, specshow
     plt = pyplot()
     shown = [*INITS, "robust q=0.5"]
-    fig, axes = plt.subplots(len(shown) + 1, 2, figsize=(11, 12), sharex=True, constrained_layout=True)
+    fig, axes = plt.subplots(len(shown) + 1, 2, figsize=(10.5, 11.5), sharex=True, constrained_layout=True)
     kw = dict(sample_rate=SR, hop_length=HOP)
     one = frames_in(1.0)
     for col, (scale_label, scale) in enumerate(SCALES.items()):

@@ -147,7 +147,7 @@ class PCEN(Frontend):
         """
         if hasattr(self, "logit_s"):  # trainable (TorchScript resolves hasattr when it compiles)
             values = [torch.sigmoid(self.logit_s), torch.sigmoid(self.logit_alpha), torch.exp(self.log_delta),
-                      torch.sigmoid(self.logit_r), self._EPS_FLOOR + torch.exp(self.log_eps)]
+                      torch.sigmoid(self.logit_r), 1e-12 + torch.exp(self.log_eps)]  # 1e-12: _EPS_FLOOR
             return [v.to(x.dtype) for v in values]
         return [torch.tensor(self.fixed[n], dtype=x.dtype, device=x.device) for n in ["s", "alpha", "delta", "r", "eps"]]
 
