@@ -9,7 +9,7 @@ the PCEN docstring say).
 
 Starts compared: the four ``init`` modes ("first", "zero", "librosa", "loop") and
 ``melfront.functional.pcen_start.robust_initial_state`` (per-band ``q``-quantile of the first 40 frames,
-0.93 s), passed as ``initial_state``.
+0.93 s; and the median of all frames, which like "loop" needs the whole clip), passed as the start.
 
 Metrics, per clip and start (PCEN output averaged over bands):
 
@@ -85,6 +85,8 @@ def starts(S: torch.Tensor) -> dict:
             out[init] = melfront.PCEN(init=init)(S.unsqueeze(0))[0]
         for q in QUANTILES:
             out[f"robust q={q}"] = pcen.stream(S.unsqueeze(0), robust_initial_state(S.unsqueeze(0), q=q))[0][0]
+        whole = robust_initial_state(S.unsqueeze(0), frames=S.shape[-1])   # needs the whole clip, like "loop"
+        out["median of all frames"] = pcen.stream(S.unsqueeze(0), whole)[0][0]
         ref_state = S[:, :frames_in(0.5)].mean(-1)
         out["reference"] = pcen.stream(S.unsqueeze(0), ref_state.unsqueeze(0))[0][0]
     return out

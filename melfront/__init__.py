@@ -6,6 +6,7 @@ from .functional import deltas, mel_filterbank
 from .frontends import MelSpectrogram, Spectrogram
 from .frontends import (FRONTENDS, Chain, Decibel, Frontend, Log10000, LogEPS, LogFloor, LogLearn, LogOffset,
                         MinMax, PCEN, PowerLearn, Stack, frontend)
+from .frontends import StreamingMelSpectrogram, StreamingPCEN  # chunked PCEN / mel with explicit state
 from .adaptive import AdaptiveFilterbank  # importing melfront.adaptive registers the "adaptive" frontend
 from . import data    # melfront.data.dataset(name, root, ...)
 from . import models  # melfront.models.build(name, ...), melfront.models.Classifier

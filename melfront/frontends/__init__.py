@@ -10,6 +10,7 @@ declares what it consumes in ``input_kind``: ``"waveform"`` ``(..., time)`` or `
 - :mod:`.compression`: :class:`Decibel`, :class:`LogOffset`, :class:`LogEPS`, :class:`Log10000`,
   :class:`LogLearn`, :class:`LogFloor`, :class:`PowerLearn`, :class:`MinMax`
 - :mod:`.pcen`: :class:`PCEN`; :mod:`.combine`: :class:`Stack`, :class:`Chain`
+- :mod:`.streaming`: :class:`StreamingPCEN`, :class:`StreamingMelSpectrogram` (chunks with explicit state)
 
 Importing this package registers the frontends defined here; ``adaptive`` (:mod:`melfront.adaptive`)
 and ``mst`` (:mod:`melfront.mst`) register themselves when those packages are imported (``import melfront``
@@ -27,7 +28,8 @@ from .spectrogram import MelSpectrogram, Spectrogram
 from .compression import Decibel, Log10000, LogEPS, LogFloor, LogLearn, LogOffset, MinMax, PowerLearn
 from .pcen import PCEN
 from .combine import Chain, Stack
+from .streaming import StreamingMelSpectrogram, StreamingPCEN
 
 __all__ = ["Spectrogram", "MelSpectrogram", "Frontend", "LogOffset", "LogEPS", "Log10000", "LogLearn", "Decibel",
            "LogFloor", "PowerLearn", "PCEN", "MinMax", "Stack", "Chain", "frontend", "FRONTENDS",
-           "FrontendEntry", "register_frontend"]
+           "FrontendEntry", "register_frontend", "StreamingPCEN", "StreamingMelSpectrogram"]

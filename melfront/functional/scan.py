@@ -49,7 +49,7 @@ def smooth_plain(x: torch.Tensor, s: torch.Tensor, state: Optional[torch.Tensor]
     """``M[t] = (1 - s) M[t-1] + s x[t]`` in plain tensor ops with no data-dependent branch (exportable).
 
     The smoother of :func:`scan` for ``torch.export``, ONNX, ``torch.jit.script`` and ``torch.compile``:
-    a two-level blocked matrix product. Within blocks of ``block`` frames, a product with the
+    a two-level blocked matrix product. Within blocks of ``block`` frames (at least two, padded with zeros), a product with the
     lower-triangular decay matrix ``a^(k-j)``; the block-end states, by a product with the
     ``(n_blocks, n_blocks)`` matrix ``a^(L (b-b'))``; the state entering each block is carried in with
     ``a^(k+1)``. Every power is ``exp(n log a)`` with ``n >= 0`` (no overflow), so float32 keeps full
@@ -68,7 +68,7 @@ def smooth_plain(x: torch.Tensor, s: torch.Tensor, state: Optional[torch.Tensor]
         log_a = log_a.expand(m)
     sb = s.expand(m) if s.dim() == 0 else s
     L = block
-    nb = (T + L - 1) // L
+    nb = (T + L - 1) // L + 1  # one spare block: never 1 block, never no padding (no 0/1 shape specialisation)
     u = torch.nn.functional.pad(x * sb.unsqueeze(-1), [0, nb * L - T]).reshape(N, m, nb, L)
     y = torch.matmul(u, decay_matrix(log_a, L).transpose(-1, -2).unsqueeze(0))  # (N, m, nb, L), zero start
     # block-end states from a zero start: E[b] = sum_{b' <= b} a^(L (b - b')) y[b', L-1]
