@@ -25,7 +25,7 @@ from .fileio import atomic_write
 from .frontends import PCEN, StreamingPCEN
 
 __all__ = ["relative_error", "dynamic_shapes", "export_onnx", "check_onnx", "export_program", "StreamingClassifier",
-           "ONNX_RTOL"]
+           "ONNX_RTOL", "held_out_inputs"]
 
 #: Largest relative error (:func:`relative_error`) :func:`export_onnx` accepts between onnxruntime and eager.
 ONNX_RTOL = 1e-5
@@ -100,15 +100,21 @@ def check_onnx(path, module: nn.Module, inputs, rtol: float = ONNX_RTOL) -> floa
     return worst
 
 
-def _held_out(example: tuple, seed: int = 0) -> list[tuple]:
-    """Two held-out inputs like ``example``: other random values and a longer time axis."""
+def held_out_inputs(example, time_axis: bool = True, seed: int = 0) -> list[tuple]:
+    """Two held-out inputs like ``example`` (a tensor or a tuple): other random values in its range and,
+    with ``time_axis``, a longer time axis (+70 and +150 frames, or 64 times that in samples for a waveform).
+
+    >>> [x[0].shape for x in held_out_inputs(torch.rand(2, 4, 10))]
+    [torch.Size([2, 4, 80]), torch.Size([2, 4, 160])]
+    """
+    example = _as_tuple(example)
     g = torch.Generator().manual_seed(seed)
     out = []
     for extra in (70, 150):
         ins = []
         for i, x in enumerate(example):
             shape = list(x.shape)
-            if i == 0:
+            if i == 0 and time_axis:
                 shape[-1] += extra * (64 if x.shape[-1] >= 512 else 1)  # frames, or samples of a waveform
             lo, hi = float(x.min()), float(x.max())
             ins.append((torch.rand(shape, generator=g, dtype=x.dtype) * (hi - lo) + lo) if hi > lo else
@@ -153,7 +159,7 @@ def export_onnx(module: nn.Module, example, path, check_inputs=None, rtol: float
     data = program.model_proto.SerializeToString()
     onnx.checker.check_model(onnx.load_from_string(data))
     path = Path(path)
-    checks = list(check_inputs) if check_inputs is not None else _held_out(example)
+    checks = list(check_inputs) if check_inputs is not None else held_out_inputs(example, time_axis)
     with _temporary(path, data) as tmp:
         for inputs in checks:
             check_onnx(tmp, module, inputs, rtol)

@@ -1,10 +1,13 @@
-"""The study report: tables of mean +- std, paired differences with their significance, and plots.
+"""The study report: tables of mean ± std, paired differences with confidence intervals and adjusted p-values,
+what did not go to plan (failed trials, skipped clips, short cells, incomplete cells), and plots.
 
 ``write_report(store_path, out_dir)`` writes ``report.md``, a self-contained ``report.html`` (pictures
 embedded) and the PNGs. Tables follow Pons, Serrà & Serra (2019): accuracy by model x frontend x n
-(their Tables 1 and 3) and the difference between two frontends by model x n (Tables 2 and 4),
-here with a paired t-test over matching (fold, run) pairs, since every frontend of a study is trained
-on the same few-data subsets.
+(their Tables 1 and 3) and the difference between two frontends by model x n (Tables 2 and 4). Every
+frontend of a study is trained on the same few-data subsets, so a difference is *paired* over matching
+(fold, run) trials: its mean with a t-based 95 % confidence interval, a paired t-test, a Wilcoxon
+signed-rank test as well from :data:`WILCOXON_MIN_PAIRS` pairs on (scipy.stats), and p-values adjusted
+for the number of comparisons in the report (Holm 1979, :func:`holm`).
 """
 from __future__ import annotations
 
@@ -17,16 +20,22 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from .errors import MelfrontError, StudyError
+from .errors import MelfrontError, ParameterError, StudyError
 from .frontends import frontend as build_frontend
 from .plotting import plot_accuracy_vs_n, plot_learned_parameters, show_clips
+from .report_sections import account_sections, html_table, md_table, planned_runs, run_counts, settings_section
 from .study import ResultStore, StudyConfig, load_clips
 from .train import DEFAULT_MEL, frontend_common
 
-__all__ = ["write_report", "summary_table", "difference_table", "paired_difference", "SIGNIFICANCE"]
+__all__ = ["write_report", "summary_table", "difference_table", "difference_tables", "paired_difference", "holm",
+           "check_compare", "SIGNIFICANCE", "CONFIDENCE", "WILCOXON_MIN_PAIRS"]
 
-#: p-value below which a paired difference is marked significant (``*``, highlighted cells).
+#: Holm-adjusted p-value below which a paired difference is marked significant (``*``, highlighted cells).
 SIGNIFICANCE = 0.05
+#: Coverage of the confidence interval of a mean paired difference.
+CONFIDENCE = 0.95
+#: Fewest pairs for which the Wilcoxon signed-rank test is given too (its smallest two-sided p is 2 / 2**pairs).
+WILCOXON_MIN_PAIRS = 6
 
 # Example rows of the doctests: "b" beats "a" by 0.1 in each of 3 paired runs.
 _ROWS = [dict(model="sbcnn", frontend=fe, n=1, fold=1, run=run, accuracy=acc + (0.1 if fe == "b" else 0.0))
@@ -41,7 +50,7 @@ def _mean_std(values):
 
 
 def summary_table(rows, metric: str = "accuracy") -> dict:
-    """``{(model, frontend): {n: (mean, std, count)}}`` of a metric ("accuracy" or "map").
+    """``{(model, frontend): {n: (mean, std, count)}}`` of a metric ("accuracy" or "map"); std is 0 for one run.
 
     >>> mean, std, count = summary_table(_ROWS)[("sbcnn", "a")][1]
     >>> round(mean, 3), round(std, 3), count
@@ -57,118 +66,188 @@ def summary_table(rows, metric: str = "accuracy") -> dict:
     return dict(table)
 
 
-def paired_difference(rows, model, n, a, b, metric="accuracy"):
-    """Mean and std of ``metric[b] - metric[a]`` over (fold, run) pairs, the paired t-test p-value and the count.
+def holm(pvalues) -> list[float]:
+    """Holm's step-down adjustment of p-values for their number (nan entries are left out and stay nan).
 
-    A constant non-zero difference has p = 0; fewer than 2 pairs give p = nan; None when no pair matches.
+    The ``k``-th smallest of ``m`` p-values becomes ``max_{j <= k} min(1, (m - j + 1) p_(j))``: it controls
+    the family-wise error rate without assuming independence (Holm 1979), and is uniformly less
+    conservative than Bonferroni.
+
+    >>> holm([0.01, 0.04, 0.03, float("nan")])
+    [0.03, 0.06, 0.06, nan]
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - k) * p[i]))
+        out[i] = running
+    return [round(float(v), 12) for v in out]
+
+
+def _paired_p(x, y, d) -> tuple[float, float]:
+    """``(t-test p, Wilcoxon p)`` of paired samples ``y`` vs ``x`` (``d = y - x``); nan where not defined."""
+    if len(d) < 2:
+        return float("nan"), float("nan")
+    if np.allclose(d, 0.0):  # no difference at all: nothing against the null
+        p_t = p_w = 1.0
+    elif np.allclose(d, d[0]):  # a constant non-zero difference: t is infinite
+        p_t, p_w = 0.0, float(stats.wilcoxon(y, x).pvalue)
+    else:
+        p_t, p_w = float(stats.ttest_rel(y, x).pvalue), float(stats.wilcoxon(y, x).pvalue)
+    return p_t, (p_w if len(d) >= WILCOXON_MIN_PAIRS else float("nan"))
+
+
+def paired_difference(rows, model, n, a, b, metric="accuracy"):
+    """``metric[b] - metric[a]`` over matching (fold, run) pairs: None when no pair matches, else a dict.
+
+    ``mean``, ``std`` (ddof 1) and ``count`` (pairs); ``ci`` = ``(low, high)``, the t-based
+    :data:`CONFIDENCE` interval of the mean (None for one pair); ``p``: the paired t-test's two-sided
+    p-value; ``p_wilcoxon``: the Wilcoxon signed-rank test's (from :data:`WILCOXON_MIN_PAIRS` pairs, else
+    nan). A constant non-zero difference has ``p`` 0, no difference at all ``p`` 1, one pair ``p`` nan.
+    ``p_holm`` and ``p_wilcoxon_holm`` are the same until :func:`difference_tables` adjusts them.
 
     >>> d = paired_difference(_ROWS, "sbcnn", 1, "a", "b")
-    >>> round(d["mean"], 3), round(d["std"], 3), d["p"], d["count"]
-    (0.1, 0.0, 0.0, 3)
+    >>> round(d["mean"], 3), round(d["std"], 3), d["p"], d["count"], [round(v, 3) for v in d["ci"]]
+    (0.1, 0.0, 0.0, 3, [0.1, 0.1])
     """
-    by = {fe: {(r["fold"], r["run"]): r[metric] for r in rows if r["model"] == model and r["n"] == n and r["frontend"] == fe}
-          for fe in (a, b)}
+    by = {fe: {(str(r["fold"]), r["run"]): r[metric] for r in rows
+               if r["model"] == model and r["n"] == n and r["frontend"] == fe} for fe in (a, b)}
     keys = sorted(set(by[a]) & set(by[b]))
     if not keys:
         return None
-    x = np.array([by[a][k] for k in keys])
-    y = np.array([by[b][k] for k in keys])
+    x = np.array([by[a][k] for k in keys], dtype=float)
+    y = np.array([by[b][k] for k in keys], dtype=float)
     d = y - x
     mean, std = _mean_std(d)
-    if len(keys) < 2 or np.allclose(d, d[0]):
-        p = 0.0 if len(keys) >= 2 and d[0] != 0 else float("nan")
-    else:
-        p = float(stats.ttest_rel(y, x).pvalue)
-    return dict(mean=mean, std=std, p=p, count=len(keys))
+    ci = None
+    if len(d) >= 2:
+        half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(d) - 1)) * std / math.sqrt(len(d))
+        ci = (mean - half, mean + half)
+    p, p_w = _paired_p(x, y, d)
+    return dict(mean=mean, std=std, count=len(keys), ci=ci, p=p, p_wilcoxon=p_w, p_holm=p, p_wilcoxon_holm=p_w)
+
+
+def difference_tables(rows, pairs, metric="accuracy") -> dict:
+    """``{(a, b): {model: {n: paired_difference(...)}}}`` for every pair (b - a), with ``p_holm`` and
+    ``p_wilcoxon_holm`` adjusted by :func:`holm` over every cell of every table (the report's comparisons).
+
+    >>> t = difference_tables(_ROWS + [dict(r, n=2) for r in _ROWS], [("a", "b")])
+    >>> [(n, d["p"], d["p_holm"]) for n, d in t[("a", "b")]["sbcnn"].items()]
+    [(1, 0.0, 0.0), (2, 0.0, 0.0)]
+    """
+    out = {}
+    for a, b in pairs:
+        table = defaultdict(dict)
+        for model in sorted({r["model"] for r in rows}):
+            for n in sorted({r["n"] for r in rows}):
+                d = paired_difference(rows, model, n, a, b, metric)
+                if d:
+                    table[model][n] = d
+        out[(a, b)] = dict(table)
+    cells = [d for table in out.values() for by_n in table.values() for d in by_n.values()]
+    for key in ("p", "p_wilcoxon"):
+        for d, adjusted in zip(cells, holm([d[key] for d in cells])):
+            d[key + "_holm"] = adjusted
+    return out
 
 
 def difference_table(rows, a, b, metric="accuracy") -> dict:
-    """``{model: {n: paired_difference(...)}}`` for frontends ``a`` and ``b`` (b - a).
+    """``{model: {n: paired_difference(...)}}`` for frontends ``a`` and ``b`` (b - a), Holm over its own cells.
 
     >>> list(difference_table(_ROWS, "a", "b")), list(difference_table(_ROWS, "a", "b")["sbcnn"])
     (['sbcnn'], [1])
     """
-    out = defaultdict(dict)
-    for model in sorted({r["model"] for r in rows}):
-        for n in sorted({r["n"] for r in rows}):
-            d = paired_difference(rows, model, n, a, b, metric)
-            if d:
-                out[model][n] = d
-    return dict(out)
+    return difference_tables(rows, [(a, b)], metric)[(a, b)]
+
+
+def check_compare(pairs, frontends) -> list[tuple[str, str]]:
+    """The ``--compare`` pairs as tuples, each two different frontends of the study, else a
+    :class:`~melfront.errors.ParameterError` listing the study's frontends.
+
+    >>> check_compare([["db", "pcen"]], ["db", "pcen", "power"])
+    [('db', 'pcen')]
+    >>> check_compare([["db"]], ["db", "pcen"])
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: --compare db: give two frontends as A,B; the study's frontends: db, pcen
+    """
+    known = ", ".join(frontends)
+    out = []
+    for pair in pairs:
+        pair = [pair] if isinstance(pair, str) else list(pair)
+        text = ",".join(str(p) for p in pair)
+        if len(pair) != 2 or pair[0] == pair[1]:
+            raise ParameterError(f"--compare {text}: give two frontends as A,B; the study's frontends: {known}")
+        missing = [p for p in pair if p not in frontends]
+        if missing:
+            raise ParameterError(f"--compare {text}: {', '.join(map(repr, missing))} not in the study; "
+                                 f"the study's frontends: {known}")
+        out.append((pair[0], pair[1]))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
-# Rendering helpers
+# Tables
 # --------------------------------------------------------------------------------------------
-def _fmt(m, s):
-    return "-" if math.isnan(m) else f"{100 * m:.1f} ± {100 * s:.1f}"
+def _fmt_p(p) -> str:
+    return "n/a" if math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")
 
 
-def _fmt_diff(d):
+def _fmt_cell(mean, std, count, planned, short) -> str:
+    if math.isnan(mean):
+        return "-"
+    text = f"{100 * mean:.1f}" if count < 2 else f"{100 * mean:.1f} ± {100 * std:.1f}"
+    if planned and count < planned:
+        text += f" †{count}/{planned}"
+    return text + (" ‡" if short else "")
+
+
+def _fmt_diff(d) -> tuple[str, str, bool]:
+    """``(main line, details line, significant)`` of one difference cell."""
     if d is None:
-        return "-", False
-    sig = not math.isnan(d["p"]) and d["p"] < SIGNIFICANCE
-    p = "n/a" if math.isnan(d["p"]) else (f"{d['p']:.3f}" if d["p"] >= 0.001 else "<0.001")
-    return f"{100 * d['mean']:+.1f} ± {100 * d['std']:.1f} (p {p}){' *' if sig else ''}", sig
+        return "-", "", False
+    if d["count"] < 2:
+        return f"{100 * d['mean']:+.1f}", "1 pair", False
+    sig = not math.isnan(d["p_holm"]) and d["p_holm"] < SIGNIFICANCE
+    lo, hi = d["ci"]
+    main = f"{100 * d['mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{' *' if sig else ''}"
+    details = f"{d['count']} pairs, p {_fmt_p(d['p_holm'])}"
+    if not math.isnan(d["p_wilcoxon_holm"]):
+        details += f", W {_fmt_p(d['p_wilcoxon_holm'])}"
+    return main, details, sig
 
 
-def _summary_grid(rows, metric):
+def _summary_grid(rows, metric, frontends, planned, short):
     table = summary_table(rows, metric)
     ns = sorted({r["n"] for r in rows})
     header = ["model", "frontend"] + [f"n={n}" for n in ns]
+    rank = {f: i for i, f in enumerate(frontends)}
     body = []
-    for (model, fe) in sorted(table, key=lambda k: (k[0], _order(rows, k[1]))):
-        cells = [_fmt(*table[(model, fe)][n][:2]) if n in table[(model, fe)] else "-" for n in ns]
+    for (model, fe) in sorted(table, key=lambda k: (k[0], rank.get(k[1], len(rank)), k[1])):
+        cells = [_fmt_cell(*table[(model, fe)][n], planned.get(n), (model, fe, n) in short)
+                 if n in table[(model, fe)] else "-" for n in ns]
         body.append([model, fe] + cells)
     return header, body
 
 
-def _order(rows, fe):
-    seen = []
-    for r in rows:
-        if r["frontend"] not in seen:
-            seen.append(r["frontend"])
-    return seen.index(fe) if fe in seen else 0
-
-
-def _diff_grid(rows, a, b, metric):
-    ns = sorted({r["n"] for r in rows})
-    table = difference_table(rows, a, b, metric)
+def _diff_grid(table, ns):
     header = ["model"] + [f"n={n}" for n in ns]
-    body, marks = [], []
+    md_body, html_body, marks = [], [], []
     for model in sorted(table):
-        cells, sig = [], []
-        for n in ns:
-            text, s = _fmt_diff(table[model].get(n))
-            cells.append(text)
-            sig.append(s)
-        body.append([model] + cells)
-        marks.append([False] + sig)
-    return header, body, marks
-
-
-def _md_table(header, body):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-    return "\n".join(lines)
-
-
-def _html_table(header, body, marks=None):
-    out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
-    for i, row in enumerate(body):
-        cells = []
-        for j, c in enumerate(row):
-            cls = ' class="sig"' if marks and marks[i][j] else ""
-            cells.append(f"<td{cls}>{html.escape(str(c))}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
+        cells = [_fmt_diff(table[model].get(n)) for n in ns]
+        md_body.append([model] + [f"{m}; {d}" if d else m for m, d, _ in cells])
+        html_body.append([model] + [(m, d) for m, d, _ in cells])
+        marks.append([False] + [s for _, _, s in cells])
+    return header, md_body, html_body, marks
 
 
 # --------------------------------------------------------------------------------------------
 # Figures (drawn by melfront.plotting.study)
 # --------------------------------------------------------------------------------------------
-def _plot_examples(config: StudyConfig, path) -> str | None:
+def _plot_examples(config: StudyConfig, mel: dict, path) -> str | None:
     """The study's mel frontends on one clip of its data set (the ``melfront show`` panels)."""
     try:
         clips = load_clips(config)
@@ -176,13 +255,28 @@ def _plot_examples(config: StudyConfig, path) -> str | None:
         return f"example clip not drawn: {exc}"
     if not len(clips):
         return "example clip not drawn: empty data set"
-    mel = {**DEFAULT_MEL, **config.mel}
     common = frontend_common(mel)
     specs = [s for s in config.frontends if getattr(build_frontend(s, **common), "input_kind", "mel") == "mel"]
     clip = clips[len(clips) // 2]
     show_clips([clip.path], path, sample_rate=mel["sample_rate"], n_fft=mel["n_fft"], hop_length=mel["hop_length"],
                n_mels=mel["n_mels"], frontends=specs)
     return f"{Path(clip.path).name} (class {clip.class_name})"
+
+
+def _n_classes(rows) -> int | None:
+    """The number of classes the trials were tested on (their confusion matrices), for the chance level."""
+    sizes = {len(r["metrics"].get("confusion") or r["metrics"].get("per_class_accuracy") or [])
+             for r in rows if isinstance(r.get("metrics"), dict)} - {0}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def _study_mel(config: StudyConfig, derived: dict) -> dict:
+    """The mel settings the trials used: the defaults, then what was derived from the data, then the config's."""
+    found = {}
+    for key, value in (derived.get("mel") or {}).items() if isinstance(derived.get("mel"), dict) else ():
+        found[key] = value["value"] if isinstance(value, dict) and "value" in value else value
+    return {**DEFAULT_MEL, **{k: v for k, v in found.items() if k in DEFAULT_MEL or k in ("fmin", "fmax")},
+            **config.mel}
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,29 +287,65 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:115
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,td:nth-child(2){text-align:left}td.sig{background:#fff1c2;font-weight:600}
+td small{display:block;color:#666;font-weight:400;font-size:.8em;white-space:nowrap}
 img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:.9em}code{background:#f5f5f5;padding:0 .2em}
+.warn{background:#fdecea;border-left:4px solid #d9534f;padding:.4em .8em}details{margin:.4em 0}
 """
 
 
-def _table_sections(rows, config: StudyConfig, frontends, pairs) -> list[tuple[str, str, str]]:
-    """The report's text: ``(heading, markdown, html)`` for the intro, the summary and the difference tables."""
-    seconds = sum(r["train_seconds"] for r in rows)
+def _intro(rows, failures, config, frontends, planned, n_folds) -> str:
+    seconds = sum(r["train_seconds"] or 0.0 for r in rows)
+    n_planned = sum(planned.get(int(n), 0) for n in config.n_per_class) * len(config.models) * len(config.frontends)
     splits = sorted({r["metrics"].get("split", "") for r in rows} - {""})
-    intro_md = (f"{len(rows)} finished trials on **{config.dataset}** — models {', '.join(config.models)}; "
-                f"frontends {', '.join(frontends)}; n per class {sorted({r['n'] for r in rows})}; "
-                f"folds {sorted({r['fold'] for r in rows})}; total training time {seconds / 60:.1f} min.")
+    text = (f"{len(rows)} finished trials of {n_planned} planned"
+            f"{f', {len(failures)} failed' if failures else ''} on **{config.dataset}** — models "
+            f"{', '.join(config.models)}; frontends {', '.join(frontends)}; n per class {sorted(config.n_per_class)}; "
+            f"test folds {sorted({str(r['fold']) for r in rows})}; total training time {seconds / 60:.1f} min.")
     if splits:
-        intro_md += " Split: " + "; ".join(splits) + "."
-    sections = [("", intro_md, f"<p>{html.escape(intro_md).replace('**', '')}</p>")]
+        text += " Split: " + "; ".join(splits) + "."
+    per_n = ", ".join(f"n={n}: {planned[n]}" for n in sorted(planned))
+    text += (f" Runs per cell (planned; runs × {n_folds} test fold{'s' if n_folds > 1 else ''}): {per_n}. "
+             f"Tables give the mean ± std over a cell's runs (no ± for one run); † marks an incomplete cell "
+             f"(finished/planned runs), ‡ a cell where some class had fewer than n readable training clips.")
+    return text
+
+
+def _difference_sections(rows, pairs):
+    """``(heading, markdown, html)`` of each difference table, p-values Holm-adjusted over all of them."""
+    tables = difference_tables(rows, pairs)
+    m = sum(len(by_n) for t in tables.values() for by_n in t.values())
+    ns = sorted({r["n"] for r in rows})
+    sections = []
+    for (a, b) in pairs:
+        note = (f"Accuracy of **{b}** minus **{a}** (percentage points): mean paired difference over matching "
+                f"(fold, run) trials, [{100 * CONFIDENCE:.0f} % confidence interval, t-based], the number of "
+                f"pairs, p: paired t-test, W: Wilcoxon signed-rank test (from {WILCOXON_MIN_PAIRS} pairs); "
+                f"both p-values Holm-adjusted for the {m} comparisons in this report; * marks p < {SIGNIFICANCE}. "
+                f"A cell with one pair has no interval and no test.")
+        header, md_body, html_body, marks = _diff_grid(tables[(a, b)], ns)
+        sections.append((f"Difference: {b} − {a}", note + "\n\n" + md_table(header, md_body),
+                         f"<p class='note'>{html.escape(note).replace('**', '')}</p>"
+                         + html_table(header, html_body, marks)))
+    return sections
+
+
+def _table_sections(store, rows, config: StudyConfig, frontends, pairs) -> list[tuple[str, str, str]]:
+    """The report's text: ``(heading, markdown, html)`` of the intro, the tables and the account sections."""
+    failures = store.failures()
+    folds, planned = planned_runs(config, rows, failures)
+    shortfalls = store.meta("cell_shortfalls", default=[]) or []
+    short_ns = {int(s["n"]) for s in shortfalls if isinstance(s, dict) and "n" in s}
+    short = {(r["model"], r["frontend"], r["n"]) for r in rows
+             if r["n"] in short_ns or r["metrics"].get("n_per_class_actual", r["n"]) < r["n"]}
+    intro = _intro(rows, failures, config, frontends, planned, len(folds))
+    sections = [("", intro, f"<p>{html.escape(intro).replace('**', '')}</p>")]
+    sections += settings_section(store.meta("derived_settings", default={}) or {})
     for metric, name in (("accuracy", "Accuracy"), ("map", "Macro mean average precision")):
-        h, b = _summary_grid(rows, metric)
-        sections.append((f"{name} (%), mean ± std over runs and folds", _md_table(h, b), _html_table(h, b)))
-    for a, b_ in pairs:
-        h, b, marks = _diff_grid(rows, a, b_, "accuracy")
-        note = (f"Accuracy of **{b_}** minus **{a}** (percentage points), mean ± std over matching (fold, run) "
-                f"pairs, paired t-test p-value; * marks p < {SIGNIFICANCE}: a difference larger than the noise.")
-        sections.append((f"Difference: {b_} − {a}", note + "\n\n" + _md_table(h, b),
-                         f"<p class='note'>{html.escape(note).replace('**', '')}</p>" + _html_table(h, b, marks)))
+        h, b = _summary_grid(rows, metric, frontends, planned, short)
+        sections.append((f"{name} (%), mean ± std over runs and folds", md_table(h, b), html_table(h, b)))
+    sections += _difference_sections(rows, pairs)
+    sections += account_sections(run_counts(config, rows, failures), planned, failures, shortfalls,
+                                 store.meta("skipped_clips", default=[]) or [])
     return sections
 
 
@@ -240,49 +370,63 @@ def _write_pages(out: Path, title: str, sections, images) -> Path:
     return out / "report.html"
 
 
-def write_report(store_path, out_dir, compare=None, title: str | None = None) -> Path:
+def _figures(store, rows, config, out: Path, examples: bool) -> list[tuple[str, str]]:
+    """Draw the PNGs; ``(heading, file name)`` of each, plus a note when the example clip could not be drawn."""
+    order = [f for f in config.frontends if any(r["frontend"] == f for r in rows)]
+    order += sorted({r["frontend"] for r in rows} - set(order))
+    n_classes = _n_classes(rows)
+    chance = 1.0 / n_classes if n_classes else None
+    plot_accuracy_vs_n(summary_table(rows, "accuracy"), out / "accuracy_vs_n.png", order, "accuracy", chance=chance)
+    plot_accuracy_vs_n(summary_table(rows, "map"), out / "map_vs_n.png", order, "map")
+    mel = _study_mel(config, store.meta("derived_settings", default={}) or {})
+    images = [("Accuracy against training-set size", "accuracy_vs_n.png"),
+              ("Macro MAP against training-set size", "map_vs_n.png")]
+    if plot_learned_parameters(rows, out / "learned_parameters.png", mel):
+        images.append(("Learned frontend parameters", "learned_parameters.png"))
+    if examples:
+        example = _plot_examples(config, mel, out / "frontends_example.png")
+        if (out / "frontends_example.png").exists():
+            images.append((f"The frontends on one clip: {example}", "frontends_example.png"))
+        elif example:
+            images.append((example, ""))
+    return images
+
+
+def write_report(store_path, out_dir, compare=None, title: str | None = None, examples: bool = True) -> Path:
     """Write report.md, report.html and the PNGs for the study in ``store_path``; returns the HTML path.
 
-    ``compare``: pairs of frontends to difference (default: the study's ``compare``, else its first two).
-    A store without finished trials is a :class:`~melfront.errors.StudyError`. (Drawing the figures takes
-    a few seconds, so the example is not run by the doctests; tests/test_study.py runs it.)
+    The store is opened read-only (:meth:`~melfront.study.ResultStore.open_readonly`: a file that is not a
+    melfront study store is a :class:`~melfront.errors.StudyError` naming it, and nothing is written to
+    it). ``compare``: pairs of frontends to difference (default: the study's ``compare``, else its first
+    two); a pair that is not two frontends of the study is a :class:`~melfront.errors.ParameterError`
+    listing them (:func:`check_compare`). ``examples=False`` skips the example-clip figure (it reads the
+    data set). A store without finished trials is a StudyError. (Drawing the figures takes a few seconds,
+    so the example is not run by the doctests; tests/test_report.py runs it.)
 
     >>> page = write_report("studies/quick/study.db", "studies/quick/report")  # doctest: +SKIP
     >>> sorted(p.name for p in page.parent.iterdir())  # doctest: +SKIP
     ['accuracy_vs_n.png', 'frontends_example.png', 'learned_parameters.png', 'map_vs_n.png', 'report.html', 'report.md']
     """
-    store = ResultStore(store_path)
+    store = ResultStore.open_readonly(store_path)
     config = store.config()
     rows = store.rows()
     if config is None or not rows:
         raise StudyError(f"{store_path}: no finished trials to report on")
-    # tables and legends list frontends in the study's order
+    if compare:
+        pairs = check_compare(compare, config.frontends)
+    else:
+        pairs = [tuple(p) for p in (config.compare or []) if len(p) == 2 and all(f in config.frontends for f in p)]
+        if not pairs and len(config.frontends) >= 2:
+            pairs = [(config.frontends[0], config.frontends[1])]
     rank = {f: i for i, f in enumerate(config.frontends)}
-    rows.sort(key=lambda r: rank.get(r["frontend"], len(rank)))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    rows.sort(key=lambda r: rank.get(r["frontend"], len(rank)))  # tables and legends in the study's order
     frontends = [f for f in config.frontends if any(r["frontend"] == f for r in rows)] or \
         sorted({r["frontend"] for r in rows})
-    pairs = [tuple(p) for p in (compare or config.compare or [])]
-    pairs = [p for p in pairs if p[0] in frontends and p[1] in frontends]
-    if not pairs and len(frontends) >= 2:
-        pairs = [(frontends[0], frontends[1])]
-    title = title or f"melfront study: {config.dataset}"
-
-    order = sorted({r["frontend"] for r in rows}, key=lambda f: _order(rows, f))
-    plot_accuracy_vs_n(summary_table(rows, "accuracy"), out / "accuracy_vs_n.png", order, "accuracy")
-    plot_accuracy_vs_n(summary_table(rows, "map"), out / "map_vs_n.png", order, "map")
-    has_learned = plot_learned_parameters(rows, out / "learned_parameters.png", {"sample_rate": 22050, **config.mel})
-    example = _plot_examples(config, out / "frontends_example.png")
-
-    sections = _table_sections(rows, config, frontends, pairs)
-    images = [("Accuracy against training-set size", "accuracy_vs_n.png"),
-              ("Macro MAP against training-set size", "map_vs_n.png")]
-    if has_learned:
-        images.append(("Learned frontend parameters", "learned_parameters.png"))
-    if (out / "frontends_example.png").exists():
-        images.append((f"The frontends on one clip: {example}", "frontends_example.png"))
-    elif example:
-        sections.append(("Example clip", example, f"<p class='note'>{html.escape(example)}</p>"))
-
-    return _write_pages(out, title, sections, images)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = _table_sections(store, rows, config, frontends, pairs)
+    images = _figures(store, rows, config, out, examples)
+    notes = [h for h, f in images if not f]
+    for note in notes:
+        sections.append(("Example clip", note, f"<p class='note'>{html.escape(note)}</p>"))
+    return _write_pages(out, title or f"melfront study: {config.dataset}", sections, [i for i in images if i[1]])

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from melfront.data.base import Clip, ClipList
-from melfront.data.sampling import FEW_SHOT_SIZES, episode, few_shot_subset, rng_for
+from melfront.data.sampling import (FEW_SHOT_SIZES, episode, few_shot_subset, grouped_holdout, n_per_class_actual,
+                                    rng_for, shortfalls)
+from melfront.errors import DataError
 
 
 def _clips(per_class=(120, 120, 30)):
@@ -114,3 +116,45 @@ def test_episode_errors():
         episode({0: [1], 1: []})
     with pytest.raises(ValueError, match="empty"):
         episode({})
+
+
+def _grouped_clips(speakers=12, words=4, takes=2):
+    return ClipList([Clip(path=f"/kw/w{w}/s{s}_nohash_{k}.wav", label=w, class_name=f"w{w}", fold=1, source_id=f"s{s}")
+                     for s in range(speakers) for w in range(words) for k in range(takes)],
+                    name="kw", classes=[f"w{w}" for w in range(words)])
+
+
+def test_grouped_holdout_keeps_groups_whole_and_is_stratified():
+    clips = _grouped_clips()
+    pool, test = grouped_holdout(clips, seed=0)
+    assert not {c.source_id for c in pool} & {c.source_id for c in test}
+    assert sorted(pool + test, key=lambda c: c.path) == sorted(clips, key=lambda c: c.path)
+    counts = Counter(c.label for c in test)
+    assert set(counts) == {0, 1, 2, 3} and len(set(counts.values())) == 1 and counts[0] >= 24 // 3
+    again, test_again = grouped_holdout(list(reversed(clips)), seed=0)
+    assert {c.path for c in test_again} == {c.path for c in test}  # order of the input does not matter
+    assert {c.path for c in grouped_holdout(clips, seed=1)[1]} != {c.path for c in test}
+    assert isinstance(test, ClipList) and test.classes == clips.classes
+
+
+def test_grouped_holdout_without_groups_takes_exactly_per_class():
+    clips = _clips((9, 12, 30))
+    pool, test = grouped_holdout(clips, per_class=2, seed=0)
+    assert Counter(c.label for c in test) == {0: 2, 1: 2, 2: 2} and len(pool) == 51 - 6
+    pool, test = grouped_holdout(clips, seed=0)  # a third of each class by default
+    assert Counter(c.label for c in test) == {0: 3, 1: 4, 2: 10}
+
+
+def test_grouped_holdout_refuses_a_single_group():
+    clips = [Clip(f"/x/{i}.wav", i % 2, "ab"[i % 2], 1, "same") for i in range(6)]
+    with pytest.raises(DataError, match="one group"):
+        grouped_holdout(clips)
+
+
+def test_shortfalls_and_actual_n():
+    clips = _clips((5, 2, 3))
+    sub = list(clips)
+    assert shortfalls(sub, 3, clips.classes) == [("class1", 2)]
+    assert n_per_class_actual(sub, 3) == 2
+    assert n_per_class_actual(sub, 3, skipped=[[sub[-1].path, "truncated"]]) == 2
+    assert n_per_class_actual(sub, 3, skipped=[sub[5].path]) == 1  # class1 loses one of its two

@@ -24,7 +24,7 @@ import sys
 import traceback
 
 from ..errors import MelfrontError
-from . import audio, data, mst, study, train
+from . import audio, data, export, mst, study, train
 from .options import split_specs
 from .study import study_config_from_args
 
@@ -38,7 +38,7 @@ EXIT_BUG = 3
 #: Exit status after Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 
-_BY_NAME = {name: (add, run) for module in (audio, train, mst, study, data) for name, add, run in module.COMMANDS}
+_BY_NAME = {name: (add, run) for module in (audio, train, mst, study, data, export) for name, add, run in module.COMMANDS}
 _ORDER = ["show", "frontends", "train", "evaluate", "predict", "learn-mel", "mst-study", "compare", "report",
           "download", "synth", "equivalence"]
 

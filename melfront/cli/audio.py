@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 from ..errors import ParameterError
@@ -25,10 +27,24 @@ def _add_show(sub):
 
 
 def _run_show(args):
+    """Each file on its own: an unreadable one is one line on stderr (show_clips skips it with a warning), the
+    others are drawn; the exit status is 1 when any file was skipped."""
     from ..plotting import show_clips
-    out = show_clips(args.audio, args.output, sample_rate=args.sample_rate, n_fft=args.n_fft,
-                     hop_length=args.hop, n_mels=args.n_mels, frontends=split_specs(args.frontends))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = show_clips(args.audio, args.output, sample_rate=args.sample_rate, n_fft=args.n_fft,
+                         hop_length=args.hop, n_mels=args.n_mels, frontends=split_specs(args.frontends))
+    skipped = [str(w.message) for w in caught if str(w.message).startswith("melfront show: skipped ")]
+    for w in caught:  # other warnings go on as they came
+        if str(w.message) not in skipped:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for line in skipped:
+        print(line, file=sys.stderr)
     print(f"wrote {out}")
+    if skipped:
+        print(f"melfront show: {len(skipped)} of {len(args.audio)} file(s) skipped", file=sys.stderr)
+        return 1  # as melfront.cli.train.EXIT_SOME_FAILED
+    return 0
 
 
 def _add_frontends(sub):

@@ -12,7 +12,7 @@ import ast
 
 from ..errors import ParameterError
 
-__all__ = ["split_specs", "key_values", "int_list", "add_mel_args", "mel_from_args", "add_dataset_args",
+__all__ = ["split_specs", "key_values", "int_list", "add_mel_args", "mel_from_args", "add_dataset_args", "add_split_args",
            "cache_arg", "MEL_DEFAULTS"]
 
 #: Defaults of the mel options of ``show`` and ``equivalence`` (``train`` defaults to the model's settings).
@@ -132,6 +132,23 @@ def add_dataset_args(p, required: bool) -> None:
     p.add_argument("--cache", help="feature cache folder (default $MELFRONT_CACHE or ~/.cache/melfront)")
     p.add_argument("--no-cache", action="store_true", help="compute features without the cache")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+
+def add_split_args(p) -> None:
+    """``--split folds|holdout`` and ``--group-by REGEX`` (dests ``split``, ``group_by``; None when not given).
+
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_split_args(p)
+    >>> vars(p.parse_args(["--group-by", "^([^_]+)_nohash_"]))
+    {'split': None, 'group_by': '^([^_]+)_nohash_'}
+    """
+    p.add_argument("--split", choices=("folds", "holdout"),
+                   help="folds: the data set's official folds; holdout: hold out a stratified, grouped part of "
+                        "each test fold (default: folds with two folds or more, holdout for a flat folder)")
+    p.add_argument("--group-by", metavar="REGEX",
+                   help="each clip's group (speaker, recording, site) from its file name: the first capture group "
+                        "or the whole match, e.g. '^([^_]+)_nohash_'; no group is ever on both sides of a split")
 
 
 def cache_arg(args):

@@ -12,9 +12,11 @@
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from .options import int_list, split_specs
+from ..checks import positive_int
+from .options import add_split_args, int_list, split_specs
 
 __all__ = ["COMMANDS", "study_config_from_args"]
 
@@ -35,6 +37,7 @@ def _add_compare(sub):
     p.add_argument("--n", dest="n_per_class", help="comma-separated clips per class, e.g. 1,2,5")
     p.add_argument("--runs", type=int, help="runs per n (default: Pons et al.: 20 for n<=2, 10 for n<=10, 5 above)")
     p.add_argument("--test-folds", help="'all', 'first' or comma-separated folds")
+    add_split_args(p)
     p.add_argument("--epochs", type=int, help="training epochs per run")
     p.add_argument("--seed", type=int, help="base seed (default 0)")
     p.add_argument("--compare", action="append", metavar="A,B",
@@ -43,6 +46,8 @@ def _add_compare(sub):
     p.add_argument("--ray", metavar="auto|ADDRESS", help="run every trial as a task on a Ray cluster")
     p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run again the trials stored as failed (by default a rerun skips them)")
 
 
 def _overrides(args) -> dict:
@@ -59,7 +64,7 @@ def _overrides(args) -> dict:
         overrides["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.n_per_class:
         overrides["n_per_class"] = int_list(args.n_per_class, "--n")
-    if args.runs:
+    if args.runs is not None:  # 0 is refused by the config check, never ignored
         overrides["runs"] = {"default": args.runs}
     if args.test_folds:
         tf = args.test_folds
@@ -67,6 +72,9 @@ def _overrides(args) -> dict:
                                                                       for f in tf.split(",")]
     if args.seed is not None:
         overrides["seed"] = args.seed
+    for name in ("split", "group_by"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
     if args.compare:
         overrides["compare"] = [split_specs(c) for c in args.compare]
     return overrides
@@ -95,8 +103,8 @@ def study_config_from_args(args):
             overrides.setdefault("mel", dict(sample_rate=22050, n_fft=1024, hop_length=512, n_mels=128))
             overrides.setdefault("train", dict(epochs=30, patch_frames=128))
         config = StudyConfig.from_profile(profile, **overrides)
-    if args.epochs:
-        config.train = {**config.train, "epochs": args.epochs}
+    if args.epochs is not None:
+        config.train = {**config.train, "epochs": positive_int("--epochs", args.epochs)}
     if "compare" not in overrides and not args.config:
         config.compare = [p for p in config.compare if all(f in config.frontends for f in p)]
     return config
@@ -104,16 +112,26 @@ def study_config_from_args(args):
 
 def _run_compare(args):
     from ..fileio import write_json
-    from ..report import write_report
+    from ..report import check_compare, write_report
     from ..study import run_study
     config = study_config_from_args(args)
+    config.compare = [list(p) for p in check_compare(config.compare or [], config.frontends)]  # before training
+    if args.jobs is not None:
+        positive_int("--jobs", args.jobs)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
+    # config.json is written once the study folder is locked and the config accepted (same or extended study)
     store = run_study(config, out / "study.db", ray_address=args.ray, jobs=args.jobs, quiet=args.quiet,
-                      ray_num_gpus=args.ray_gpus)
+                      ray_num_gpus=args.ray_gpus, retry_failed=args.retry_failed,
+                      accepted=lambda stored: write_json(out / "config.json", stored.to_dict()))
     page = write_report(store.path, out / "report")
     print(f"results: {store.path}\nreport:  {page} (and report.md)")
+    failed = store.failures()
+    if failed:  # the study went on; the exit status still says it is not all there
+        print(f"melfront compare: {len(failed)} trial(s) failed (see the report; --retry-failed runs them again)",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def _add_report(sub):

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
-from .options import add_dataset_args, add_mel_args, cache_arg, key_values, mel_from_args
+from ..errors import MelfrontError
+from .options import add_dataset_args, add_mel_args, add_split_args, cache_arg, key_values, mel_from_args
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "EXIT_SOME_FAILED"]
+
+#: Exit status of a command that went through every input but some failed (each printed as one line).
+EXIT_SOME_FAILED = 1
+#: Exit status after Ctrl-C (128 + SIGINT), as :data:`melfront.cli.EXIT_INTERRUPTED`.
+EXIT_INTERRUPTED = 130
 
 
 def _add_train(sub):
@@ -23,8 +30,10 @@ def _add_train(sub):
     add_dataset_args(p, required=True)
     p.add_argument("--frontend", default="db", help="frontend spec, e.g. \"pcen(trainable=True)\" (default db)")
     p.add_argument("--model", default="sbcnn", help="sbcnn, vgg, timbre, piczak, protonet or resnet (default sbcnn)")
-    p.add_argument("--test-fold", required=True, help="fold held out for testing (e.g. 4, or 'test' for fsdd)")
+    p.add_argument("--test-fold", help="fold held out for testing (e.g. 4, or 'test' for fsdd); a data set with "
+                                       "one fold (a flat folder) holds out a stratified, grouped third by itself")
     p.add_argument("--val-fold", help="fold for validation (reported each epoch; early stopping with patience=N)")
+    add_split_args(p)
     p.add_argument("--epochs", type=int, help="training epochs (default: the model's paper setting)")
     p.add_argument("--n-per-class", type=int, help="train on a class-balanced subset of N clips per class")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
@@ -59,11 +68,21 @@ def _train_overrides(args) -> tuple[dict, dict | None]:
 def _run_train(args):
     from ..train import train_run
     train, mel = _train_overrides(args)
-    m = train_run(args.output, dataset=args.dataset, root=args.root,
-                  dataset_options=key_values(args.dataset_option, "--dataset-option"), frontend=args.frontend,
-                  model=args.model, test_fold=args.test_fold, val_fold=args.val_fold, n_per_class=args.n_per_class,
-                  mel=mel, train=train, seed=args.seed, cache=cache_arg(args), device=args.device,
-                  progress=not args.quiet, resume=args.resume)
+    started = time.time()
+    try:
+        m = train_run(args.output, dataset=args.dataset, root=args.root,
+                      dataset_options=key_values(args.dataset_option, "--dataset-option"), frontend=args.frontend,
+                      model=args.model, test_fold=args.test_fold, val_fold=args.val_fold,
+                      n_per_class=args.n_per_class, mel=mel, train=train, seed=args.seed, cache=cache_arg(args),
+                      device=args.device, progress=not args.quiet, resume=args.resume, split=args.split,
+                      group_by=args.group_by)
+    except KeyboardInterrupt:  # the trainer has saved the checkpoint (the start of the interrupted epoch)
+        ckpt = Path(args.output) / "checkpoint.pt"
+        if ckpt.is_file() and ckpt.stat().st_mtime >= started - 1:
+            print(f"melfront train: interrupted; {ckpt} written, resume with --resume", file=sys.stderr)
+        else:
+            print("melfront train: interrupted before training started; no checkpoint written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"test fold {m['fold']}: accuracy {100 * m['accuracy']:.1f} %, mAP {m['map']:.3f} "
           f"({m['n_test']} clips; trained on {m['n_train']} clips, {m['epochs']} epochs, "
           f"{m['train_seconds']:.0f} s on {m['device']})")
@@ -112,12 +131,27 @@ def _add_predict(sub):
 
 
 def _run_predict(args):
+    """Each file on its own: a file that fails is one line on stderr, the others are still classified;
+    the exit status is 1 when any file failed."""
     from ..train import load_classifier, predict_file
     clf, cfg = load_classifier(args.run)
+    failed = 0
     for path in args.audio:
+        try:
+            top = predict_file(clf, cfg, path, top_k=args.top_k, device=args.device)
+        except (MelfrontError, OSError, MemoryError, FloatingPointError) as exc:
+            failed += 1
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"melfront predict: failed: {message if str(path) in message else f'{path}: {message}'}",
+                  file=sys.stderr)
+            continue
         print(path)
-        for name, prob in predict_file(clf, cfg, path, top_k=args.top_k, device=args.device):
+        for name, prob in top:
             print(f"  {prob:7.4f}  {name}")
+    if failed:
+        print(f"melfront predict: {failed} of {len(args.audio)} file(s) failed", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return 0
 
 
 #: ``(name, add_parser, run)`` of this module's commands, in ``melfront --help`` order.

@@ -14,14 +14,18 @@ ClipList(name='toy', clips=2, classes=2, folds=[1, 2], root='/d')
 from __future__ import annotations
 
 import csv
+import dataclasses
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import MetadataError
+from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_info
+from ..errors import AudioError, DataError, MetadataError, ParameterError
 
 __all__ = ["Clip", "ClipList", "MetadataError", "AUDIO_EXTENSIONS", "require_root", "read_csv", "parse_int",
-           "find_audio", "label_map", "compact_labels"]
+           "find_audio", "label_map", "compact_labels", "group_of", "with_groups", "check_clips", "class_counts"]
 
 #: File extensions accepted as audio when a loader looks for a clip by stem.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
@@ -44,8 +48,10 @@ class Clip:
         whose evaluate list the clip is (1..4), TUT evaluation set ``"evaluation"``, FSDD
         ``"train"``/``"test"``, folder trees 1 (or the sub-folder's fold).
     source_id : str
-        The recording the clip was cut from (ESC-50 ``src_file``, UrbanSound8K ``fsID``, TUT location id,
-        FSDD speaker), so that splits can keep the clips of one source together.
+        The clip's group: the recording it was cut from or who/where it was recorded (ESC-50 ``src_file``,
+        UrbanSound8K ``fsID``, TUT location id, FSDD speaker; for folders what ``--group-by REGEX`` takes
+        from the file name, see :func:`with_groups`), so that no group is on both sides of a split.
+        Empty: the clip is its own group (see :func:`group_of`).
 
     >>> Clip("/data/dog.wav", 0, "dog", 1, "100032").fold
     1
@@ -75,6 +81,7 @@ class ClipList(list):
         self.classes = list(classes)
         self.root = None if root is None else str(root)
         self.missing: list[str] = []  # metadata rows whose audio file is absent (set by the loaders)
+        self.skipped: list[list[str]] = []  # [path, cause] of unreadable clips left out (set by check_clips)
 
     @property
     def folds(self) -> list:
@@ -218,3 +225,108 @@ def compact_labels(clips: list[Clip], classes_by_old: dict[int, str]) -> tuple[l
     new = {old: i for i, old in enumerate(order)}
     out = [Clip(c.path, new[c.label], c.class_name, c.fold, c.source_id) for c in clips]
     return out, [classes_by_old[o] for o in order]
+
+
+# --------------------------------------------------------------------------------------------
+# Groups, readability, class counts
+# --------------------------------------------------------------------------------------------
+def group_of(clip) -> str:
+    """The group a clip belongs to: its ``source_id``, or its path when it has none (then it is its own group).
+
+    >>> group_of(Clip("/d/a.wav", 0, "owl", 1, "rec7")), group_of(Clip("/d/b.wav", 0, "owl", 1))
+    ('rec7', '/d/b.wav')
+    """
+    return getattr(clip, "source_id", "") or str(getattr(clip, "path", clip))
+
+
+def with_groups(clips: ClipList, pattern: str | None) -> ClipList:
+    """``clips`` with each ``source_id`` set from a regular expression searched in the file name.
+
+    The group is the first capture group of ``pattern`` (or the whole match when it has none), e.g.
+    ``^([^_]+)_nohash_`` takes the speaker of ``0a7c2a8d_nohash_1.wav``. None leaves ``clips`` as they
+    are. A bad pattern is a ParameterError; file names it does not match are a DataError naming the count
+    and the first of them (a clip with no group could leak across a split).
+
+    >>> clips = ClipList([Clip("/d/yes/ann_nohash_0.wav", 0, "yes", 1), Clip("/d/no/bob_nohash_1.wav", 1, "no", 1)],
+    ...                  classes=["yes", "no"])
+    >>> [c.source_id for c in with_groups(clips, r"^([^_]+)_nohash_")]
+    ['ann', 'bob']
+    >>> with_groups(clips, r"^x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    melfront.errors.DataError: --group-by '^x' matches 0 of 2 file names (first not matched: ann_nohash_0.wav)...
+    """
+    if pattern is None:
+        return clips
+    try:
+        regex = re.compile(pattern)
+    except (re.error, TypeError) as exc:
+        raise ParameterError(f"group_by: not a valid regular expression {pattern!r} ({exc})") from None
+    out, unmatched = [], []
+    for c in clips:
+        m = regex.search(Path(c.path).name)
+        if m is None or not (m.group(1) if regex.groups else m.group(0)):
+            unmatched.append(Path(c.path).name)
+            continue
+        out.append(dataclasses.replace(c, source_id=m.group(1) if regex.groups else m.group(0)))
+    if unmatched:
+        raise DataError(f"--group-by {pattern!r} matches {len(clips) - len(unmatched)} of {len(clips)} file names "
+                        f"(first not matched: {unmatched[0]}); every clip needs a group, fix the pattern")
+    result = clips.subset(out)
+    result.missing, result.skipped = list(clips.missing), list(clips.skipped)
+    return result
+
+
+def _header_problem(path) -> str | None:
+    try:
+        info = audio_info(path)
+    except AudioError as exc:
+        return exc.cause
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        return f"header declares a sample rate of {info.samplerate} Hz: the header is corrupt"
+    if info.channels < 1:
+        return f"header declares {info.channels} channels"
+    if info.frames <= 0:
+        return "contains no samples (zero-length audio)"
+    return None
+
+
+def check_clips(clips: ClipList) -> tuple[ClipList, list[list[str]]]:
+    """``(readable clips, [[path, cause], ...])``: every clip's header read (no samples decoded), unreadable ones out.
+
+    Cheap (under a millisecond a clip): missing, empty, special and non-audio files, corrupt headers,
+    implausible rates and zero-length audio are found here, before any few-shot sampling, so that ``n``
+    clips per class means ``n`` readable clips. The rare file whose header is sound but whose samples are
+    not (truncated data) is still skipped, and counted, when its features are computed. The returned list
+    also becomes ``readable.skipped``.
+
+    >>> import tempfile, pathlib, numpy as np, soundfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> soundfile.write(d / "good.wav", np.zeros(800, np.float32), 8000)
+    >>> _ = (d / "bad.wav").write_bytes(b"not audio")
+    >>> clips = ClipList([Clip(str(d / "good.wav"), 0, "a", 1), Clip(str(d / "bad.wav"), 0, "a", 1)], classes=["a"])
+    >>> readable, skipped = check_clips(clips)
+    >>> len(readable), [pathlib.Path(p).name for p, _ in skipped], "not a readable audio file" in skipped[0][1]
+    (1, ['bad.wav'], True)
+    """
+    kept, skipped = [], []
+    for c in clips:
+        problem = _header_problem(c.path)
+        if problem is None:
+            kept.append(c)
+        else:
+            skipped.append([str(c.path), problem])
+    readable = clips.subset(kept) if isinstance(clips, ClipList) else ClipList(kept)
+    readable.missing = list(getattr(clips, "missing", []))
+    readable.skipped = list(getattr(clips, "skipped", [])) + skipped
+    return readable, skipped
+
+
+def class_counts(clips, n_classes: int) -> list[int]:
+    """Clips per class label ``0 .. n_classes - 1``.
+
+    >>> class_counts([Clip("a.wav", 1, "b", 1), Clip("b.wav", 1, "b", 1)], 3)
+    [0, 2, 0]
+    """
+    counts = Counter(int(c.label) for c in clips)
+    return [counts.get(k, 0) for k in range(n_classes)]

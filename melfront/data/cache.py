@@ -14,8 +14,10 @@ into place): two processes writing the same entry, or a process killed mid-write
 half-written entry under the final name; a killed writer's temporary file (``.melfront-tmp-*``) is
 removed by the next :class:`FeatureCache` opened on the folder once it is :data:`STALE_TEMP_SECONDS` old.
 
-The features are computed on the whole clip (``MelSpectrogram`` over the full waveform), so computing
-an entry for a long recording needs the waveform and its STFT in memory at once.
+The mel spectrogram is computed block by block (:func:`melfront.functional.melspectrogram_chunked`:
+exact overlap, float32, the same values as ``MelSpectrogram`` over the whole clip), so computing an
+entry for a long recording holds the float32 waveform, the mel spectrogram and one block's STFT, never
+the whole clip's STFT (a 2-hour clip at 22050 Hz: well under 1.5 GB, see BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from ..checks import one_of, positive_int
 from ..errors import AudioError, ParameterError
 from ..fileio import TEMP_PREFIX, atomic_write
 from ..frontends import MelSpectrogram
+from ..functional.spectral import melspectrogram_chunked
 from .base import ClipList
 
 __all__ = ["CACHE_VERSION", "STALE_TEMP_SECONDS", "FeatureCache", "default_cache_dir", "full_mel_config",
@@ -138,7 +141,6 @@ class FeatureCache:
 
     def __init__(self, root=None):
         self.root = Path(root).expanduser() if root is not None else default_cache_dir() / "features"
-        self._modules: dict[str, torch.nn.Module] = {}
         self.hits = 0
         self.misses = 0
         self.clean_temporary(older_than=STALE_TEMP_SECONDS)
@@ -189,19 +191,16 @@ class FeatureCache:
     def mel(self, path, mel_config: dict) -> torch.Tensor:
         """Linear power mel spectrogram ``(n_mels, frames)`` float32 of the (mono) file at ``mel_config["sample_rate"]``.
 
-        Same values as ``melfront.MelSpectrogram(**mel_config)(load_audio(path, sample_rate)[0])``.
-        Raises :class:`melfront.AudioError` for unusable files.
+        Same values as ``melfront.MelSpectrogram(**mel_config)(load_audio(path, sample_rate)[0])``, computed
+        in bounded memory (:func:`melfront.functional.melspectrogram_chunked`). Raises
+        :class:`melfront.AudioError` for unusable files.
         """
         cfg = full_mel_config(mel_config)
-        tag = json.dumps(cfg, sort_keys=True)
 
         def compute():
-            module = self._modules.get(tag)
-            if module is None:
-                module = self._modules[tag] = MelSpectrogram(**mel_config)
             wave, _ = load_audio(path, sample_rate=int(cfg["sample_rate"]))
             with torch.no_grad():
-                return module(wave)
+                return melspectrogram_chunked(wave, **cfg)
 
         return self._get(path, "mel", cfg, compute)
 

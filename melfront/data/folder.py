@@ -7,7 +7,10 @@ Accepted layouts (hidden entries ignored, audio found recursively under each cla
     ROOT/{train,test,...}/{class}/.../*.wav  fold "train", "test", ... (the split's name)
 
 Classes are the class-folder names sorted alphabetically (label = position); a class folder with no
-audio is left out.
+audio is left out. A folder tree has no group metadata: every clip is its own group (``source_id`` "")
+unless the clips' groups are taken from their file names with a regular expression
+(:func:`melfront.data.base.with_groups`; ``--group-by REGEX`` of ``compare`` and ``train``). A flat tree
+(fold 1 only) is split by a stratified, grouped holdout (:func:`melfront.data.sampling.grouped_holdout`).
 """
 from __future__ import annotations
 

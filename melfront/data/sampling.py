@@ -6,7 +6,9 @@ experiment several times with different random subsets. :func:`few_shot_subset` 
 reproducibly from ``(seed, n, run, fold)`` alone: its random generator is derived from a hash of
 these values, so the result does not depend on the order of the input clips nor on any other
 random draw made before. :func:`episode` draws the support and query sets of one training
-episode of a prototypical network (Snell, Swersky & Zemel 2017, NeurIPS).
+episode of a prototypical network (Snell, Swersky & Zemel 2017, NeurIPS). :func:`grouped_holdout`
+holds out a stratified part of a fold with no group (speaker, recording, site) on both sides, and
+:func:`shortfalls` says which classes of a subset had fewer than ``n`` clips.
 """
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..checks import positive_int
-from ..errors import ParameterError
+from ..checks import optional, positive_int
+from ..errors import DataError, ParameterError
+from .base import class_counts, group_of
 
-__all__ = ["FEW_SHOT_SIZES", "rng_for", "seed_for", "few_shot_subset", "episode"]
+__all__ = ["FEW_SHOT_SIZES", "rng_for", "seed_for", "few_shot_subset", "episode", "grouped_holdout",
+           "without_groups_of", "shortfalls", "n_per_class_actual"]
 
 #: The training-set sizes (clips per class) of Pons et al. (2019).
 FEW_SHOT_SIZES = (1, 2, 5, 10, 20, 50, 100)
@@ -149,3 +153,93 @@ def episode(clips_by_class: Mapping[int, Sequence], n_support: int = 5, n_query:
         support.extend((group[j], label) for j in rng.choice(len(group), size=k, replace=False))
         query.extend((group[j], label) for j in rng.integers(0, len(group), size=n_query))
     return support, query
+
+
+def grouped_holdout(clips: Sequence, per_class: int | None = None, seed: int = 0, fold=0) -> tuple[list, list]:
+    """``(pool, test)``: a stratified part of ``clips`` held out for testing, no group on both sides.
+
+    Groups (:func:`~melfront.data.base.group_of`: the clip's ``source_id``, else the clip itself) are
+    visited in a random order reproducible from ``(seed, fold)``; a group goes to the test side while one
+    of its classes has fewer than ``per_class`` test clips (default: a third of the class, at least 1),
+    unless that would take the last clip of one of its classes from the pool. A group (a speaker who says
+    every word) therefore stays whole, and every class gets about ``per_class`` test clips. Without groups
+    every class gets exactly ``per_class`` (a plain stratified split). scikit-learn's
+    ``StratifiedGroupKFold`` was not used: it cannot give a set number of test clips per class.
+    Fewer than two groups is a DataError.
+
+    >>> from melfront.data.base import Clip
+    >>> clips = [Clip(f"{spk}_{w}.wav", w, str(w), 1, spk) for spk in "abcdef" for w in range(2)]
+    >>> pool, test = grouped_holdout(clips, seed=0)
+    >>> len(test), {c.source_id for c in pool} & {c.source_id for c in test}
+    (4, set())
+    """
+    per_class = optional(positive_int, "per_class", per_class)
+    groups: dict[str, list] = defaultdict(list)
+    for c in sorted(clips, key=_key):
+        groups[group_of(c)].append(c)
+    if len(groups) < 2:
+        raise DataError(f"cannot hold out a test part: all {len(clips)} clips are in one group "
+                        f"({next(iter(groups), 'none')!r})")
+    labels = sorted({_label(c) for c in clips})
+    total = dict(zip(labels, (sum(_label(c) == k for c in clips) for k in labels)))
+    want = {k: per_class or max(1, total[k] // 3) for k in labels}
+    taken = dict.fromkeys(labels, 0)
+    order = sorted(groups)
+    rng_for("holdout", seed, fold).shuffle(order)
+    test_groups = set()
+    for g in order:
+        counts = defaultdict(int)
+        for c in groups[g]:
+            counts[_label(c)] += 1
+        if not any(taken[k] < want[k] for k in counts):
+            continue
+        if any(total[k] - taken[k] - m < 1 for k, m in counts.items()):
+            continue  # would leave a class with no training clip
+        test_groups.add(g)
+        for k, m in counts.items():
+            taken[k] += m
+    pool = [c for g in order if g not in test_groups for c in groups[g]]
+    test = [c for g in order if g in test_groups for c in groups[g]]
+    subset = getattr(clips, "subset", None)
+    return (subset(pool), subset(test)) if callable(subset) else (pool, test)
+
+
+def without_groups_of(pool: Sequence, test: Sequence) -> tuple[list, int]:
+    """``(pool without the clips whose group is in test, how many were dropped)``.
+
+    >>> from melfront.data.base import Clip
+    >>> pool = [Clip("a1.wav", 0, "x", 1, "a"), Clip("b1.wav", 0, "x", 1, "b")]
+    >>> kept, dropped = without_groups_of(pool, [Clip("a2.wav", 0, "x", 2, "a")])
+    >>> [c.path for c in kept], dropped
+    (['b1.wav'], 1)
+    """
+    taken = {group_of(c) for c in test}
+    kept = [c for c in pool if group_of(c) not in taken]
+    subset = getattr(pool, "subset", None)
+    return (subset(kept) if callable(subset) else kept), len(pool) - len(kept)
+
+
+def shortfalls(subset: Sequence, n_per_class: int, classes: Sequence[str]) -> list[tuple[str, int]]:
+    """``[(class name, clips available), ...]`` for the classes of ``subset`` with fewer than ``n_per_class`` clips.
+
+    >>> from melfront.data.base import Clip
+    >>> shortfalls([Clip("a.wav", 0, "owl", 1), Clip("b.wav", 0, "owl", 1), Clip("c.wav", 1, "frog", 1)], 2,
+    ...            ["owl", "frog"])
+    [('frog', 1)]
+    """
+    counts = class_counts(subset, len(classes))
+    return [(str(classes[k]), m) for k, m in enumerate(counts) if m < n_per_class]
+
+
+def n_per_class_actual(subset: Sequence, n_classes: int, skipped: Sequence = ()) -> int:
+    """The fewest clips any class has in ``subset`` once the ``skipped`` paths (``[path, cause]`` or paths)
+    are taken out: what a trial asked to train on ``n`` clips per class really trained on.
+
+    >>> from melfront.data.base import Clip
+    >>> sub = [Clip("a.wav", 0, "owl", 1), Clip("b.wav", 0, "owl", 1), Clip("c.wav", 1, "frog", 1),
+    ...        Clip("d.wav", 1, "frog", 1)]
+    >>> n_per_class_actual(sub, 2), n_per_class_actual(sub, 2, skipped=[["d.wav", "truncated"]])
+    (2, 1)
+    """
+    gone = {str(s[0]) if isinstance(s, (list, tuple)) else str(s) for s in skipped}
+    return min(class_counts([c for c in subset if str(c.path) not in gone], n_classes), default=0)

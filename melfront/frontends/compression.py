@@ -61,12 +61,18 @@ class Decibel(Frontend):
         if x.numel() == 0 and x.is_floating_point():  # no frames: no per-example maximum to take
             return x * 0.0
         if torch.jit.is_scripting():
-            db = 10.0 * torch.log10(torch.clamp(x, min=self.amin))
-            db = db - db.amax(dim=_example_dims(x), keepdim=True) if self._ref_max else db - self._ref_db
-            if self._top_db >= 0:
-                db = torch.maximum(db, db.amax(dim=_example_dims(x), keepdim=True) - self._top_db)
-            return db
-        return F.power_to_db(x, self.ref, self.amin, self.top_db)
+            return self._plain(x)
+        else:
+            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
+                return self._plain(x)
+            return F.power_to_db(x, self.ref, self.amin, self.top_db)
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+        db = 10.0 * torch.log10(torch.clamp(x, min=self.amin))
+        db = db - db.amax(dim=_example_dims(x), keepdim=True) if self._ref_max else db - self._ref_db
+        if self._top_db >= 0:
+            db = torch.maximum(db, db.amax(dim=_example_dims(x), keepdim=True) - self._top_db)
+        return db
 
     def extra_repr(self):
         return f"ref={self.ref!r}, amin={self.amin:g}, top_db={self.top_db}"
@@ -93,8 +99,14 @@ class LogOffset(Frontend):
 
     def compress(self, x):
         if torch.jit.is_scripting():
-            return torch.log(self.alpha * x + self.beta) * self._scale
-        return F.log_offset(x, self.alpha, self.beta, self.base)
+            return self._plain(x)
+        else:
+            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
+                return self._plain(x)
+            return F.log_offset(x, self.alpha, self.beta, self.base)
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.alpha * x + self.beta) * self._scale
 
     def extra_repr(self):
         return f"alpha={self.alpha:g}, beta={self.beta:g}, base={self.base!r}"
@@ -136,13 +148,27 @@ class LogLearn(Frontend):
     positive in float32 (``init_alpha`` outside about (-103, 88.7), ``init_beta`` below about -103)
     is refused.
 
+    While training, each pre-gate is clamped to :attr:`GATE_RANGE` (widened to include its start
+    value, so that the initial output is unchanged) before the transform: :math:`\alpha` stays in
+    about :math:`[4 \cdot 10^{-18}, 2 \cdot 10^{17}]` and :math:`\beta \ge 4 \cdot 10^{-18}`, so
+    :math:`\alpha X + \beta` neither overflows (for any mel power below about :math:`10^{21}`) nor
+    reaches 0 (silence gives :math:`\log\beta \ge -40`). The gradients with respect to the
+    pre-gates are at most 1 times the output's; at a bound they are 0. Unbounded, SGD at lr 0.1
+    drove :math:`\alpha` to ``inf`` (NaN outputs) within a few hundred steps.
+
     >>> f = LogLearn(per_band=True, n_mels=3)
     >>> values = f.learned_parameters()
     >>> f.alpha.shape, round(values["alpha"][0], 2), round(values["beta"][0], 2)
     (torch.Size([3]), 1096.63, 1.31)
+    >>> with torch.no_grad():
+    ...     _ = f.pre_alpha.fill_(1e4)   # far beyond float32's exp: clamped to GATE_RANGE
+    >>> bool(torch.isfinite(f(torch.full((3, 2), 1e3))).all()), f"{f.alpha[0].item():.3g}"
+    (True, '2.35e+17')
     """
 
     readable = ("alpha", "beta")
+    #: ``(low, high)`` of the pre-gates ``t_a`` and ``t_b`` while training (widened to include the start values).
+    GATE_RANGE = (-40.0, 40.0)
 
     def __init__(self, per_band: bool = False, n_mels: int | None = None, init_alpha: float = 7.0,
                  init_beta: float = 1.0):
@@ -153,21 +179,30 @@ class LogLearn(Frontend):
         self.per_band, self.n_mels = bool(per_band), n_mels
         self._param("pre_alpha", init_alpha, per_band, n_mels, True)
         self._param("pre_beta", init_beta, per_band, n_mels, True)
+        low, high = self.GATE_RANGE
+        self.alpha_low, self.alpha_high = min(low, init_alpha), max(high, init_alpha)
+        self.beta_low, self.beta_high = min(low, init_beta), max(high, init_beta)
 
     @property
     def alpha(self) -> torch.Tensor:
-        """:math:`\\alpha = e^{t_a}`, the learned gain."""
-        return torch.exp(self.pre_alpha)
+        """:math:`\\alpha = e^{t_a}`, the learned gain (``t_a`` clamped to its range)."""
+        return torch.exp(torch.clamp(self.pre_alpha, self.alpha_low, self.alpha_high))
 
     @property
     def beta(self) -> torch.Tensor:
-        """:math:`\\beta = \\mathrm{softplus}(t_b)`, the learned offset."""
-        return nn.functional.softplus(self.pre_beta)
+        """:math:`\\beta = \\mathrm{softplus}(t_b)`, the learned offset (``t_b`` clamped to its range)."""
+        return nn.functional.softplus(torch.clamp(self.pre_beta, self.beta_low, self.beta_high))
 
     def compress(self, x):
         if torch.jit.is_scripting():
-            return torch.log(_per_band(self.alpha.to(x.dtype)) * x + _per_band(self.beta.to(x.dtype)))
-        return F.log_offset(x, self.alpha.to(x.dtype), self.beta.to(x.dtype))
+            return self._plain(x)
+        else:
+            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
+                return self._plain(x)
+            return F.log_offset(x, self.alpha.to(x.dtype), self.beta.to(x.dtype))
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(_per_band(self.alpha.to(x.dtype)) * x + _per_band(self.beta.to(x.dtype)))
 
     def extra_repr(self):
         return f"per_band={self.per_band}, n_mels={self.n_mels}"
@@ -188,8 +223,14 @@ class LogFloor(Frontend):
 
     def compress(self, x):
         if torch.jit.is_scripting():
-            return torch.log(torch.clamp(x, min=self.floor))
-        return F.log_floor(x, self.floor)
+            return self._plain(x)
+        else:
+            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
+                return self._plain(x)
+            return F.log_floor(x, self.floor)
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(torch.clamp(x, min=self.floor))
 
     def extra_repr(self):
         return f"floor={self.floor:g}"
@@ -201,13 +242,17 @@ class PowerLearn(Frontend):
 
     ``a`` starts at ``init=0`` (the square root) and the exponent stays in (0, 1). ``per_band``
     learns one exponent per mel band (needs ``n_mels``). Read it as ``.exponent``. ``a`` is float32:
-    an ``init`` whose exponent underflows to 0 in float32 (below about -103) is refused.
+    an ``init`` whose exponent underflows to 0 in float32 (below about -103) is refused. While
+    training, ``a`` is clamped to :attr:`GATE_RANGE` (widened to include ``init``, so that the
+    initial output is unchanged) before the sigmoid: the exponent never underflows to exactly 0.
 
     >>> PowerLearn()(torch.tensor([[4.0, 9.0]])).tolist()
     [[2.0, 3.0]]
     """
 
     readable = ("exponent",)
+    #: ``(low, high)`` of ``a`` while training (widened to include the start value).
+    GATE_RANGE = (-40.0, 40.0)
 
     def __init__(self, per_band: bool = False, n_mels: int | None = None, init: float = 0.0):
         super().__init__()
@@ -215,18 +260,25 @@ class PowerLearn(Frontend):
         init = float32_parameter("init", init, torch.sigmoid, "exponent = sigmoid(init)")
         self.per_band, self.n_mels = bool(per_band), n_mels
         self._param("a", init, per_band, n_mels, True)
+        self.a_low, self.a_high = min(self.GATE_RANGE[0], init), max(self.GATE_RANGE[1], init)
 
     @property
     def exponent(self) -> torch.Tensor:
-        """:math:`\\sigma(a)`, the learned exponent in (0, 1)."""
-        return torch.sigmoid(self.a)
+        """:math:`\\sigma(a)`, the learned exponent in (0, 1) (``a`` clamped to its range)."""
+        return torch.sigmoid(torch.clamp(self.a, self.a_low, self.a_high))
 
     def compress(self, x):
         if torch.jit.is_scripting():
-            p, pos = _per_band(self.exponent.to(x.dtype)), x > 0
-            return torch.where(pos, torch.exp(p * torch.log(torch.where(pos, x, torch.ones_like(x)))),
-                               torch.zeros_like(x))
-        return F.power_compress(x, self.exponent.to(x.dtype))
+            return self._plain(x)
+        else:
+            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
+                return self._plain(x)
+            return F.power_compress(x, self.exponent.to(x.dtype))
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+        p, pos = _per_band(self.exponent.to(x.dtype)), x > 0
+        return torch.where(pos, torch.exp(p * torch.log(torch.where(pos, x, torch.ones_like(x)))),
+                           torch.zeros_like(x))
 
     def extra_repr(self):
         return f"per_band={self.per_band}, n_mels={self.n_mels}"
@@ -251,7 +303,13 @@ class MinMax(Frontend):
         if x.numel() == 0 and x.is_floating_point():  # no frames: no per-example minimum to take
             return x * 0.0
         if torch.jit.is_scripting():
-            lo = x.amin(dim=_example_dims(x), keepdim=True)
-            tiny = 2.2250738585072014e-308 if x.dtype == torch.float64 else 1.1754943508222875e-38
-            return (x - lo) / torch.clamp(x.amax(dim=_example_dims(x), keepdim=True) - lo, min=tiny)
-        return F.minmax(x)
+            return self._plain(x)
+        else:
+            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
+                return self._plain(x)
+            return F.minmax(x)
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+        lo = x.amin(dim=_example_dims(x), keepdim=True)
+        tiny = 2.2250738585072014e-308 if x.dtype == torch.float64 else 1.1754943508222875e-38
+        return (x - lo) / torch.clamp(x.amax(dim=_example_dims(x), keepdim=True) - lo, min=tiny)

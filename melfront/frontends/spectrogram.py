@@ -52,8 +52,11 @@ class Spectrogram(FixedSettings, nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
             return self._stft_plain(waveform)
-        return F.spectrogram(waveform, self.n_fft, self.hop_length, self.win_length, None, self.center,
-                             self.pad_mode, self.power, window_tensor=self.window.to(waveform.dtype))
+        else:
+            if F.plain_mode():  # export / compile: no checks that would fix the number of samples
+                return self._stft_plain(waveform)
+            return F.spectrogram(waveform, self.n_fft, self.hop_length, self.win_length, None, self.center,
+                                 self.pad_mode, self.power, window_tensor=self.window.to(waveform.dtype))
 
     def _stft_plain(self, waveform: torch.Tensor) -> torch.Tensor:
         """:func:`melfront.functional.spectrogram` without its argument checks (for TorchScript)."""

@@ -21,12 +21,14 @@ One concept per module:
 from .compression import LOG_EPS, log_floor, log_offset, minmax, power_compress, power_to_db
 from .params import band_param, check_spec
 from .pcen import PCEN_INITS, SCAN_CHUNK, pcen, pcen_plain, pcen_smoother, pcen_time_constant_to_s, plain_mode, start_state
-from .spectral import (MAX_FILTERBANK_ELEMENTS, check_stft_args, deltas, fft_frequencies, get_window, hz_to_mel,
-                       mel_filterbank, mel_frequencies, mel_to_hz, melspectrogram, num_frames, spectrogram)
+from .spectral import (DEFAULT_CHUNK_FRAMES, MAX_FILTERBANK_ELEMENTS, check_stft_args, deltas, fft_frequencies,
+                       get_window, hz_to_mel, mel_filterbank, mel_frequencies, mel_to_hz, melspectrogram,
+                       melspectrogram_chunked, num_frames, spectrogram)
 
 __all__ = [
     "hz_to_mel", "mel_to_hz", "mel_frequencies", "fft_frequencies", "mel_filterbank", "get_window",
     "spectrogram", "melspectrogram", "deltas", "num_frames", "check_stft_args", "MAX_FILTERBANK_ELEMENTS",
+    "melspectrogram_chunked", "DEFAULT_CHUNK_FRAMES",
     # compressions
     "LOG_EPS", "log_offset", "power_to_db", "log_floor", "power_compress", "minmax",
     "PCEN_INITS", "SCAN_CHUNK", "pcen_time_constant_to_s", "pcen_smoother", "pcen", "pcen_plain", "plain_mode",

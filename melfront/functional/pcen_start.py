@@ -42,7 +42,7 @@ ROBUST_START_FRAMES = 40
 
 
 def robust_initial_state(x: torch.Tensor, frames: int = ROBUST_START_FRAMES, q: float = 0.5) -> torch.Tensor:
-    r"""Smoother start :math:`M[-1]` ``(..., n_mels)``: the ``q``-quantile of each band over its first ``frames`` frames.
+    r"""Smoother start :math:`M[-1]` ``(..., n_mels)``: per band, the ``q``-quantile of its first ``frames`` frames.
 
     .. math::
 

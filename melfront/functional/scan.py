@@ -73,7 +73,7 @@ def smooth_plain(x: torch.Tensor, s: torch.Tensor, state: Optional[torch.Tensor]
     y = torch.matmul(u, decay_matrix(log_a, L).transpose(-1, -2).unsqueeze(0))  # (N, m, nb, L), zero start
     # block-end states from a zero start: E[b] = sum_{b' <= b} a^(L (b - b')) y[b', L-1]
     E = torch.matmul(decay_matrix(log_a * L, nb).unsqueeze(0), y[..., -1].unsqueeze(-1)).squeeze(-1)
-    prev = torch.nn.functional.pad(E[..., :-1], [1, 0])  # state entering block b (zero start)
+    prev = torch.nn.functional.pad(E, [1, 0])[..., :nb]  # state entering block b (zero start)
     carry = decay_powers(log_a, L, start=1)  # a^(k+1), (m, L)
     y = (y + prev.unsqueeze(-1) * carry.unsqueeze(-2)).reshape(N, m, nb * L)[..., :T]
     if loop:  # fixed point of M[T-1] = a^T M[-1] + M0[T-1]

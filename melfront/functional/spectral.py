@@ -23,7 +23,8 @@ from ..errors import ParameterError
 
 __all__ = [
     "hz_to_mel", "mel_to_hz", "mel_frequencies", "fft_frequencies", "mel_filterbank", "MAX_FILTERBANK_ELEMENTS",
-    "get_window", "check_stft_args", "num_frames", "spectrogram", "melspectrogram", "deltas",
+    "get_window", "check_stft_args", "num_frames", "spectrogram", "melspectrogram", "melspectrogram_chunked",
+    "DEFAULT_CHUNK_FRAMES", "deltas",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -320,6 +321,79 @@ def melspectrogram(waveform: torch.Tensor, sample_rate: float = 22050, n_fft: in
     spec = spectrogram(waveform, n_fft, hop_length, win_length, window, center, pad_mode, power)
     fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk, norm, dtype=spec.dtype, device=spec.device)
     return torch.matmul(fb, spec)
+
+
+#: Frames per block of :func:`melspectrogram_chunked` (about 12 MB of complex STFT for ``n_fft=2048``).
+DEFAULT_CHUNK_FRAMES = 1024
+
+
+def _block(x: torch.Tensor, start: int, stop: int, pad_mode: str) -> torch.Tensor:
+    """Samples ``start:stop`` of ``x`` ``(batch, time)``, padded by ``pad_mode`` where they leave the signal.
+
+    Padding only happens at the clip's ends (``start < 0`` or ``stop > time``). There the block is
+    read with enough of the signal for the padding to see what padding the whole signal would (a
+    reflection needs ``pad + 1`` samples), padded, and trimmed back to ``stop - start`` samples.
+    """
+    length = x.shape[-1]
+    left, right = max(0, -start), max(0, stop - length)
+    if not (left or right):
+        return x[:, start:stop]
+    lo = 0 if left else min(start, max(0, length - right - 1))
+    hi = length if right else max(stop, min(length, left + 1))
+    seg = x[:, lo:hi]
+    if pad_mode == "constant":
+        seg = torch.nn.functional.pad(seg, (left, right))
+    else:  # reflect, replicate, circular: torch pads (batch, channel, time)
+        seg = torch.nn.functional.pad(seg.unsqueeze(1), (left, right), mode=pad_mode).squeeze(1)
+    first = start - (lo - left)  # seg[0] is sample lo - left
+    return seg[:, first:first + stop - start]
+
+
+def melspectrogram_chunked(waveform: torch.Tensor, sample_rate: float = 22050, n_fft: int = 2048,
+                           hop_length: int | None = None, win_length: int | None = None, window="hann",
+                           center: bool = True, pad_mode: str = "constant", power: float = 2.0, n_mels: int = 128,
+                           fmin: float = 0.0, fmax: float | None = None, htk: bool = False, norm="slaney",
+                           chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> torch.Tensor:
+    """:func:`melspectrogram` computed ``chunk_frames`` frames at a time: the same result in bounded memory.
+
+    ``(..., time)`` -> ``(..., n_mels, frames)``; the arguments are those of :func:`melspectrogram`
+    (a :meth:`melfront.MelSpectrogram.config` dict fits: ``melspectrogram_chunked(x, **mel.config())``).
+    Block ``[f0, f1)`` of frames reads samples ``f0 * hop_length - p`` to ``(f1 - 1) * hop_length - p + n_fft``
+    (``p = n_fft // 2`` if ``center`` else 0; consecutive blocks overlap by ``n_fft - hop_length``
+    samples), and only the clip's two ends are padded (``pad_mode`` zeros or reflection, as
+    :func:`spectrogram`). Every frame therefore sees exactly the samples of the one-shot STFT, and
+    the frame count is :func:`num_frames`. Besides the waveform and the result, memory holds one
+    block's STFT, ``chunk_frames x (1 + n_fft // 2)`` complex values; the dtype (float32 in, float32
+    throughout) is the input's. Differentiable, like :func:`melspectrogram`.
+
+    >>> x = torch.randn(2, 20000)
+    >>> a = melspectrogram_chunked(x, 16000, n_fft=511, hop_length=160, n_mels=40, chunk_frames=7)
+    >>> b = melspectrogram(x, 16000, n_fft=511, hop_length=160, n_mels=40)
+    >>> a.shape == b.shape, bool(((a - b).abs() <= 1e-5 * b.abs().max()).all())
+    (True, True)
+    """
+    hop_length, win_length = check_stft_args(n_fft, hop_length, win_length)
+    center = boolean("center", center)
+    chunk_frames = positive_int("chunk_frames", chunk_frames)
+    if pad_mode not in _PAD_MODES:
+        raise ParameterError(f"pad_mode must be one of {', '.join(map(repr, _PAD_MODES))}, got {pad_mode!r}")
+    power = positive_float("power", power)
+    length = _check_waveform(waveform, n_fft, hop_length, center, pad_mode)
+    fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk, norm, dtype=waveform.dtype,
+                        device=waveform.device)
+    window_tensor = get_window(window, win_length, n_fft, dtype=waveform.dtype, device=waveform.device)
+    lead = waveform.shape[:-1]
+    x = waveform.reshape(-1, length)
+    frames = num_frames(length, n_fft, hop_length, center)
+    out = torch.empty(x.shape[0], fb.shape[0], frames, dtype=waveform.dtype, device=waveform.device)
+    offset = n_fft // 2 if center else 0
+    for f0 in range(0, frames, chunk_frames):
+        f1 = min(frames, f0 + chunk_frames)
+        seg = _block(x, f0 * hop_length - offset, (f1 - 1) * hop_length - offset + n_fft, pad_mode)
+        spec = spectrogram(seg, n_fft, hop_length, win_length, None, False, pad_mode, power,
+                           window_tensor=window_tensor)
+        out[:, :, f0:f1] = torch.matmul(fb, spec)
+    return out.reshape(*lead, fb.shape[0], frames)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,5 +1,12 @@
 """``melfront show``: one column per clip with its waveform, mel spectrogram and frontend outputs (also the
-report's example panels)."""
+report's example panels).
+
+Long recordings are drawn in bounded memory: the mel spectrogram is computed in blocks
+(:func:`melfront.functional.melspectrogram_chunked`), and what is handed to matplotlib is reduced to
+about what the picture can show: the waveform to its min/max envelope (:func:`waveform_envelope`),
+images to at most :data:`MAX_DRAW_FRAMES` columns, each the maximum of the frames it covers
+(:func:`decimate_frames`). Clips short enough to fit are drawn exactly as computed.
+"""
 from __future__ import annotations
 
 import textwrap
@@ -12,9 +19,16 @@ import torch
 from ..audio import AudioError, load_audio
 from ..frontends import MelSpectrogram
 from ..frontends import frontend as build_frontend
+from ..functional.spectral import melspectrogram_chunked
 from .specshow import power_to_db_display, pyplot, specshow
 
-__all__ = ["show_clips", "frontend_panel"]
+__all__ = ["show_clips", "frontend_panel", "decimate_frames", "waveform_envelope", "MAX_DRAW_FRAMES",
+           "MAX_DRAW_SAMPLES"]
+
+#: Most frames an image panel hands to matplotlib (a panel is about 700 pixels wide).
+MAX_DRAW_FRAMES = 2000
+#: Most envelope columns of a waveform panel; a clip up to twice as long is drawn sample by sample.
+MAX_DRAW_SAMPLES = 10000
 
 _LABELS = {"LogEPS": "log10", "Log10000": "log10", "LogLearn": "ln", "LogFloor": "ln", "LogOffset": "log",
            "PowerLearn": "X ** p", "PCEN": "PCEN", "MinMax": "0..1", "MSTModel": "log-mel",
@@ -66,7 +80,56 @@ def frontend_panel(module, wave: torch.Tensor, mel: torch.Tensor):
     return out, label, vmax
 
 
+def decimate_frames(data: np.ndarray, max_frames: int = MAX_DRAW_FRAMES) -> tuple[np.ndarray, int]:
+    """``(image, factor)``: ``data`` ``(..., frames)`` with every ``factor`` frames replaced by their maximum,
+    ``factor`` the smallest that leaves at most ``max_frames`` columns (1: ``data`` itself). The last
+    column covers the remaining frames (fewer than ``factor``). Maxima keep short loud events visible.
+
+    >>> img, k = decimate_frames(np.arange(10.0).reshape(1, 10), max_frames=4)
+    >>> img.tolist(), k
+    ([[2.0, 5.0, 8.0, 9.0]], 3)
+    >>> decimate_frames(np.zeros((2, 5)), max_frames=8)[1]
+    1
+    """
+    frames = data.shape[-1]
+    factor = max(1, -(-frames // max_frames))
+    if factor == 1:
+        return data, 1
+    groups = -(-frames // factor)
+    padded = np.pad(data, [(0, 0)] * (data.ndim - 1) + [(0, groups * factor - frames)], mode="edge")
+    return padded.reshape(*data.shape[:-1], groups, factor).max(axis=-1), factor
+
+
+def waveform_envelope(wave: np.ndarray, sample_rate: float, max_points: int = MAX_DRAW_SAMPLES):
+    """``(times, low, high)`` to draw a waveform ``(time,)``: itself (``low == high``) when it has at most
+    ``2 * max_points`` samples, else the minimum and maximum of each of ``max_points`` equal groups of
+    samples, ``times`` (seconds) at each group's first sample.
+
+    >>> t, lo, hi = waveform_envelope(np.array([0.0, 1, -1, 2, 0, -3, 1, 1]), 2.0, max_points=3)
+    >>> t.tolist(), lo.tolist(), hi.tolist()
+    ([0.0, 1.5, 3.0], [-1.0, -3.0, 1.0], [1.0, 2.0, 1.0])
+    """
+    wave = np.asarray(wave)
+    n = wave.shape[-1]
+    if n <= 2 * max_points:
+        return np.arange(n) / sample_rate, wave, wave
+    factor = -(-n // max_points)
+    groups = -(-n // factor)
+    padded = np.pad(wave, (0, groups * factor - n), mode="edge").reshape(groups, factor)
+    return np.arange(groups) * factor / sample_rate, padded.min(axis=1), padded.max(axis=1)
+
+
 def _draw(ax, fig, data: np.ndarray, title: str, cbar_label: str, sample_rate, hop_length, vmax=None):
+    """One spectrogram panel with its colour bar; ``(3, n_bins, frames)`` is drawn as RGB; long images are
+    reduced by :func:`decimate_frames`, the time axis kept true."""
+    frames = data.shape[-1]
+    data, factor = decimate_frames(data)
+    _draw_image(ax, fig, data, title, cbar_label, sample_rate, hop_length * factor, vmax)
+    if factor > 1:
+        ax.set_xlim(0, frames * hop_length / sample_rate)  # the last column may cover fewer frames
+
+
+def _draw_image(ax, fig, data: np.ndarray, title: str, cbar_label: str, sample_rate, hop_length, vmax=None):
     """One spectrogram panel with its colour bar; ``(3, n_bins, frames)`` is drawn as RGB."""
     if data.ndim == 3:  # three stacked channels as red, green, blue, each rescaled to [0, 1]
         lo = data.min(axis=(1, 2), keepdims=True)
@@ -134,13 +197,17 @@ def show_clips(paths, output, sample_rate: int = 22050, n_fft: int = 1024, hop_l
     for c, (path, wave, sr) in enumerate(clips):
         duration = wave.shape[-1] / sr
         ax = axes[0, c]
-        ax.plot(np.arange(wave.shape[-1]) / sr, wave.numpy(), lw=0.4, color="#1f4e79")
+        times, low, high = waveform_envelope(wave.numpy(), sr)
+        if low is high:
+            ax.plot(times, low, lw=0.4, color="#1f4e79")
+        else:  # a long clip: its min/max envelope
+            ax.fill_between(times, low, high, lw=0.4, color="#1f4e79")
         ax.set_xlim(0, duration)
         ax.set_ylabel("amplitude")
         ax.set_xlabel("time (s)")
         ax.set_title(f"{Path(path).name}  ({sr} Hz, {duration:.2f} s)", fontsize=10)
         with torch.no_grad():
-            mel = mel_module(wave)
+            mel = melspectrogram_chunked(wave, **mel_module.config())
         _draw(axes[1, c], fig, power_to_db_display(mel),
               f"mel spectrogram, dB re max (n_fft={n_fft}, hop={hop_length}, n_mels={n_mels})", "dB", sr, hop_length)
         for r, (spec, module) in enumerate(modules, start=2):

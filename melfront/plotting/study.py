@@ -13,20 +13,35 @@ import numpy as np
 from ..functional import mel_frequencies
 from .specshow import pyplot
 
-__all__ = ["plot_accuracy_vs_n", "plot_learned_parameters"]
+__all__ = ["plot_accuracy_vs_n", "plot_learned_parameters", "percent_band"]
 
 
-def plot_accuracy_vs_n(table: dict, path, frontends, metric: str = "accuracy") -> None:
+def percent_band(mean, std) -> tuple[np.ndarray, np.ndarray]:
+    """The ± band of fractions ``mean`` ± ``std``, in %, clipped to [0, 100] (an accuracy cannot leave it).
+
+    >>> lo, hi = percent_band([0.05, 0.98], [0.1, 0.05])
+    >>> lo.round(1).tolist(), hi.round(1).tolist()
+    ([0.0, 93.0], [15.0, 100.0])
+    """
+    m, s = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+    return np.clip(100 * (m - s), 0.0, 100.0), np.clip(100 * (m + s), 0.0, 100.0)
+
+
+def plot_accuracy_vs_n(table: dict, path, frontends, metric: str = "accuracy", chance: float | None = None):
     """One panel per model: mean ± std of ``metric`` (in %) against ``n`` (log axis), one line per frontend.
 
     ``table`` is :func:`melfront.report.summary_table`'s ``{(model, frontend): {n: (mean, std, count)}}``;
-    ``frontends`` gives the legend order (colour ``i`` for the ``i``-th).
+    ``frontends`` gives the legend order (colour ``i`` for the ``i``-th). The ± bands are clipped to
+    [0, 100] % (:func:`percent_band`); ``chance`` (a fraction, e.g. ``1 / n_classes``) draws the chance
+    level as a dashed line. Returns the (closed) figure.
 
     >>> import tempfile, pathlib
     >>> table = {("sbcnn", "db"): {1: (0.4, 0.05, 4), 5: (0.6, 0.04, 4)}, ("sbcnn", "pcen"): {1: (0.5, 0.1, 4)}}
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "acc.png"
-    >>> plot_accuracy_vs_n(table, out, ["db", "pcen"]); out.read_bytes()[:4]
+    >>> fig = plot_accuracy_vs_n(table, out, ["db", "pcen"], chance=0.25); out.read_bytes()[:4]
     b'\\x89PNG'
+    >>> [line.get_label() for line in fig.axes[0].lines]
+    ['db', 'pcen', 'chance (25.0 %)']
     """
     plt = pyplot()
     models = sorted({model for model, _ in table})
@@ -42,7 +57,10 @@ def plot_accuracy_vs_n(table: dict, path, frontends, metric: str = "accuracy") -
             m = np.array([stats_by_n[n][0] for n in ns])
             s = np.array([stats_by_n[n][1] for n in ns])
             ax.plot(ns, 100 * m, "o-", color=colors(i), label=fe, lw=1.6, ms=4)
-            ax.fill_between(ns, 100 * (m - s), 100 * (m + s), color=colors(i), alpha=0.15)
+            ax.fill_between(ns, *percent_band(m, s), color=colors(i), alpha=0.15)
+        if chance is not None:
+            ax.axhline(100 * chance, color="0.35", ls="--", lw=1.0, label=f"chance ({100 * chance:.1f} %)")
+        ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(100.0, ax.get_ylim()[1]))
         ax.set_xscale("log")
         ax.set_xticks(ns_all)
         ax.set_xticklabels([str(n) for n in ns_all])
@@ -55,6 +73,7 @@ def plot_accuracy_vs_n(table: dict, path, frontends, metric: str = "accuracy") -
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
 
 
 def _learned_entries(rows) -> dict:

@@ -13,14 +13,15 @@ a killed study loses only the trials in flight, and re-running the same command 
 already there (the primary key is a hash of the trial's full configuration).
 
 Modules: :mod:`.config` (StudyConfig, Trial, PROFILES), :mod:`.store` (ResultStore), :mod:`.grid` (plan,
-splits, execution).
+execution), :mod:`.splits` (the clips, split rule and groups of a study).
 
 >>> from melfront.study import StudyConfig, runs_for_n
 >>> runs_for_n(1), StudyConfig.from_profile("paper").n_per_class
 (20, [1, 2, 5, 10, 20, 50, 100])
 """
 from .config import PROFILES, StudyConfig, Trial, runs_for_n, train_settings
-from .grid import execute_trial, load_clips, plan, run_study, split_for_trial
+from .grid import execute_trial, load_clips, plan, run_study
+from .splits import split_for_trial
 from .store import ResultStore
 
 __all__ = ["StudyConfig", "Trial", "ResultStore", "plan", "runs_for_n", "run_study", "execute_trial", "PROFILES",

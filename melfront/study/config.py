@@ -12,17 +12,19 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checks import positive_int
+from ..checks import nonnegative_int, one_of, positive_int
 from ..errors import ParameterError, StudyError
 from ..frontends import frontend
 from ..models import MODELS
-from ..train import DEFAULT_MEL, frontend_common, resolve_settings
+from ..train import DEFAULT_MEL, MEL_KEYS, frontend_common, resolve_settings
 
-__all__ = ["StudyConfig", "Trial", "PROFILES", "runs_for_n", "train_settings"]
+__all__ = ["StudyConfig", "Trial", "PROFILES", "runs_for_n", "train_settings", "read_settings_file",
+           "YAML_MAX_NODES", "EXTENSIBLE_FIELDS"]
 
 
 def runs_for_n(n: int) -> int:
@@ -76,7 +78,9 @@ class StudyConfig:
     train: dict = field(default_factory=dict)
     seed: int = 0
     compare: list = field(default_factory=list)     # pairs of frontends for the difference tables
-    holdout_per_class: int | None = None            # within-fold split: test clips per class (auto when needed)
+    holdout_per_class: int | None = None            # holdout split: test clips per class (default a third)
+    split: str | None = None                        # "folds" | "holdout"; None: folds if >= 2 folds (study.splits)
+    group_by: str | None = None                     # regex on file names giving each clip's group (speaker...)
 
     @classmethod
     def from_profile(cls, profile: str = "quick", **overrides) -> "StudyConfig":
@@ -87,7 +91,7 @@ class StudyConfig:
         >>> StudyConfig.from_profile("quick", colour="red")
         Traceback (most recent call last):
         ...
-        melfront.errors.ParameterError: unknown study setting(s) ['colour']; known: ['compare', 'dataset', 'dataset_options', 'frontends', 'holdout_per_class', 'mel', 'models', 'n_per_class', 'root', 'runs', 'seed', 'test_folds', 'train']
+        melfront.errors.ParameterError: unknown study setting(s) ['colour']; known: ['compare', 'dataset', 'dataset_options', 'frontends', 'group_by', 'holdout_per_class', 'mel', 'models', 'n_per_class', 'root', 'runs', 'seed', 'split', 'test_folds', 'train']
         """
         if profile not in PROFILES:
             raise ParameterError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
@@ -113,6 +117,9 @@ class StudyConfig:
     def from_file(cls, path, profile: str | None = None) -> "StudyConfig":
         """Read a YAML (.yaml/.yml) or TOML (.toml) file; keys are this class's fields (and ``profile``).
 
+        Read with :func:`read_settings_file`: a syntax error names the file and line, YAML aliases may not
+        expand beyond :data:`YAML_MAX_NODES` nodes, ``!!python`` tags are refused; every field is checked.
+
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "study.toml"
         >>> _ = path.write_text('profile = "quick"\\nn_per_class = [1]\\n')
@@ -120,23 +127,14 @@ class StudyConfig:
         [1]
         """
         path = Path(path)
-        text = path.read_text()
-        if path.suffix == ".toml":
-            try:
-                values = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                raise StudyError(f"{path}: not a valid TOML study config: {exc}") from None
-        else:
-            import yaml  # optional dependency: only YAML configs need it
-            try:
-                values = yaml.safe_load(text) or {}
-            except yaml.YAMLError as exc:
-                raise StudyError(f"{path}: not a valid YAML study config: {' '.join(str(exc).split())}") from None
-        if not isinstance(values, dict):
-            raise StudyError(f"{path}: a study config must be a mapping of settings")
+        values = read_settings_file(path)
         profile = values.pop("profile", profile)
-        StudyConfig.from_dict(values, source=str(path))  # names unknown settings and the file
-        return cls.from_profile(profile, **values) if profile else cls.from_dict(values)
+        try:
+            StudyConfig.from_dict(values, source=str(path))  # names unknown settings and bad values
+            return cls.from_profile(profile, **values) if profile else cls.from_dict(values)
+        except ParameterError as exc:
+            message = str(exc)
+            raise ParameterError(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
     def to_dict(self) -> dict:
         """The config as plain JSON-able data (what the store and ``config.json`` hold)."""
@@ -149,22 +147,74 @@ class StudyConfig:
             return runs[str(n)]
         return runs.get("default", runs_for_n(n))
 
-    def validate(self):
-        """ParameterError naming the field for a setting the study cannot run with.
+    def __post_init__(self):
+        self.check_fields()
 
-        >>> StudyConfig(n_per_class=[0]).validate()
+    def check_fields(self):
+        """Type- and range-check every field (ParameterError naming it), normalising the forgiving forms:
+        ``n_per_class: 5`` is read as ``[5]``, ``runs: 3`` as ``{"default": 3}``, ``frontends: db`` /
+        ``models: sbcnn`` (one string) as a one-item list, a flat pair in ``compare`` as one pair.
+
+        >>> StudyConfig(n_per_class=5, runs=3, frontends="db").n_per_class, StudyConfig(runs=3).runs
+        ([5], {'default': 3})
+        >>> StudyConfig(frontends="db").frontends
+        ['db']
+        >>> StudyConfig(seed="abc")
+        Traceback (most recent call last):
+        ...
+        melfront.errors.ParameterError: seed must be a non-negative integer, got 'abc'
+        """
+        _check_name("dataset", self.dataset)
+        if self.root is not None:
+            if not isinstance(self.root, (str, os.PathLike)) or not str(self.root):
+                raise ParameterError(f"root must be a folder path or None, got {self.root!r}")
+            self.root = str(self.root)
+        for name in ("frontends", "models"):
+            value = getattr(self, name)
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ParameterError(f"{name} must be a non-empty list of names, got {getattr(self, name)!r}")
+            for i, item in enumerate(value):
+                _check_name(f"{name}[{i}]", item)
+            setattr(self, name, list(value))
+        n = [self.n_per_class] if _is_plain_int(self.n_per_class) else self.n_per_class
+        if not isinstance(n, (list, tuple)) or not n:
+            raise ParameterError(f"n_per_class must be a non-empty list of positive integers, got {n!r}")
+        self.n_per_class = [positive_int(f"n_per_class[{i}]", v) for i, v in enumerate(n)]
+        self.runs = _check_runs(self.runs)
+        self.test_folds = _check_test_folds(self.test_folds)
+        for name in ("dataset_options", "mel", "train"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise ParameterError(f"{name} must be a mapping of named settings, got {value!r}")
+        for key, value in self.mel.items():
+            if key in MEL_KEYS:
+                positive_int(f"mel.{key}", value)
+        self.seed = nonnegative_int("seed", self.seed)
+        self.compare = _check_compare(self.compare)
+        if self.holdout_per_class is not None:
+            self.holdout_per_class = positive_int("holdout_per_class", self.holdout_per_class)
+        if self.split is not None:
+            self.split = one_of("split", self.split, ("folds", "holdout"))
+        if self.group_by is not None:
+            if not isinstance(self.group_by, str) or not self.group_by:
+                raise ParameterError(f"group_by must be a regular expression (text), got {self.group_by!r}")
+            try:
+                re.compile(self.group_by)
+            except re.error as exc:
+                raise ParameterError(f"group_by: not a valid regular expression {self.group_by!r} ({exc})") from None
+
+    def validate(self):
+        """ParameterError naming the field for a setting the study cannot run with (the fields' types and
+        ranges, then every frontend spec, model name and training setting).
+
+        >>> StudyConfig(n_per_class=[1]).validate()
+        >>> config = StudyConfig(); config.n_per_class = [0]; config.validate()
         Traceback (most recent call last):
         ...
         melfront.errors.ParameterError: n_per_class[0] must be a positive integer, got 0
         """
-        for name in ("frontends", "models", "n_per_class"):
-            if not isinstance(getattr(self, name), (list, tuple)) or not getattr(self, name):
-                raise ParameterError(f"{name} must be a non-empty list, got {getattr(self, name)!r}")
-        for i, n in enumerate(self.n_per_class):
-            positive_int(f"n_per_class[{i}]", n)
-        for name in ("dataset_options", "mel", "train", "runs"):
-            if not isinstance(getattr(self, name), dict):
-                raise ParameterError(f"{name} must be a mapping, got {getattr(self, name)!r}")
+        self.check_fields()
         for spec in self.frontends:
             frontend(spec, **frontend_common({**DEFAULT_MEL, **self.mel}))  # a clear error for a bad spec
         for m in self.models:
@@ -172,6 +222,21 @@ class StudyConfig:
                 raise ParameterError(f"models: unknown model {m!r}; choose from {sorted(MODELS)}")
             resolve_settings(m, train_settings(self, m))  # a clear error for a bad training setting
 
+    def extended_by(self, new: "StudyConfig") -> "StudyConfig":
+        """The config a store holds once ``new`` runs on a study begun with this one: more frontends, models,
+        n values, runs, test folds or comparisons are welcome (finished trials keep their meaning, because a
+        trial's key depends only on its own settings); any other difference is a StudyError naming the field.
+
+        >>> old = StudyConfig(frontends=["db"], n_per_class=[1], runs={"default": 2})
+        >>> grown = old.extended_by(StudyConfig(frontends=["pcen"], n_per_class=[1, 5], runs={"default": 3}))
+        >>> grown.frontends, grown.n_per_class, grown.runs_for(1)
+        (['db', 'pcen'], [1, 5], 3)
+        >>> old.extended_by(StudyConfig(seed=4))
+        Traceback (most recent call last):
+        ...
+        melfront.errors.StudyError: seed differs from the stored study's (stored 0, now 4): it would change the meaning of finished trials; use another output folder, or the stored value
+        """
+        return _extend(self, new)
 
 @dataclass(frozen=True)
 class Trial:
@@ -194,7 +259,8 @@ class Trial:
         ident = dict(dataset=c["dataset"], root=os.path.abspath(c["root"]) if c["root"] else None,
                      dataset_options=c["dataset_options"], mel=c["mel"], train=train_settings(config, self.model),
                      seed=c["seed"],
-                     holdout=c["holdout_per_class"], fold=str(self.fold), n=self.n, run=self.run,
+                     holdout=c["holdout_per_class"], split=c["split"], group_by=c["group_by"],
+                     fold=str(self.fold), n=self.n, run=self.run,
                      model=self.model, frontend=self.frontend)
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -209,3 +275,195 @@ def train_settings(config: StudyConfig, model: str) -> dict:
     settings = {k: v for k, v in config.train.items() if k != "models"}
     settings.update((config.train.get("models") or {}).get(model, {}))
     return settings
+
+
+# --------------------------------------------------------------------------------------------
+# Field checks
+# --------------------------------------------------------------------------------------------
+def _is_plain_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_name(name: str, value):
+    if not isinstance(value, str) or not value.strip():
+        raise ParameterError(f"{name} must be a non-empty string, got {value!r}")
+
+
+def _check_runs(runs) -> dict:
+    """``runs`` as ``{"default" | "<n>": positive int}`` (a bare integer is the default)."""
+    if _is_plain_int(runs):
+        runs = {"default": runs}
+    if runs is None:
+        runs = {}
+    if not isinstance(runs, dict):
+        raise ParameterError(f"runs must be a positive integer or a mapping {{'default' or n: runs}}, got {runs!r}")
+    out = {}
+    for key, value in runs.items():
+        if key != "default" and not (_is_plain_int(key) or (isinstance(key, str) and key.isdigit())) or key in (0, "0"):
+            raise ParameterError(f"runs: keys must be 'default' or a number of clips per class, got {key!r}")
+        out[str(key)] = positive_int(f"runs[{str(key)!r}]", value)
+    return out
+
+
+def _check_test_folds(test_folds):
+    """``"all"``, ``"first"`` or a non-empty list of fold names (a single fold becomes a one-item list)."""
+    if test_folds in ("all", "first"):
+        return test_folds
+    folds = [test_folds] if isinstance(test_folds, (str, int)) and not isinstance(test_folds, bool) else test_folds
+    if not isinstance(folds, (list, tuple)) or not folds or not all(
+            (isinstance(f, str) and f.strip()) or _is_plain_int(f) for f in folds):
+        raise ParameterError(f"test_folds must be 'all', 'first' or a list of folds, got {test_folds!r}")
+    return list(folds)
+
+
+def _check_compare(compare) -> list:
+    """A list of ``[A, B]`` frontend pairs (a flat pair of two names is read as one pair)."""
+    if compare is None:
+        return []
+    if isinstance(compare, (list, tuple)) and len(compare) == 2 and all(isinstance(c, str) for c in compare):
+        compare = [compare]
+    if not isinstance(compare, (list, tuple)):
+        raise ParameterError(f"compare must be a list of [A, B] frontend pairs, got {compare!r}")
+    for i, pair in enumerate(compare):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(
+                isinstance(f, str) and f.strip() for f in pair):
+            raise ParameterError(f"compare[{i}] must be a pair [A, B] of frontend specs, got {pair!r}")
+    return [list(p) for p in compare]
+
+
+# --------------------------------------------------------------------------------------------
+# Studies that grow
+# --------------------------------------------------------------------------------------------
+#: Fields a study may grow in (the union is kept); every other field must stay as stored.
+EXTENSIBLE_FIELDS = ("frontends", "models", "n_per_class", "runs", "test_folds", "compare", "train")
+
+
+def _union(a: list, b: list) -> list:
+    return list(a) + [x for x in b if x not in a]
+
+
+def _refuse(name, stored, now):
+    raise StudyError(f"{name} differs from the stored study's (stored {stored!r}, now {now!r}): it would change "
+                     f"the meaning of finished trials; use another output folder, or the stored value")
+
+
+def _extend(old: StudyConfig, new: StudyConfig) -> StudyConfig:
+    a, b = old.to_dict(), new.to_dict()
+    for name in a:
+        if name not in EXTENSIBLE_FIELDS and a[name] != b[name]:
+            _refuse(name, a[name], b[name])
+    merged = dict(b)
+    for name in ("frontends", "models", "n_per_class", "compare"):
+        merged[name] = _union(a[name], b[name])
+    merged["n_per_class"] = sorted(merged["n_per_class"])
+    if a["test_folds"] != b["test_folds"]:
+        if "all" in (a["test_folds"], b["test_folds"]):
+            merged["test_folds"] = "all"
+        elif isinstance(a["test_folds"], list) and isinstance(b["test_folds"], list):
+            merged["test_folds"] = _union(a["test_folds"], b["test_folds"])
+        else:
+            _refuse("test_folds", a["test_folds"], b["test_folds"])
+    runs = {str(n): max(old.runs_for(n), new.runs_for(n)) for n in merged["n_per_class"]}
+    merged["runs"] = b["runs"] if all(new.runs_for(n) == runs[str(n)] for n in merged["n_per_class"]) else runs
+    for model in set(a["models"]) & set(b["models"]):  # a model's finished trials keep their training settings
+        if train_settings(old, model) != train_settings(new, model):
+            _refuse(f"train (for model {model})", train_settings(old, model), train_settings(new, model))
+    train = {k: v for k, v in b["train"].items() if k != "models"}
+    per_model = {**(a["train"].get("models") or {}), **(b["train"].get("models") or {})}
+    for model in set(a["models"]) - set(b["models"]):  # keep what the stored-only models were trained with
+        per_model[model] = {k: v for k, v in train_settings(old, model).items() if train.get(k) != v}
+    merged["train"] = {**train, "models": per_model} if per_model else train
+    return StudyConfig.from_dict(merged)
+
+
+# --------------------------------------------------------------------------------------------
+# Settings files
+# --------------------------------------------------------------------------------------------
+#: The most YAML nodes a settings file may expand to once its aliases are followed ("billion laughs" guard).
+YAML_MAX_NODES = 10_000
+
+
+def read_settings_file(path) -> dict:
+    """The mapping in a YAML (.yaml/.yml) or TOML (.toml) settings file. StudyError naming the file (and line)
+    for a syntax error, a ``!!python`` (or other non-standard) tag, or aliases expanding beyond
+    :data:`YAML_MAX_NODES` nodes (counted on the composed node graph, before any value is built; aliases
+    within that bound are fine).
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "s.yaml"
+    >>> _ = path.write_text("a: &x [1, 2]\\nb: *x\\n")
+    >>> read_settings_file(path)
+    {'a': [1, 2], 'b': [1, 2]}
+    >>> _ = path.write_text("a: 1\\nb: c: d\\n")
+    >>> read_settings_file(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    melfront.errors.StudyError: .../s.yaml: not a valid YAML study config, line 2: ...
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StudyError(f"{path}: not a text file ({exc.reason})") from None
+    if path.suffix == ".toml":
+        try:
+            values = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
+            raise StudyError(f"{path}: not a valid TOML study config: {exc}") from None
+    else:
+        values = _read_yaml(path, text)
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise StudyError(f"{path}: a study config must be a mapping of settings, got {type(values).__name__}")
+    return values
+
+
+def _read_yaml(path: Path, text: str):
+    import yaml  # optional dependency: only YAML configs need it
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_nodes(path, node, yaml)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise StudyError(f"{path}: not a valid YAML study config{where}: {' '.join(str(exc.problem).split())}") \
+            from None
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{path}: not a valid YAML study config: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise StudyError(f"{path}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _check_yaml_nodes(path: Path, root, yaml):
+    """Refuse non-standard tags, and count the nodes the graph expands to (shared nodes once per use)."""
+    sizes: dict[int, int] = {}
+    visiting = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if not children_done and id(node) in visiting:
+            raise StudyError(f"{path}, line {node.start_mark.line + 1}: a YAML alias refers to itself")
+        visiting.add(id(node))
+        if not node.tag.startswith("tag:yaml.org,2002:") or node.tag.startswith("tag:yaml.org,2002:python/"):
+            raise StudyError(f"{path}, line {node.start_mark.line + 1}: the tag {node.tag!r} is not allowed in a "
+                             f"study config (plain YAML values only)")
+        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        sizes[id(node)] = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if sizes[id(node)] > YAML_MAX_NODES:
+            raise StudyError(f"{path}: YAML aliases expand to more than {YAML_MAX_NODES} values (line "
+                             f"{node.start_mark.line + 1}); write the settings out instead")

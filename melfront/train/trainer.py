@@ -8,6 +8,7 @@ same metrics.
 """
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -71,9 +72,12 @@ class Trainer:
     device : str or None
         None: CUDA when available, else CPU.
     progress : bool
-        tqdm bars (epochs with loss, accuracy and validation accuracy).
+        tqdm bars: epochs (with loss, accuracy and validation accuracy) and, inside each epoch, its batches.
     checkpoint : path or None
-        Written atomically after every epoch (with optimizer and early-stopping state) and at the end.
+        Written atomically after every epoch (with optimizer and early-stopping state, and the cumulative
+        training time :attr:`train_seconds`) and at the end. On Ctrl-C (``KeyboardInterrupt``) during
+        :meth:`fit` it holds the state at the start of the interrupted epoch (written then if it was not
+        yet, e.g. in the first epoch), so that :meth:`resume` continues exactly; the interrupt is re-raised.
     config : dict
         JSON-able config stored in the checkpoint (see :func:`melfront.train.train_classifier`).
 
@@ -121,6 +125,8 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.best = dict(score=-math.inf, epoch=0, bad=0, state=None)
         self.finished = False
+        self.train_seconds = 0.0  # wall time spent in fit, over every session (kept across resume)
+        self._saved_epoch = None  # the epoch whose end state the checkpoint file holds
 
     # ---------------------------------------------------------------- optimiser
     def _make_optimizer(self):
@@ -173,7 +179,9 @@ class Trainer:
         torch.manual_seed(seed_for(self.seed, "dropout", epoch))
         total, correct, loss_sum = 0, 0, 0.0
         if s["sampling"] == "episodes":
-            for k in range(episodes_per_epoch(s, n_train, len(clips_by_class))):
+            n_episodes = episodes_per_epoch(s, n_train, len(clips_by_class))
+            bar = self._batch_bar(epoch, n_episodes, "episode")
+            for k in range(n_episodes):
                 x, sup_y, qry_y = episode_batch(ds.features, clips_by_class, s, self.kind, self.hop_length,
                                                 self.seed, epoch, k, self.device)
                 z = self.model.features(x)
@@ -181,18 +189,29 @@ class Trainer:
                 loss_sum += self._step(nn.functional.cross_entropy(logits, qry_y), epoch, k + 1) * len(qry_y)
                 correct += int((logits.argmax(1) == qry_y).sum())
                 total += len(qry_y)
+                _tick(bar, loss_sum, total)
         else:
             ds.set_epoch(epoch)
             order = epoch_order(len(ds), s["batch_size"], self.seed, epoch)
+            bar = self._batch_bar(epoch, math.ceil(len(order) / s["batch_size"]), "batch")
             for b, (x, y, _) in enumerate(batches(ds, order, s["batch_size"], self.device)):
                 logits = self.model(x)
                 loss_sum += self._step(nn.functional.cross_entropy(logits, y), epoch, b + 1) * len(y)
                 correct += int((logits.argmax(1) == y).sum())
                 total += len(y)
+                _tick(bar, loss_sum, total)
+        if bar is not None:
+            bar.close()
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             raise DivergenceError(f"training diverged: a parameter became NaN or infinite in epoch {epoch}; "
                                   + _ADVICE)
         return loss_sum / max(total, 1), correct / max(total, 1)
+
+    def _batch_bar(self, epoch: int, total: int, unit: str):
+        """The per-batch progress bar of one epoch (None without ``progress``); it disappears when the epoch ends."""
+        if not self.progress:
+            return None
+        return tqdm(total=total, desc=f"epoch {epoch}", unit=unit, leave=False, dynamic_ncols=True)
 
     # ---------------------------------------------------------------- prototypes (protonet)
     @torch.no_grad()
@@ -244,7 +263,9 @@ class Trainer:
         save_checkpoint(self.checkpoint, self.model, self.config, kind="classifier", optimizer=self.optimizer,
                         epoch=self.epoch,
                         extra=dict(history=self.history, finished=final, seed=self.seed, best_state_dict=best_state,
-                                   early_stopping=dict(score=score, epoch=self.best["epoch"], bad=self.best["bad"])))
+                                   early_stopping=dict(score=score, epoch=self.best["epoch"], bad=self.best["bad"]),
+                                   train_seconds=float(self.train_seconds)))
+        self._saved_epoch = self.epoch
 
     def resume(self, path=None) -> bool:
         """Continue from a checkpoint written by :meth:`fit` (default: this trainer's). False if none exists.
@@ -271,6 +292,8 @@ class Trainer:
         self.best = dict(score=es.get("score") if es.get("score") is not None else -math.inf,
                          epoch=es.get("epoch", 0), bad=es.get("bad", 0), state=obj.get("best_state_dict"))
         self.finished = bool(obj.get("finished"))
+        self.train_seconds = float(obj.get("train_seconds") or 0.0)
+        self._saved_epoch = self.epoch
         return True
 
     # ---------------------------------------------------------------- fit
@@ -286,7 +309,9 @@ class Trainer:
         (before early stopping and the checkpoint), e.g. to evaluate a test set for a learning curve;
         JSON-able entries it adds to ``record`` are kept in the history and the checkpoint.
 
-        A non-finite loss raises :class:`~melfront.errors.DivergenceError` naming the epoch and batch.
+        A non-finite loss raises :class:`~melfront.errors.DivergenceError` naming the epoch and batch. Ctrl-C
+        (``KeyboardInterrupt``) leaves the checkpoint at the start of the interrupted epoch, then re-raises.
+        The wall time spent here is added to :attr:`train_seconds` (which a resumed trainer continues).
         """
         if len(features) != len(labels):
             raise ParameterError(f"features and labels differ in length: {len(features)} != {len(labels)}")
@@ -307,6 +332,8 @@ class Trainer:
         if self.progress:
             bar = tqdm(total=max_epochs, initial=self.epoch, desc="epochs", unit="epoch", leave=True,
                        dynamic_ncols=True)
+        start = self._epoch_start_state()
+        t0 = time.perf_counter()
         try:
             while self.epoch < max_epochs:
                 rec = self._epoch(ds, by_class, features, labels, val)
@@ -316,11 +343,41 @@ class Trainer:
                 _show(bar, rec)
                 if stop or self.epoch >= max_epochs:
                     break
+                self.train_seconds += time.perf_counter() - t0
+                t0 = time.perf_counter()
                 self._save()
+            self.train_seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            return self._finish(features, labels)
+        except KeyboardInterrupt:
+            self.train_seconds += time.perf_counter() - t0
+            self._save_interrupted(start)
+            raise
         finally:
             if bar is not None:
                 bar.close()
-        return self._finish(features, labels)
+
+    def _epoch_start_state(self):
+        """What :meth:`_save_interrupted` needs when no checkpoint holds the current epoch's start yet."""
+        if self.checkpoint is None or self._saved_epoch == self.epoch:
+            return None
+        return dict(epoch=self.epoch, history=len(self.history), model=cpu_state_dict(self.model),
+                    optimizer=copy.deepcopy(self.optimizer.state_dict()))
+
+    def _save_interrupted(self, start) -> None:
+        """After Ctrl-C: make the checkpoint hold the state at the start of the interrupted epoch.
+
+        Epochs finished in this session were saved when they ended (or are saved now, if the interrupt came
+        between an epoch's end and its save); an interrupt in the session's first epoch restores the state
+        the session started from (``start``) and saves it, so that a first-epoch Ctrl-C leaves a checkpoint too.
+        """
+        if self.checkpoint is None or self._saved_epoch == self.epoch:
+            return
+        if start is not None and self.epoch == start["epoch"]:
+            self.model.load_state_dict(start["model"])
+            self.optimizer.load_state_dict(start["optimizer"])
+            del self.history[start["history"]:]
+        self._save()
 
     def _epoch(self, ds, by_class, features, labels, val) -> dict:
         """Train one epoch, evaluate the validation set; append and return the history record."""
@@ -357,6 +414,12 @@ class Trainer:
         self.finished = True
         self._save(final=True)
         return self.history
+
+
+def _tick(bar, loss_sum: float, total: int) -> None:
+    if bar is not None:
+        bar.set_postfix(loss=f"{loss_sum / max(total, 1):.3f}", refresh=False)
+        bar.update(1)
 
 
 def _show(bar, rec: dict) -> None:

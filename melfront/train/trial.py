@@ -7,7 +7,6 @@ The examples use a tiny synthetic data set (2 classes x 2 clips of 0.5 s at 8 kH
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import torch
@@ -16,7 +15,7 @@ from ..audio import load_audio
 from ..checks import positive_int
 from ..data.cache import full_mel_config, load_features
 from ..errors import DataError
-from ..frontends import MelSpectrogram
+from ..functional.spectral import melspectrogram_chunked
 from .build import DEFAULT_MEL, MEL_KEYS, build_classifier, learned_parameters
 from .settings import resolve_settings
 from .trainer import Trainer, seed_everything
@@ -108,10 +107,9 @@ def train_classifier(clips, *, frontend: str, model: str, train_clips, val_clips
                       progress=progress, checkpoint=checkpoint, config=config)
     if resume:
         trainer.resume()
-    t0 = time.perf_counter()
     trainer.fit(train_feats, [c.label for c in train_kept], val_feats, [c.label for c in val_kept], classes)
     info = dict(config=config, n_train=len(train_feats), n_val=len(val_feats), skipped=skipped + skipped_val,
-                train_seconds=time.perf_counter() - t0, epochs=trainer.epoch)
+                train_seconds=trainer.train_seconds, epochs=trainer.epoch)  # every session's, after a resume
     return trainer, info
 
 
@@ -192,6 +190,12 @@ def run_trial(clips, *, frontend: str, model: str, train_clips: list, test_clips
 def predict_file(classifier, config: dict, path, top_k: int = 5, device: str | None = None) -> list[tuple[str, float]]:
     """Top-``k`` ``(class name, probability)`` for one audio file with a loaded classifier.
 
+    The clip is scored as :meth:`Trainer.predict` scores an evaluation clip: its patches, a batch at a
+    time, aggregated. The mel spectrogram is computed in blocks
+    (:func:`melfront.functional.melspectrogram_chunked`, the feature cache's values) and the waveform
+    released before scoring, so a long recording needs its float32 waveform, its mel spectrogram and
+    one batch of patches in memory, never its whole STFT.
+
     >>> import tempfile
     >>> from melfront.data import dataset
     >>> clips = dataset("synth", root=tempfile.mkdtemp(), n_classes=2, clips_per_class=2, duration=0.5,
@@ -209,7 +213,8 @@ def predict_file(classifier, config: dict, path, top_k: int = 5, device: str | N
     wave, _ = load_audio(path, sample_rate=int(mel["sample_rate"]))
     if config["input_kind"] == "mel":
         with torch.no_grad():  # as the feature cache computes it
-            feat = MelSpectrogram(**mel)(wave)
+            feat = melspectrogram_chunked(wave, **full_mel_config(mel))
+        del wave
     else:
         feat = wave
     scores = trainer_for(classifier, config, device=device).predict([feat])[0]

@@ -1,0 +1,231 @@
+"""The study report's account of everything that did not go as planned, and its table writers.
+
+Sections (each ``(heading, markdown, html)``, rendered by :mod:`melfront.report`): the settings derived
+from the data, incomplete cells (fewer finished runs than planned), failed trials (count, causes
+grouped), cell shortfalls (classes with fewer than n readable training clips) and skipped clips. They read
+what the study stored (:class:`~melfront.study.ResultStore`: ``failures()`` and the ``meta`` values
+``derived_settings``, ``cell_shortfalls``, ``skipped_clips``).
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import Counter, defaultdict
+
+__all__ = ["md_table", "html_table", "planned_runs", "run_counts", "incomplete_cells", "group_causes",
+           "settings_rows", "settings_section", "account_sections"]
+
+#: Longest list written out in full in the HTML page (longer ones fold into a <details> element).
+OPEN_LIST = 20
+
+
+def md_table(header, body) -> str:
+    """A Markdown table; a cell given as ``(text, detail)`` is written ``text; detail``.
+
+    >>> print(md_table(["a", "b"], [[1, ("x", "y")]]))
+    | a | b |
+    |---|---|
+    | 1 | x; y |
+    """
+    def cell(c):
+        text = f"{c[0]}; {c[1]}" if isinstance(c, tuple) and c[1] else (c[0] if isinstance(c, tuple) else c)
+        return str(text).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def html_table(header, body, marks=None) -> str:
+    """An HTML table (escaped); ``marks[i][j]`` highlights a cell; a ``(text, detail)`` cell puts the detail
+    on a second, smaller line.
+
+    >>> html_table(["a"], [[("1 < 2", "ok")]], [[True]])
+    '<table><thead><tr><th>a</th></tr></thead><tbody>\\n<tr><td class="sig">1 &lt; 2<small>ok</small></td></tr>\\n</tbody></table>'
+    """
+    out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead><tbody>"]
+    for i, row in enumerate(body):
+        cells = []
+        for j, c in enumerate(row):
+            cls = ' class="sig"' if marks and marks[i][j] else ""
+            if isinstance(c, tuple):
+                text = html.escape(str(c[0])) + (f"<small>{html.escape(str(c[1]))}</small>" if c[1] else "")
+            else:
+                text = html.escape(str(c))
+            cells.append(f"<td{cls}>{text}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def planned_runs(config, rows, failures) -> tuple[list, dict]:
+    """``(test folds, {n: planned runs per cell})``: ``config.runs_for(n)`` runs on each test fold.
+
+    The folds are the config's list when it gives one, else those the stored trials (finished or failed)
+    ran on; a cell is one (model, frontend, n).
+
+    >>> from melfront.study import StudyConfig
+    >>> planned_runs(StudyConfig(n_per_class=[1, 5], runs={"default": 3}), [dict(fold="1"), dict(fold="2")], [])
+    (['1', '2'], {1: 6, 5: 6})
+    """
+    if isinstance(config.test_folds, (list, tuple)) and config.test_folds:
+        folds = [str(f) for f in config.test_folds]
+    else:
+        folds = sorted({str(r["fold"]) for r in list(rows) + list(failures)}) or ["?"]
+    return folds, {int(n): config.runs_for(int(n)) * len(folds) for n in config.n_per_class}
+
+
+def run_counts(config, rows, failures) -> dict:
+    """``{(model, frontend, n): (finished, failed)}`` over the study's whole grid (zeros included).
+
+    >>> from melfront.study import StudyConfig
+    >>> c = run_counts(StudyConfig(frontends=["db"], models=["sbcnn"], n_per_class=[1]),
+    ...                [dict(model="sbcnn", frontend="db", n=1)], [dict(model="sbcnn", frontend="db", n=1)])
+    >>> c[("sbcnn", "db", 1)]
+    (1, 1)
+    """
+    done = Counter((r["model"], r["frontend"], int(r["n"])) for r in rows)
+    failed = Counter((f["model"], f["frontend"], int(f["n"])) for f in failures)
+    cells = {(m, fe, int(n)) for m in config.models for fe in config.frontends for n in config.n_per_class}
+    return {cell: (done[cell], failed[cell]) for cell in sorted(cells | set(done) | set(failed), key=str)}
+
+
+def incomplete_cells(counts: dict, planned: dict) -> list[tuple]:
+    """``(model, frontend, n, finished, failed, planned)`` of every cell with fewer finished runs than planned.
+
+    >>> incomplete_cells({("sbcnn", "db", 1): (2, 1), ("sbcnn", "db", 5): (3, 0)}, {1: 3, 5: 3})
+    [('sbcnn', 'db', 1, 2, 1, 3)]
+    """
+    return [(m, fe, n, done, failed, planned[n]) for (m, fe, n), (done, failed) in counts.items()
+            if n in planned and done < planned[n]]
+
+
+def _cause_kind(text: str) -> str:
+    """A cause with its numbers and quoted names blanked, so that causes differing only in those group."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", str(text))
+    return re.sub(r"\d+(\.\d+)?(e-?\d+)?", "#", text)
+
+
+def group_causes(causes) -> list[tuple[str, int, list]]:
+    """``(example cause, count, indices)`` of causes that differ only in numbers or quoted names, most common first.
+
+    >>> group_causes(["DivergenceError: nan in epoch 3", "MemoryError", "DivergenceError: nan in epoch 12"])
+    [('DivergenceError: nan in epoch 3', 2, [0, 2]), ('MemoryError', 1, [1])]
+    """
+    groups: dict[str, list] = defaultdict(list)
+    for i, cause in enumerate(causes):
+        groups[_cause_kind(cause)].append(i)
+    ordered = sorted(groups.values(), key=lambda idx: (-len(idx), idx[0]))
+    return [(str(causes[idx[0]]), len(idx), idx) for idx in ordered]
+
+
+def settings_rows(derived, prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(setting, value, derived from)`` rows of the ``derived_settings`` value: nested mappings are flattened
+    (``mel.sample_rate``); a mapping with a ``value`` key gives its ``from`` (or ``source``, ``reason``) too.
+
+    >>> settings_rows({"mel": {"sample_rate": {"value": 8000, "from": "all 12 clips are 8000 Hz"}}, "lr": 0.001})
+    [('mel.sample_rate', '8000', 'all 12 clips are 8000 Hz'), ('lr', '0.001', '')]
+    """
+    if not isinstance(derived, dict):
+        return [(prefix or "value", _text(derived), "")]
+    out = []
+    for key, value in derived.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and "value" in value:
+            why = next((value[k] for k in ("from", "source", "reason", "why") if k in value), "")
+            out.append((name, _text(value["value"]), _text(why) if why != "" else ""))
+        elif isinstance(value, dict) and value:
+            out += settings_rows(value, name)
+        else:
+            out.append((name, _text(value), ""))
+    return out
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _section(heading, text, header=None, body=None, html_text=None, long_list=None):
+    """``(heading, markdown, html)``: a paragraph, an optional table, an optional list folded when long."""
+    md = [text] + ([md_table(header, body)] if header else [])
+    page = [html_text or f"<p>{html.escape(text)}</p>"] + ([html_table(header, body)] if header else [])
+    if long_list:
+        md.append("\n".join(f"- {line}" for line in long_list))
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in long_list)
+        page.append(f"<ul>{items}</ul>" if len(long_list) <= OPEN_LIST else
+                    f"<details><summary>all {len(long_list)}</summary><ul>{items}</ul></details>")
+    return heading, "\n\n".join(md), "".join(page)
+
+
+def settings_section(derived) -> list[tuple[str, str, str]]:
+    """The settings derived from the data (none: an empty list).
+
+    >>> [h for h, _, _ in settings_section({"lr": 0.001})], settings_section({})
+    (['Settings derived from the data'], [])
+    """
+    if not derived:
+        return []
+    return [_section("Settings derived from the data",
+                     "Settings the study derived from its data (every one can be overridden), and what from.",
+                     ["setting", "value", "derived from"], settings_rows(derived))]
+
+
+def _failure_section(failures) -> list:
+    if not failures:
+        return []
+    groups = group_causes([f.get("error") or "unknown error" for f in failures])
+    body = []
+    for example, count, idx in groups:
+        cells = sorted({f"{failures[i]['model']}/{failures[i]['frontend']} n={failures[i]['n']}" for i in idx})
+        body.append([example, count, ", ".join(cells[:6]) + (f", … ({len(cells)} cells)" if len(cells) > 6 else "")])
+    text = (f"{len(failures)} trial(s) failed and are not in the tables (a rerun skips them unless "
+            f"--retry-failed); causes, grouped:")
+    return [_section(f"Failed trials ({len(failures)})", text, ["cause (first of its kind)", "trials", "cells"], body,
+                     html_text=f"<p class='warn'>{html.escape(text)}</p>")]
+
+
+def _incomplete_section(counts, planned) -> list:
+    cells = incomplete_cells(counts, planned)
+    if not cells:
+        return []
+    text = (f"{len(cells)} cell(s) have fewer finished runs than planned (not run yet, or failed); their means "
+            f"and differences rest on fewer runs (marked † in the tables).")
+    return [_section(f"Incomplete cells ({len(cells)})", text, ["model", "frontend", "n", "finished", "failed",
+                                                                "planned"], [list(c) for c in cells])]
+
+
+def _shortfall_section(shortfalls) -> list:
+    entries = [s for s in shortfalls if isinstance(s, dict)]
+    if not entries:
+        return []
+    groups: dict[tuple, list] = defaultdict(list)
+    for s in entries:
+        groups[(str(s.get("fold")), s.get("n"), str(s.get("class")), s.get("available"))].append(s.get("run"))
+    body = [[fold, n, cls, available, ", ".join(str(r) for r in sorted(runs, key=str))]
+            for (fold, n, cls, available), runs in sorted(groups.items(), key=str)]
+    text = ("In these cells a class had fewer than n readable training clips, so it was trained on all it had "
+            "(marked ‡ in the tables):")
+    return [_section(f"Cell shortfalls ({len(entries)})", text, ["fold", "n", "class", "available", "runs"], body)]
+
+
+def _skipped_section(skipped) -> list:
+    items = [(str(s[0]), str(s[1]) if len(s) > 1 else "") for s in skipped if isinstance(s, (list, tuple)) and s]
+    if not items:
+        return []
+    groups = group_causes([cause.replace(path, "FILE") for path, cause in items])
+    body = [[example, count] for example, count, _ in groups]
+    text = (f"{len(items)} clip(s) could not be read and were left out before sampling (n counts readable clips "
+            f"only). Causes:")
+    return [_section(f"Skipped clips ({len(items)})", text, ["cause (first of its kind)", "clips"], body,
+                     long_list=[f"{path}: {cause}" for path, cause in items])]
+
+
+def account_sections(counts, planned, failures, shortfalls, skipped) -> list[tuple[str, str, str]]:
+    """The sections on what did not go as planned (only those that have something to say).
+
+    >>> [h for h, _, _ in account_sections({("m", "db", 1): (1, 1)}, {1: 2}, [dict(model="m", frontend="db", n=1,
+    ...  error="MemoryError")], [], [["a.wav", "empty"]])]
+    ['Incomplete cells (1)', 'Failed trials (1)', 'Skipped clips (1)']
+    """
+    return (_incomplete_section(counts, planned) + _failure_section(failures) + _shortfall_section(shortfalls)
+            + _skipped_section(skipped))
