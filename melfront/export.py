@@ -67,6 +67,11 @@ def _as_tuple(inputs) -> tuple:
     return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
 
+def _examples(inputs) -> tuple:
+    """Contiguous example inputs (a strided view would put its strides into the exported graph)."""
+    return tuple(x.contiguous() if torch.is_tensor(x) else x for x in _as_tuple(inputs))
+
+
 def _eager(module: nn.Module, inputs: tuple) -> list[torch.Tensor]:
     with torch.no_grad():
         out = module(*inputs)
@@ -143,7 +148,7 @@ def export_onnx(module: nn.Module, example, path, check_inputs=None, rtol: float
     """
     import onnx  # optional: the "dev"/"deploy" extra
     from pathlib import Path
-    example = _as_tuple(example)
+    example = _examples(example)
     module = module.eval()
     try:
         with torch.no_grad():
@@ -210,7 +215,7 @@ def export_program(module: nn.Module, example, path=None, time_axis: bool = True
     >>> ep.module()(torch.rand(2, 3, 70)).shape
     torch.Size([2, 3, 70])
     """
-    example = _as_tuple(example)
+    example = _examples(example)
     try:
         with torch.no_grad():
             program = torch.export.export(module.eval(), example, dynamic_shapes=dynamic_shapes(example, time_axis))

@@ -287,7 +287,7 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:115
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,td:nth-child(2){text-align:left}td.sig{background:#fff1c2;font-weight:600}
-td small{display:block;color:#666;font-weight:400;font-size:.8em;white-space:nowrap}
+table.list td,table.list th{text-align:left}td small{display:block;color:#666;font-weight:400;font-size:.8em;white-space:nowrap}
 img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:.9em}code{background:#f5f5f5;padding:0 .2em}
 .warn{background:#fdecea;border-left:4px solid #d9534f;padding:.4em .8em}details{margin:.4em 0}
 """
@@ -300,7 +300,7 @@ def _intro(rows, failures, config, frontends, planned, n_folds) -> str:
     text = (f"{len(rows)} finished trials of {n_planned} planned"
             f"{f', {len(failures)} failed' if failures else ''} on **{config.dataset}** — models "
             f"{', '.join(config.models)}; frontends {', '.join(frontends)}; n per class {sorted(config.n_per_class)}; "
-            f"test folds {sorted({str(r['fold']) for r in rows})}; total training time {seconds / 60:.1f} min.")
+            f"test folds {', '.join(sorted({str(r['fold']) for r in rows}))}; total training time {seconds / 60:.1f} min.")
     if splits:
         text += " Split: " + "; ".join(splits) + "."
     per_n = ", ".join(f"n={n}: {planned[n]}" for n in sorted(planned))

@@ -36,14 +36,15 @@ def md_table(header, body) -> str:
     return "\n".join(lines)
 
 
-def html_table(header, body, marks=None) -> str:
+def html_table(header, body, marks=None, kind: str = "") -> str:
     """An HTML table (escaped); ``marks[i][j]`` highlights a cell; a ``(text, detail)`` cell puts the detail
-    on a second, smaller line.
+    on a second, smaller line; ``kind`` is the table's CSS class (the report's "list": text left-aligned).
 
     >>> html_table(["a"], [[("1 < 2", "ok")]], [[True]])
     '<table><thead><tr><th>a</th></tr></thead><tbody>\\n<tr><td class="sig">1 &lt; 2<small>ok</small></td></tr>\\n</tbody></table>'
     """
-    out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead><tbody>"]
+    opening = f'<table class="{kind}">' if kind else "<table>"
+    out = [opening + "<thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead><tbody>"]
     for i, row in enumerate(body):
         cells = []
         for j, c in enumerate(row):
@@ -148,7 +149,7 @@ def _text(value) -> str:
 def _section(heading, text, header=None, body=None, html_text=None, long_list=None):
     """``(heading, markdown, html)``: a paragraph, an optional table, an optional list folded when long."""
     md = [text] + ([md_table(header, body)] if header else [])
-    page = [html_text or f"<p>{html.escape(text)}</p>"] + ([html_table(header, body)] if header else [])
+    page = [html_text or f"<p>{html.escape(text)}</p>"] + ([html_table(header, body, kind="list")] if header else [])
     if long_list:
         md.append("\n".join(f"- {line}" for line in long_list))
         items = "".join(f"<li>{html.escape(line)}</li>" for line in long_list)

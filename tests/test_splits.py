@@ -169,7 +169,8 @@ def test_compare_cli_takes_group_by_and_split(tmp_path, monkeypatch):
     import argparse
     parser = argparse.ArgumentParser()
     _add_compare(parser.add_subparsers())
-    args = parser.parse_args(["compare", "--dataset", "folder", "--root", str(tmp_path), "--group-by", SPEAKERS,
+    root = keyword_folder(tmp_path / "kw", speakers=3, takes=1)
+    args = parser.parse_args(["compare", "--dataset", "folder", "--root", str(root), "--group-by", SPEAKERS,
                               "--split", "holdout"])
     config = study_config_from_args(args)
     assert config.group_by == SPEAKERS and config.split == "holdout"

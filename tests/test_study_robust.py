@@ -1,11 +1,12 @@
 """Studies that never lose a trial: failure isolation (jobs 1, jobs 2, Ray), one study per folder, checked
 configuration (YAML bombs, tags, syntax errors), studies that grow, read-only stores, no orphan workers."""
-import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -98,14 +99,15 @@ from melfront.study import run_study
 
 
 def slow_trial(*a, **k):
-    time.sleep(0.2)
+    time.sleep(0.5)
     return fake_trial(*a, **k)
 
 
 if __name__ == "__main__":
     seed = int(sys.argv[1])
-    start = float(sys.argv[2])
-    time.sleep(max(0.0, start - time.time()))
+    Path({tmp!r}, f"ready-{{seed}}").touch()  # both have imported melfront: start together
+    while len(list(Path({tmp!r}).glob("ready-*"))) < 2:
+        time.sleep(0.001)
     try:
         run_study(tiny_config(Path({tmp!r}), seed=seed, n_per_class=[1]), {db!r}, trial_fn=slow_trial, quiet=True)
     except Exception as exc:
@@ -118,8 +120,7 @@ def test_two_studies_started_together_on_one_folder_exactly_one_proceeds(tmp_pat
     script = tmp_path / "run.py"
     db = tmp_path / "study" / "study.db"
     script.write_text(LOCK_SCRIPT.format(tests=TESTS, tmp=str(tmp_path), db=str(db)))
-    start = str(time.time() + 8)  # both import melfront first, then start at the same moment
-    procs = [subprocess.Popen([sys.executable, str(script), str(seed), start], stdout=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, str(script), str(seed)], stdout=subprocess.PIPE, text=True)
              for seed in (0, 1)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     codes = sorted(p.returncode for p in procs)
@@ -195,7 +196,7 @@ def test_forgiving_forms_are_read_as_lists(tmp_path):
     path.write_text("mel: &m {n_mels: 32}\ntrain: {epochs: 2}\ndataset_options: *m\n")  # small aliases are fine
     assert StudyConfig.from_file(path).dataset_options == {"n_mels": 32}
     toml = tmp_path / "study.toml"
-    toml.write_text("seed = 1\nn_per_class = [1,\n")
+    toml.write_text("seed = 1\nn_per_class = [1,,]\ndataset = 'synth'\n")
     with pytest.raises(StudyError, match=r"study\.toml: not a valid TOML study config: .*line 2"):
         StudyConfig.from_file(toml)
 
@@ -253,6 +254,11 @@ def test_ray_auto_without_a_cluster_starts_a_local_one(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     from melfront.study.execution import connect_ray
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # a fresh Ray temp folder: another Ray instance on this machine (a test elsewhere) must not be "the cluster"
+    ray_tmp = tempfile.mkdtemp(prefix="mfray", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    # Ray's workers import failing_trial by name: they need this folder on their path
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")])))
     lines = []
     try:
         connect_ray("auto", say=lines.append, num_cpus=1)
@@ -261,6 +267,7 @@ def test_ray_auto_without_a_cluster_starts_a_local_one(tmp_path, monkeypatch):
         store = run_study(config, tmp_path / "ray.db", ray_address="auto", trial_fn=failing_trial, quiet=True)
     finally:
         ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert len(store.rows()) == 2 and len(store.failures()) == 2
     assert {f["error"].split(":")[0] for f in store.failures()} == {"MemoryError", "DivergenceError"}
 

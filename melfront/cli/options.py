@@ -9,11 +9,16 @@
 from __future__ import annotations
 
 import ast
+import json
 
+from ..checks import one_of, positive_float, positive_int
 from ..errors import ParameterError
+from ..frontends import MelSpectrogram
+from ..train import OPTIMIZERS, TrainSettings
 
-__all__ = ["split_specs", "key_values", "int_list", "add_mel_args", "mel_from_args", "add_dataset_args", "add_split_args",
-           "cache_arg", "MEL_DEFAULTS"]
+__all__ = ["split_specs", "parse_value", "key_values", "int_list", "add_mel_args", "add_dataset_args",
+           "add_split_args", "cache_arg", "MEL_DEFAULTS", "SETTING_OPTIONS", "MEL_SETTINGS", "add_settings_args",
+           "settings_from_args", "split_settings"]
 
 #: Defaults of the mel options of ``show`` and ``equivalence`` (``train`` defaults to the model's settings).
 MEL_DEFAULTS = dict(sample_rate=22050, n_fft=1024, hop=512, n_mels=128)
@@ -39,11 +44,27 @@ def split_specs(text: str) -> list[str]:
     return specs
 
 
-def key_values(items, what: str) -> dict:
-    """``["a=1", "b='x'"]`` -> ``{"a": 1, "b": "x"}`` (values are Python literals, else plain strings).
+def parse_value(text: str):
+    """A command-line value: JSON (``3``, ``1e-3``, ``true``, ``null``, ``{"width": 8}``), else a Python literal
+    (``'adam'``, ``{'width': 8}``, ``None``), else the plain string.
 
-    >>> key_values(["epochs=3", "optimizer='adam'", "name=plain"], "--set")
-    {'epochs': 3, 'optimizer': 'adam', 'name': 'plain'}
+    >>> [parse_value(t) for t in ("3", "1e-3", "true", "null", "'adam'", "adam", '{"width": 8}', "None")]
+    [3, 0.001, True, None, 'adam', 'adam', {'width': 8}, None]
+    """
+    text = text.strip()
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+    return text
+
+
+def key_values(items, what: str) -> dict:
+    """``["a=1", "b='x'"]`` -> ``{"a": 1, "b": "x"}`` (values read by :func:`parse_value`).
+
+    >>> key_values(["epochs=3", "optimizer='adam'", "name=plain", "lr=1e-3"], "--set")
+    {'epochs': 3, 'optimizer': 'adam', 'name': 'plain', 'lr': 0.001}
     >>> key_values(["epochs"], "--set")
     Traceback (most recent call last):
     ...
@@ -54,10 +75,7 @@ def key_values(items, what: str) -> dict:
         if "=" not in item:
             raise ParameterError(f"{what} must look like KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value.strip()
+        out[key.strip()] = parse_value(value)
     return out
 
 
@@ -104,17 +122,6 @@ def add_mel_args(p, defaults: dict | None = None, n_mels_help: str | None = None
                    help=n_mels_help or say("n_mels", "number of mel bands"))
 
 
-def mel_from_args(args) -> dict:
-    """The mel options given on the command line as a ``MelSpectrogram`` config subset (None ones left out).
-
-    >>> import argparse
-    >>> mel_from_args(argparse.Namespace(sample_rate=None, n_fft=512, hop=128, n_mels=None))
-    {'n_fft': 512, 'hop_length': 128}
-    """
-    given = dict(sample_rate=args.sample_rate, n_fft=args.n_fft, hop_length=args.hop, n_mels=args.n_mels)
-    return {k: v for k, v in given.items() if v is not None}
-
-
 def add_dataset_args(p, required: bool) -> None:
     """``--dataset --root --dataset-option KEY=VALUE --cache --no-cache --device``.
 
@@ -159,3 +166,82 @@ def cache_arg(args):
     (False, None)
     """
     return False if args.no_cache else args.cache
+
+
+#: The common settings of ``compare`` and ``train`` as options: ``(flag, setting, check, help)``.
+SETTING_OPTIONS = (
+    ("--sample-rate", "sample_rate", positive_int, "sample rate in Hz (default: the clips' own, 22050 at most)"),
+    ("--n-fft", "n_fft", positive_int, "FFT size in samples (default: a power of two of 25-50 ms)"),
+    ("--hop", "hop_length", positive_int, "hop length in samples (default: 10 ms)"),
+    ("--n-mels", "n_mels", positive_int, "mel bands (default: 40, 64 or 128 by sample rate, none empty)"),
+    ("--patch-frames", "patch_frames", positive_int, "patch length in frames (default: the median clip, 3 s at most)"),
+    ("--epochs", "epochs", positive_int, "training epochs (default: about 600 steps, 20-100 epochs)"),
+    ("--optimizer", "optimizer", lambda name, v: one_of(name, v, OPTIMIZERS), "sgd or adam (default adam)"),
+    ("--lr", "lr", positive_float, "learning rate (default 1e-3)"),
+    ("--batch-size", "batch_size", positive_int, "batch size (default 16; 32 from 500 training clips)"),
+)
+
+#: The mel settings ``--set`` accepts (those of :class:`melfront.MelSpectrogram`); the rest are training settings.
+MEL_SETTINGS = tuple(MelSpectrogram(sample_rate=16000).config())
+
+
+def add_settings_args(p) -> None:
+    """The common settings (:data:`SETTING_OPTIONS`) and ``--set KEY=VALUE``, in one group.
+
+    Options not given stay None: the command fits them to the data (or takes its profile's).
+
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_settings_args(p)
+    >>> args = p.parse_args(["--hop", "160", "--lr", "1e-3", "--set", "fmin=50", "--set", "patience=5"])
+    >>> settings_from_args(args)
+    {'fmin': 50, 'patience': 5, 'hop_length': 160, 'lr': 0.001}
+    """
+    group = p.add_argument_group("settings", "mel and training settings; every one not given is fitted to the "
+                                             "data (see --profile)")
+    for flag, _, check, text in SETTING_OPTIONS:
+        kind = str if flag == "--optimizer" else float if flag == "--lr" else int
+        group.add_argument(flag, type=kind, default=None, help=text)
+    group.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
+                       help="any other mel or training setting, e.g. fmin=50, patience=10, "
+                            "model_options='{\"width\": 8}' (repeatable; value as JSON, else text)")
+
+
+def settings_from_args(args) -> dict:
+    """The settings given on the command line, flat (``hop_length``, ``epochs``, ...), checked.
+
+    ``--set`` keys must be mel or training settings (ParameterError listing them); the options win over
+    ``--set``.
+
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_settings_args(p)
+    >>> settings_from_args(p.parse_args(["--set", "epoch=3"]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: --set: unknown setting 'epoch'; known: aggregation, batch_size, ...
+    >>> settings_from_args(p.parse_args(["--epochs", "0"]))
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: --epochs must be a positive integer, got 0
+    """
+    given = key_values(getattr(args, "set", None), "--set")
+    known = sorted(set(MEL_SETTINGS) | set(TrainSettings.known()))
+    for key in given:
+        if key not in known:
+            raise ParameterError(f"--set: unknown setting {key!r}; known: {', '.join(known)}")
+    for flag, key, check, _ in SETTING_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None:
+            given[key] = check(flag, value)
+    return given
+
+
+def split_settings(given: dict) -> tuple[dict, dict]:
+    """Flat settings -> ``(mel, train)``; ``n_mels`` is a mel setting (the mel config's wins in training).
+
+    >>> split_settings({"hop_length": 160, "n_mels": 40, "epochs": 3})
+    ({'hop_length': 160, 'n_mels': 40}, {'epochs': 3})
+    """
+    mel = {k: v for k, v in given.items() if k in MEL_SETTINGS}
+    return mel, {k: v for k, v in given.items() if k not in mel}

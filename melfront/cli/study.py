@@ -16,9 +16,12 @@ import sys
 from pathlib import Path
 
 from ..checks import positive_int
-from .options import add_split_args, int_list, split_specs
+from ..fileio import write_json
+from ..study import ResultStore, StudyConfig, load_clips
+from ..train import fit_settings
+from .options import add_settings_args, add_split_args, int_list, settings_from_args, split_settings, split_specs
 
-__all__ = ["COMMANDS", "study_config_from_args"]
+__all__ = ["COMMANDS", "study_config_from_args", "study_setup"]
 
 
 def _add_compare(sub):
@@ -29,7 +32,10 @@ def _add_compare(sub):
                                    "the built-in synthetic field-recording set.")
     p.add_argument("-o", "--output", default="studies/quick", help="study folder (default studies/quick)")
     p.add_argument("--config", help="YAML or TOML file with study settings (saved with the results)")
-    p.add_argument("--profile", choices=["quick", "paper"], default=None, help="preset grid (default quick)")
+    p.add_argument("--profile", choices=["quick", "paper", "fitted"], default=None,
+                   help="quick: the quick grid on the synthetic set; paper: the published grid and settings; fitted: "
+                        "the quick grid with settings fitted to --dataset (default: fitted for a real data set "
+                        "without --config, else quick)")
     p.add_argument("--dataset", help="synth, esc50, esc10, urbansound8k, tut2017, fsdd or folder")
     p.add_argument("--root", help="data set folder")
     p.add_argument("--frontends", help="comma-separated frontend specs, e.g. \"logeps,loglearn\"")
@@ -38,7 +44,6 @@ def _add_compare(sub):
     p.add_argument("--runs", type=int, help="runs per n (default: Pons et al.: 20 for n<=2, 10 for n<=10, 5 above)")
     p.add_argument("--test-folds", help="'all', 'first' or comma-separated folds")
     add_split_args(p)
-    p.add_argument("--epochs", type=int, help="training epochs per run")
     p.add_argument("--seed", type=int, help="base seed (default 0)")
     p.add_argument("--compare", action="append", metavar="A,B",
                    help="two frontends whose difference the report tests (repeatable)")
@@ -48,6 +53,7 @@ def _add_compare(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
     p.add_argument("--retry-failed", action="store_true",
                    help="run again the trials stored as failed (by default a rerun skips them)")
+    add_settings_args(p)
 
 
 def _overrides(args) -> dict:
@@ -82,7 +88,7 @@ def _overrides(args) -> dict:
 
 def study_config_from_args(args):
     """The :class:`~melfront.study.StudyConfig` of a ``compare`` command line: ``--config`` or ``--profile``
-    (default quick), then the options given (see the module's example).
+    (default: fitted to a real ``--dataset``, else quick), then the options given (see :func:`study_setup`).
 
     >>> import argparse
     >>> parser = argparse.ArgumentParser()
@@ -90,31 +96,64 @@ def study_config_from_args(args):
     >>> study_config_from_args(parser.parse_args(["compare", "--profile", "paper", "--models", "vgg"])).models
     ['vgg']
     """
-    from ..study import StudyConfig
+    return study_setup(args)[0]
+
+
+def study_setup(args):
+    """``(config, fitted)``: the study's config and, with the fitted profile, the
+    :class:`~melfront.train.FittedSettings` it took its mel and training settings from (else None).
+
+    The settings options and ``--set`` win over the config file and the profile, for every model.
+
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> _add_compare(parser.add_subparsers())
+    >>> config, fitted = study_setup(parser.parse_args(["compare", "--hop", "256", "--set", "patience=4"]))
+    >>> config.mel["hop_length"], config.train["patience"], fitted
+    (256, 4, None)
+    """
     overrides = _overrides(args)
+    given = settings_from_args(args)
+    profile = args.profile or ("fitted" if args.dataset not in (None, "synth") and not args.config else "quick")
+    fitted = None
     if args.config:
-        config = StudyConfig.from_file(args.config, profile=args.profile)
+        config = StudyConfig.from_file(args.config, profile=args.profile if args.profile != "fitted" else None)
         for k, v in overrides.items():
             setattr(config, k, v)
     else:
-        profile = args.profile or "quick"
-        if args.dataset and args.dataset != "synth" and args.profile is None:
-            # real data: the quick grid's shape, with the data set's own mel defaults
-            overrides.setdefault("mel", dict(sample_rate=22050, n_fft=1024, hop_length=512, n_mels=128))
-            overrides.setdefault("train", dict(epochs=30, patch_frames=128))
-        config = StudyConfig.from_profile(profile, **overrides)
-    if args.epochs is not None:
-        config.train = {**config.train, "epochs": positive_int("--epochs", args.epochs)}
+        config = StudyConfig.from_profile("quick" if profile == "fitted" else profile, **overrides)
+    if profile == "fitted":
+        clips = load_clips(config)
+        fitted = fit_settings(clips, models=config.models, frontends=config.frontends, given=given,
+                              n_train=max(int(n) for n in config.n_per_class) * len(clips.classes))
+        config.mel, config.train = dict(fitted.mel), fitted.study_train()
+    else:  # given settings win over the file's or profile's, per-model ones included
+        mel, train = split_settings(given)
+        config.mel = {**config.mel, **mel}
+        config.train = _given_win(config.train, train)
     if "compare" not in overrides and not args.config:
         config.compare = [p for p in config.compare if all(f in config.frontends for f in p)]
-    return config
+    return config, fitted
+
+
+def _given_win(train: dict, given: dict) -> dict:
+    """``train`` with the ``given`` settings for every model: per-model values of those keys are dropped,
+    except ``model_options``, merged (the given options win)."""
+    per_model = {}
+    for m, t in (train.get("models") or {}).items():
+        t = {k: v for k, v in t.items() if k not in given or k == "model_options"}
+        if "model_options" in given and "model_options" in t:
+            t["model_options"] = {**t["model_options"], **given["model_options"]}
+        per_model[m] = t
+    return {**train, **given, **({"models": per_model} if per_model else {})}
 
 
 def _run_compare(args):
-    from ..fileio import write_json
     from ..report import check_compare, write_report
     from ..study import run_study
-    config = study_config_from_args(args)
+    config, fitted = study_setup(args)
+    if fitted is not None:
+        print(fitted.summary())
     config.compare = [list(p) for p in check_compare(config.compare or [], config.frontends)]  # before training
     if args.jobs is not None:
         positive_int("--jobs", args.jobs)
@@ -123,7 +162,7 @@ def _run_compare(args):
     # config.json is written once the study folder is locked and the config accepted (same or extended study)
     store = run_study(config, out / "study.db", ray_address=args.ray, jobs=args.jobs, quiet=args.quiet,
                       ray_num_gpus=args.ray_gpus, retry_failed=args.retry_failed,
-                      accepted=lambda stored: write_json(out / "config.json", stored.to_dict()))
+                      accepted=lambda stored: _accepted(out, stored, fitted))
     page = write_report(store.path, out / "report")
     print(f"results: {store.path}\nreport:  {page} (and report.md)")
     failed = store.failures()
@@ -132,6 +171,13 @@ def _run_compare(args):
               file=sys.stderr)
         return 1
     return 0
+
+
+def _accepted(out: Path, stored, fitted) -> None:
+    """Once the study folder is locked and the config accepted: ``config.json`` and the derived settings."""
+    write_json(out / "config.json", stored.to_dict())
+    if fitted is not None:
+        ResultStore(out / "study.db").set_meta("derived_settings", fitted.as_dict())
 
 
 def _add_report(sub):

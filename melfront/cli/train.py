@@ -10,8 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+from ..data import dataset as load_dataset
 from ..errors import MelfrontError
-from .options import add_dataset_args, add_mel_args, add_split_args, cache_arg, key_values, mel_from_args
+from ..fileio import write_json
+from ..train import DEFAULT_MEL, fit_settings, training_size
+from .options import add_dataset_args, add_settings_args, add_split_args, cache_arg, key_values, settings_from_args, \
+    split_settings
 
 __all__ = ["COMMANDS", "EXIT_SOME_FAILED"]
 
@@ -34,40 +38,42 @@ def _add_train(sub):
                                        "one fold (a flat folder) holds out a stratified, grouped third by itself")
     p.add_argument("--val-fold", help="fold for validation (reported each epoch; early stopping with patience=N)")
     add_split_args(p)
-    p.add_argument("--epochs", type=int, help="training epochs (default: the model's paper setting)")
     p.add_argument("--n-per-class", type=int, help="train on a class-balanced subset of N clips per class")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
-    p.add_argument("--batch-size", type=int, help="batch size")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--patch-frames", type=int, help="patch length in frames")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
-                   help="any training setting, e.g. optimizer='adam', patience=10, model_options={'width':8}")
-    add_mel_args(p, None, n_mels_help="mel: bands (default: the model's, 128 or 60 for piczak)")
+    p.add_argument("--profile", choices=("fitted", "paper"), default="fitted",
+                   help="settings not given: fitted to the data (default; printed and saved in "
+                        "OUTPUT/derived_settings.json) or the model's paper settings")
+    add_settings_args(p)
     p.add_argument("--resume", action="store_true", help="continue OUTPUT/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", default="run", help="run folder (default run/)")
 
 
-def _train_overrides(args) -> tuple[dict, dict | None]:
-    """The ``train`` settings and the ``mel`` config (None: the model's) given on the command line."""
-    from ..train import DEFAULT_MEL
-    train = key_values(args.set, "--set")
-    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
-                       ("patch_frames", args.patch_frames)):
-        if value is not None:
-            train[key] = value
-    mel = mel_from_args(args) or None
-    if mel is not None:
-        for k in ("sample_rate", "n_fft", "hop_length"):
-            mel.setdefault(k, DEFAULT_MEL[k])
-        if args.n_mels is not None:
-            train.setdefault("n_mels", args.n_mels)
-    return train, mel
+def _train_overrides(args) -> tuple[dict, dict | None, object]:
+    """``(train, mel, fitted)``: the settings given on the command line, the rest fitted to the data (printed;
+    ``fitted`` is the :class:`~melfront.train.FittedSettings`) or, with ``--profile paper``, the model's
+    (``mel`` None: :data:`~melfront.train.DEFAULT_MEL` with the model's bands)."""
+    given = settings_from_args(args)
+    mel, train = split_settings(given)
+    if args.profile == "paper":
+        if mel:
+            mel = {**{k: DEFAULT_MEL[k] for k in ("sample_rate", "n_fft", "hop_length")}, **mel}
+            if "n_mels" in mel:
+                train.setdefault("n_mels", mel["n_mels"])
+        return train, mel or None, None
+    clips = load_dataset(args.dataset, args.root, **key_values(args.dataset_option, "--dataset-option"))
+    fitted = fit_settings(clips, models=[args.model], frontends=[args.frontend], given=given,
+                          n_train=training_size(clips, args.test_fold, args.val_fold, args.n_per_class))
+    print(fitted.summary())
+    return fitted.train_for(args.model), fitted.mel, fitted
 
 
 def _run_train(args):
     from ..train import train_run
-    train, mel = _train_overrides(args)
+    train, mel, fitted = _train_overrides(args)
+    if fitted is not None:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+        write_json(Path(args.output) / "derived_settings.json", fitted.as_dict())
     started = time.time()
     try:
         m = train_run(args.output, dataset=args.dataset, root=args.root,

@@ -123,7 +123,7 @@ def _draw(ax, fig, data: np.ndarray, title: str, cbar_label: str, sample_rate, h
     """One spectrogram panel with its colour bar; ``(3, n_bins, frames)`` is drawn as RGB; long images are
     reduced by :func:`decimate_frames`, the time axis kept true."""
     frames = data.shape[-1]
-    data, factor = decimate_frames(data)
+    data, factor = decimate_frames(data, MAX_DRAW_FRAMES)
     _draw_image(ax, fig, data, title, cbar_label, sample_rate, hop_length * factor, vmax)
     if factor > 1:
         ax.set_xlim(0, frames * hop_length / sample_rate)  # the last column may cover fewer frames
@@ -197,7 +197,7 @@ def show_clips(paths, output, sample_rate: int = 22050, n_fft: int = 1024, hop_l
     for c, (path, wave, sr) in enumerate(clips):
         duration = wave.shape[-1] / sr
         ax = axes[0, c]
-        times, low, high = waveform_envelope(wave.numpy(), sr)
+        times, low, high = waveform_envelope(wave.numpy(), sr, MAX_DRAW_SAMPLES)
         if low is high:
             ax.plot(times, low, lw=0.4, color="#1f4e79")
         else:  # a long clip: its min/max envelope

@@ -15,7 +15,7 @@ from ..errors import StudyError
 from ..train import DEFAULT_MEL, run_trial
 from .config import StudyConfig, Trial, train_settings
 from .execution import execute_local, execute_ray
-from .splits import check_study, resolve_split, split_for_trial, study_clips, test_folds
+from .splits import check_study, folds_to_test, resolve_split, split_for_trial, study_clips
 from .store import ResultStore, StudyLock
 
 __all__ = ["plan", "split_for_trial", "load_clips", "execute_trial", "run_study", "open_study", "failure_summary"]
@@ -31,7 +31,7 @@ def plan(config: StudyConfig, clips) -> list[Trial]:
     (24, Trial(fold=1, n=1, run=0, model='sbcnn', frontend='db'))
     """
     trials = []
-    for fold in test_folds(config, clips):
+    for fold in folds_to_test(config, clips):
         for n in sorted(int(n) for n in config.n_per_class):
             for run in range(config.runs_for(n)):
                 for model in config.models:

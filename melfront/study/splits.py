@@ -34,7 +34,7 @@ from ..data.sampling import few_shot_subset, grouped_holdout, shortfalls, withou
 from ..errors import DataError, ParameterError
 from .config import StudyConfig
 
-__all__ = ["SPLITS", "study_clips", "test_folds", "resolve_split", "split_for_trial", "check_study"]
+__all__ = ["SPLITS", "study_clips", "folds_to_test", "resolve_split", "split_for_trial", "check_study"]
 
 #: The split rules a study can use (see the module's text).
 SPLITS = ("folds", "holdout")
@@ -64,13 +64,13 @@ def study_clips(config: StudyConfig) -> ClipList:
     return readable
 
 
-def test_folds(config: StudyConfig, clips) -> list:
+def folds_to_test(config: StudyConfig, clips) -> list:
     """The folds a study tests on, in order: ``config.test_folds`` ("all", "first" or a list), or ``["test"]``
     for data sets with a published train/test split.
 
     >>> from melfront.data import Clip, ClipList
     >>> clips = ClipList([Clip(f"{i}.wav", i % 2, "ab"[i % 2], 1 + i % 3) for i in range(6)], classes=["a", "b"])
-    >>> test_folds(StudyConfig(test_folds="all"), clips), test_folds(StudyConfig(test_folds=[3]), clips)
+    >>> folds_to_test(StudyConfig(test_folds="all"), clips), folds_to_test(StudyConfig(test_folds=[3]), clips)
     ([1, 2, 3], [3])
     """
     folds = list(clips.folds)

@@ -10,7 +10,8 @@ One concept per module:
 - :mod:`~melfront.train.batches`: patch datasets, mini-batches and episodes of an epoch;
 - :mod:`~melfront.train.trainer`: :class:`Trainer`, the one training loop;
 - :mod:`~melfront.train.trial`: :func:`train_classifier`, :func:`run_trial`, :func:`predict_file`;
-- :mod:`~melfront.train.runs`: the run folders of ``melfront train / evaluate``.
+- :mod:`~melfront.train.runs`: the run folders of ``melfront train / evaluate``;
+- :mod:`~melfront.train.fitted`: settings fitted to the data (:func:`fit_settings`).
 
 >>> from melfront.train import resolve_settings
 >>> resolve_settings("vgg")["optimizer"]
@@ -24,6 +25,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_KINDS, CHECKPOINT_VERSION
 from .trainer import Trainer, default_device, seed_everything
 from .trial import classes_of, clip_features, predict_file, run_trial, train_classifier, trainer_for
 from .runs import evaluate_run, fold_value, split_folds, train_run
+from .fitted import DataSurvey, FittedSettings, fit_settings, survey, training_size
 
 __all__ = ["DEFAULT_MEL", "AGGREGATIONS", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "resolve_settings",
            "build_classifier", "Trainer", "aggregate", "clip_metrics", "save_checkpoint", "load_checkpoint",
@@ -32,4 +34,6 @@ __all__ = ["DEFAULT_MEL", "AGGREGATIONS", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSI
            # also public in training.py, and new with the package
            "split_folds", "train_run", "evaluate_run", "trainer_for", "TrainSettings", "OPTIMIZERS", "SAMPLINGS",
            "MEL_KEYS", "frontend_common", "dummy_input", "CHECKPOINT_KINDS", "cpu_state_dict", "load_weights",
-           "classes_of", "clip_features", "fold_value"]
+           "classes_of", "clip_features", "fold_value",
+           # settings fitted to the data (train/fitted.py)
+           "DataSurvey", "FittedSettings", "fit_settings", "survey", "training_size"]

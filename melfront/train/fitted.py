@@ -35,14 +35,15 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .. import models
 from ..audio import audio_info
 from ..errors import AudioError, DataError, ParameterError
 from ..functional import mel_filterbank
-from .build import backbone_input_shape
+from ..models import build as build_backbone, default_settings
+from .build import backbone_input_shape as _input_shape
+from .runs import fold_value
 
 __all__ = ["DataSurvey", "FittedSettings", "survey", "fit_settings", "mel_bands", "backbone_minimum",
-           "check_backbones", "MAX_SAMPLE_RATE", "MAX_PATCH_SECONDS", "TARGET_STEPS"]
+           "check_backbones", "training_size", "MAX_SAMPLE_RATE", "MAX_PATCH_SECONDS", "TARGET_STEPS"]
 
 #: The highest sample rate chosen (Hz): clips above it are downsampled.
 MAX_SAMPLE_RATE = 22050
@@ -149,7 +150,7 @@ def _minimum(model, n_mels, n_frames, in_channels, opts, limit):
     options = {k: json.loads(v) for k, v in opts}
     while max(n_mels, n_frames) <= limit:
         try:  # a too-small input fails in the constructor (bands checked first), before any layer is allocated
-            models.build(model, 2, n_mels=n_mels, n_frames=n_frames, in_channels=in_channels, **options)
+            build_backbone(model, 2, n_mels=n_mels, n_frames=n_frames, in_channels=in_channels, **options)
             return n_mels, n_frames
         except ValueError as exc:
             text = str(exc)
@@ -160,6 +161,15 @@ def _minimum(model, n_mels, n_frames, in_channels, opts, limit):
             else:
                 raise ParameterError(f"model {model!r}: {text}") from None
     raise ParameterError(f"model {model!r} accepts no input up to {limit} bands x {limit} frames")
+
+
+def _shape(frontend: str, mel: dict, frames: int) -> dict:
+    return dict(_cached_shape(frontend, json.dumps(mel, sort_keys=True), int(frames)))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_shape(frontend, mel_json, frames):
+    return tuple(_input_shape(frontend, json.loads(mel_json), frames).items())
 
 
 def check_backbones(frontends, model_names, mel: dict, patch_frames, model_options=None) -> None:
@@ -178,7 +188,7 @@ def check_backbones(frontends, model_names, mel: dict, patch_frames, model_optio
     options_of = model_options if callable(model_options) else (lambda m: model_options)
     for m in model_names:
         for fe in frontends:
-            shape = backbone_input_shape(fe, mel, frames_of(m))
+            shape = _shape(fe, mel, frames_of(m))
             min_mels, min_frames = backbone_minimum(m, shape, options_of(m))
             own = shape["n_mels"] == mel["n_mels"] and shape["n_frames"] == frames_of(m)
             where = "" if own else f" after frontend {fe!r}"
@@ -255,7 +265,7 @@ def _rate(s: DataSurvey, given: dict, notes: dict) -> int:
     why = f"all {total} clips are {common} Hz" if s.rates[common] == total else \
         f"{s.rates[common]} of {total} clips are {common} Hz"
     if sr < common:
-        why += f", taken down to {sr} Hz (at most {MAX_SAMPLE_RATE} Hz)"
+        why += f"; {MAX_SAMPLE_RATE} Hz at most"
     lower = sum(n for r, n in s.rates.items() if r < sr)
     if lower:
         why += f"; {lower} clips below it are upsampled"
@@ -338,6 +348,8 @@ def fit_settings(clips, *, models=("sbcnn",), frontends=("db",), given: dict | N
         per_model["timbre"]["model_options"] = {"filter_mels": max(1, round(mel["n_mels"] * 108 / 128))}
     if "protonet" in per_model:  # an episode is the batch; the epoch budget replaces early stopping
         per_model["protonet"].update(batch_size=None, patience=None)
+    if "piczak" in per_model and "patch_frames" not in given:  # its own short segments: a dense layer per frame
+        per_model["piczak"]["patch_frames"] = default_settings("piczak")["patch_frames"]
     frames = _patch(s, mel, given, train, notes)
     if "n_mels" not in given:
         mel["n_mels"] = _fit_bands(frontends, per_model, mel, frames, train, notes)
@@ -351,6 +363,22 @@ def fit_settings(clips, *, models=("sbcnn",), frontends=("db",), given: dict | N
                                    "input_norm", "epochs")}
     return FittedSettings(mel=mel, train=train, per_model={m: v for m, v in per_model.items() if v}, notes=notes,
                           given=sorted(given), data=s.as_dict(), n_train=n_train)
+
+
+def training_size(clips, test_fold=None, val_fold=None, n_per_class: int | None = None) -> int:
+    """How many clips a run trains on (for the epoch budget): ``n_per_class`` per class, else the clips outside
+    the test and validation folds, else (a flat folder, held out by itself) two thirds of them.
+
+    >>> from melfront.data import Clip, ClipList
+    >>> clips = ClipList([Clip(f"{i}.wav", i % 2, "ab"[i % 2], 1 + i % 3) for i in range(12)], classes=["a", "b"])
+    >>> training_size(clips, "1"), training_size(clips, 1, 2), training_size(clips), training_size(clips, 1, None, 5)
+    (8, 4, 8, 10)
+    """
+    if n_per_class is not None:
+        return int(n_per_class) * max(1, len(getattr(clips, "classes", []) or {c.label for c in clips}))
+    held = {fold_value(test_fold), fold_value(val_fold)} - {None}
+    n = sum(1 for c in clips if c.fold not in held)
+    return n if held and n else max(1, 2 * len(clips) // 3)
 
 
 def _patch(s: DataSurvey, mel: dict, given: dict, train: dict, notes: dict) -> int:
@@ -373,14 +401,16 @@ def _options(train: dict, per_model: dict, m: str) -> dict:
 
 def _fit_bands(frontends, per_model, mel, frames, train, notes) -> int:
     """``n_mels`` raised to what every backbone needs."""
-    need = mel["n_mels"]
+    need, who = mel["n_mels"], []
     for m in per_model:
         for fe in frontends:
-            shape = backbone_input_shape(fe, mel, frames)
-            need = max(need, mel["n_mels"] + backbone_minimum(m, shape, _options(train, per_model, m))[0]
-                       - shape["n_mels"])
+            shape = _shape(fe, mel, per_model[m].get("patch_frames", frames))
+            more = backbone_minimum(m, shape, _options(train, per_model, m))[0] - shape["n_mels"]
+            if more > 0:
+                need = max(need, mel["n_mels"] + more)
+                who.append(m)
     if need > mel["n_mels"]:
-        notes["n_mels"] = f"{need} mel bands (raised from {mel['n_mels']} to what {', '.join(per_model)} need)"
+        notes["n_mels"] = f"{need} mel bands (raised from {mel['n_mels']}: {', '.join(dict.fromkeys(who))} need it)"
     return need
 
 
@@ -390,8 +420,10 @@ def _fit_frames(frontends, per_model, mel, frames, train, given: bool) -> dict:
         return raised
     for m in per_model:
         need = frames
+        if "patch_frames" in per_model[m]:
+            continue
         for fe in frontends:
-            shape = backbone_input_shape(fe, mel, frames)
+            shape = _shape(fe, mel, frames)
             need = max(need, frames + backbone_minimum(m, shape, _options(train, per_model, m))[1] - shape["n_frames"])
         if need > frames:
             per_model[m]["patch_frames"] = raised[m] = need
