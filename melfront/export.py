@@ -94,7 +94,12 @@ def check_onnx(path, module: nn.Module, inputs, rtol: float = ONNX_RTOL) -> floa
     inputs = _as_tuple(inputs)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feed = {arg.name: x.detach().cpu().numpy() for arg, x in zip(session.get_inputs(), inputs)}
-    got = session.run(None, feed)
+    try:
+        got = session.run(None, feed)
+    except Exception as exc:  # onnxruntime's own error types
+        msg = " ".join(str(exc).split())[:400]
+        raise ParameterError(f"{path}: the ONNX graph fails on an input of shape "
+                             f"{[tuple(x.shape) for x in inputs]}: {msg}") from None
     want = _eager(module, inputs)
     if len(got) != len(want):
         raise ParameterError(f"{path}: the ONNX graph has {len(got)} outputs, the module {len(want)}")

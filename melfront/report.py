@@ -329,14 +329,19 @@ def _difference_sections(rows, pairs):
     return sections
 
 
+def _short(row) -> bool:
+    """True when the trial's classes had fewer than n readable training clips (``n_per_class_actual``)."""
+    actual = row["metrics"].get("n_per_class_actual")
+    return isinstance(actual, (int, float)) and actual < row["n"]
+
+
 def _table_sections(store, rows, config: StudyConfig, frontends, pairs) -> list[tuple[str, str, str]]:
     """The report's text: ``(heading, markdown, html)`` of the intro, the tables and the account sections."""
     failures = store.failures()
     folds, planned = planned_runs(config, rows, failures)
     shortfalls = store.meta("cell_shortfalls", default=[]) or []
     short_ns = {int(s["n"]) for s in shortfalls if isinstance(s, dict) and "n" in s}
-    short = {(r["model"], r["frontend"], r["n"]) for r in rows
-             if r["n"] in short_ns or r["metrics"].get("n_per_class_actual", r["n"]) < r["n"]}
+    short = {(r["model"], r["frontend"], r["n"]) for r in rows if r["n"] in short_ns or _short(r)}
     intro = _intro(rows, failures, config, frontends, planned, len(folds))
     sections = [("", intro, f"<p>{html.escape(intro).replace('**', '')}</p>")]
     sections += settings_section(store.meta("derived_settings", default={}) or {})

@@ -121,12 +121,26 @@ def group_causes(causes) -> list[tuple[str, int, list]]:
 
 
 def settings_rows(derived, prefix: str = "") -> list[tuple[str, str, str]]:
-    """``(setting, value, derived from)`` rows of the ``derived_settings`` value: nested mappings are flattened
-    (``mel.sample_rate``); a mapping with a ``value`` key gives its ``from`` (or ``source``, ``reason``) too.
+    """``(setting, value, derived from)`` rows of the ``derived_settings`` value.
 
+    :meth:`melfront.train.FittedSettings.as_dict`'s form (``notes``: setting -> how it was chosen, values
+    in ``mel`` and ``train``, per-model differences in ``per_model``) gives one row per note. Any other
+    mapping is flattened (``mel.sample_rate``); a mapping with a ``value`` key gives its ``from`` (or
+    ``source``, ``reason``) too.
+
+    >>> settings_rows({"mel": {"sample_rate": 8000}, "train": {}, "notes": {"sample_rate": "8000 Hz (all clips)"},
+    ...                "per_model": {"sbcnn": {"patch_frames": 100}}})
+    [('sample_rate', '8000', '8000 Hz (all clips)'), ('sbcnn: patch_frames', '100', 'for this model')]
     >>> settings_rows({"mel": {"sample_rate": {"value": 8000, "from": "all 12 clips are 8000 Hz"}}, "lr": 0.001})
     [('mel.sample_rate', '8000', 'all 12 clips are 8000 Hz'), ('lr', '0.001', '')]
     """
+    if isinstance(derived, dict) and isinstance(derived.get("notes"), dict) and not prefix:
+        values = {**(derived.get("train") or {}), **(derived.get("mel") or {})}
+        notes = sorted(derived["notes"].items(), key=lambda kv: (_ORDER.index(kv[0]) if kv[0] in _ORDER else 99))
+        rows = [(str(k), _text(values[k]) if k in values else "", _text(note)) for k, note in notes]
+        for model, differs in (derived.get("per_model") or {}).items():
+            rows += [(f"{model}: {k}", _text(v), "for this model") for k, v in (differs or {}).items()]
+        return rows
     if not isinstance(derived, dict):
         return [(prefix or "value", _text(derived), "")]
     out = []
@@ -140,6 +154,23 @@ def settings_rows(derived, prefix: str = "") -> list[tuple[str, str, str]]:
         else:
             out.append((name, _text(value), ""))
     return out
+
+
+# the order of derived settings in the report (a stored mapping comes back with its keys sorted)
+_ORDER = ["sample_rate", "n_fft", "hop_length", "n_mels", "patch_frames", "optimizer", "lr", "input_norm", "epochs"]
+
+
+def _data_text(data: dict) -> str:
+    """The data survey of ``derived_settings`` in words."""
+    parts = []
+    for key, value in data.items():
+        if key == "sample_rates" and isinstance(value, dict):
+            parts.append("sample rates " + ", ".join(f"{k} Hz ({v} clips)" for k, v in value.items()))
+        elif key == "median_duration" and isinstance(value, (int, float)):
+            parts.append(f"median duration {value:g} s")
+        else:
+            parts.append(f"{key.replace('_', ' ')} {_text(value)}")
+    return ", ".join(parts)
 
 
 def _text(value) -> str:
@@ -166,9 +197,12 @@ def settings_section(derived) -> list[tuple[str, str, str]]:
     """
     if not derived:
         return []
-    return [_section("Settings derived from the data",
-                     "Settings the study derived from its data (every one can be overridden), and what from.",
-                     ["setting", "value", "derived from"], settings_rows(derived))]
+    text = "Settings the study derived from its data (every one can be overridden), and how."
+    data = derived.get("data") if isinstance(derived, dict) else None
+    if isinstance(data, dict) and data:
+        text += f" The data: {_data_text(data)}."
+    return [_section("Settings derived from the data", text, ["setting", "value", "derived from"],
+                     settings_rows(derived))]
 
 
 def _failure_section(failures) -> list:

@@ -92,7 +92,7 @@ def test_train_shows_a_progress_bar_per_batch(synth_root, tmp_path, capsys):
     assert main(train_args(synth_root, tmp_path / "run", epochs=1, quiet=False)) == 0
     err = capsys.readouterr().err
     # 2 training clips per class (fold 1) x 3 classes, 1 patch each, batches of 2: 3 batches in epoch 1
-    assert "epoch 1" in err and "3/3" in err and "batch" in err and "loss=" in err
+    assert "epoch 1:   0%| " in err and "0/3 [" in err and "batch/s" in err and "loss=" in err
 
 
 def test_ctrl_c_in_the_first_epoch_writes_a_checkpoint_and_resume_continues_exactly(

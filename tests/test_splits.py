@@ -124,6 +124,23 @@ def test_official_folds_never_switch_silently(tmp_path):
         StudyConfig(split="random")
 
 
+
+def test_one_complete_fold_and_a_few_strays_take_a_declared_holdout(tmp_path, capsys):
+    """Like the ESC-50 copy with all of fold 4 and 14 clips of other folds: the strays cannot be a test fold."""
+    root = tmp_path / "data"
+    flat_folder(root / "fold4")
+    (root / "fold2" / "a").mkdir(parents=True)
+    _tone(root / "fold2" / "a" / "stray.wav", 7)
+    fake = Recorder()
+    store = run_study(study_config(root, test_folds="all", n_per_class=[2], runs={"default": 1}), tmp_path / "s.db",
+                      trial_fn=fake, progress=False)
+    said = capsys.readouterr().out
+    assert "split: holdout (fewer than two folds hold every class: complete [4] of [2, 4]" in said
+    assert store.config().split == "holdout" and {str(r["fold"]) for r in store.rows()} == {"4"}
+    train, test = fake.calls[0]
+    assert all(c.fold == 4 for c in test) and not any("stray" in c.path for c in test)
+
+
 def test_fewer_than_two_classes_is_an_error(tmp_path):
     one = flat_folder(tmp_path / "one", classes=("a",))
     with pytest.raises(DataError, match="at least two classes"):

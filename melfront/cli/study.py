@@ -48,7 +48,9 @@ def _add_compare(sub):
     p.add_argument("--compare", action="append", metavar="A,B",
                    help="two frontends whose difference the report tests (repeatable)")
     p.add_argument("--jobs", type=int, default=None, help="trials run side by side (default: one per CPU core)")
-    p.add_argument("--ray", metavar="auto|ADDRESS", help="run every trial as a task on a Ray cluster")
+    p.add_argument("--ray", metavar="auto|local|ADDRESS",
+                   help="run every trial as a Ray task: 'auto' attaches to the running cluster (ray start --head) "
+                        "or starts a local one when none runs; 'local' always starts one; or HOST:6379")
     p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
     p.add_argument("--retry-failed", action="store_true",

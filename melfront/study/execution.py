@@ -121,11 +121,15 @@ def execute_local(pending, run_one, cfg: dict, trial_fn, jobs: int, on_outcome):
     >>> seen
     [('k', ('ok', {'accuracy': 0.5}))]
     """
-    as_dict = _trial_dict
     if jobs <= 1 or len(pending) <= 1:
         for key, trial in pending:
-            on_outcome(key, trial, attempt(run_one, cfg, as_dict(trial), trial_fn))
+            on_outcome(key, trial, attempt(run_one, cfg, _trial_dict(trial), trial_fn))
         return
+    _run_pool(pending, run_one, cfg, trial_fn, jobs, on_outcome)
+
+
+def _run_pool(pending, run_one, cfg: dict, trial_fn, jobs: int, on_outcome):
+    as_dict = _trial_dict
     ctx = multiprocessing.get_context("spawn")
     queue = deque(pending)
     workers = {}  # connection -> [process, (key, trial) or None]

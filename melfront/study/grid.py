@@ -15,7 +15,7 @@ from ..errors import StudyError
 from ..train import DEFAULT_MEL, run_trial
 from .config import StudyConfig, Trial, train_settings
 from .execution import execute_local, execute_ray
-from .splits import check_study, folds_to_test, resolve_split, split_for_trial, study_clips
+from .splits import check_study, folds_to_test, split_for_trial, study_clips
 from .store import ResultStore, StudyLock
 
 __all__ = ["plan", "split_for_trial", "load_clips", "execute_trial", "run_study", "open_study", "failure_summary"]
@@ -178,9 +178,9 @@ def run_study(config: StudyConfig, store_path, *, ray_address: str | None = None
 def _run_locked(config, store_path, *, ray_address, jobs, progress, quiet, trial_fn, ray_num_cpus, ray_num_gpus,
                 retry_failed, accepted) -> ResultStore:
     clips = load_clips(config)
-    config.split = resolve_split(config, clips)  # stored with the study: the split rule never changes silently
     trials = plan(config, clips)
     accounting = check_study(config, clips, trials)  # a DataError here, before anything trains
+    config.split = accounting["split"]  # stored with the study: the split rule never changes silently
     store = open_study(config, store_path)
     if accepted is not None:
         accepted(store.config())

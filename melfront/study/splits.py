@@ -3,12 +3,12 @@ each trial's training subset and test set.
 
 Two split rules, chosen once per study and never switched silently (``StudyConfig.split``):
 
-- ``"folds"`` (the default when the data set has two folds or more): the data set's official folds.
+- ``"folds"`` (the default when two folds or more hold every class): the data set's official folds.
   Test = one fold's clips, training pool = every other fold (or the ``train`` split). A class whose pool
   has fewer than ``n`` clips is a :class:`~melfront.errors.DataError` naming the class, ``n``, the count
   and the fix, before anything trains.
-- ``"holdout"`` (the default for a data set with a single fold, such as a flat folder): per test fold a
-  stratified part is held out by :func:`melfront.data.sampling.grouped_holdout` (``holdout_per_class``
+- ``"holdout"`` (the default otherwise: a flat folder, or a copy of ESC-50 with fold 4 and a few strays
+  from other folds): per test fold (one that holds every class) a stratified part is held out by :func:`melfront.data.sampling.grouped_holdout` (``holdout_per_class``
   clips per class, default a third) and the rest of the data is the pool. A class with fewer than ``n``
   pool clips trains on all it has, and the cell is reported as a shortfall.
 
@@ -34,7 +34,7 @@ from ..data.sampling import few_shot_subset, grouped_holdout, shortfalls, withou
 from ..errors import DataError, ParameterError
 from .config import StudyConfig
 
-__all__ = ["SPLITS", "study_clips", "folds_to_test", "resolve_split", "split_for_trial", "check_study"]
+__all__ = ["SPLITS", "study_clips", "complete_folds", "folds_to_test", "resolve_split", "split_for_trial", "check_study"]
 
 #: The split rules a study can use (see the module's text).
 SPLITS = ("folds", "holdout")
@@ -64,9 +64,23 @@ def study_clips(config: StudyConfig) -> ClipList:
     return readable
 
 
+def complete_folds(clips) -> list:
+    """The folds that hold at least one clip of every class present in ``clips``.
+
+    >>> from melfront.data import Clip, ClipList
+    >>> clips = ClipList([Clip(f"{i}.wav", i % 2, "ab"[i % 2], 4) for i in range(4)] + [Clip("x.wav", 0, "a", 2)],
+    ...                  classes=["a", "b"])
+    >>> clips.folds, complete_folds(clips)
+    ([2, 4], [4])
+    """
+    present = {c.label for c in clips}
+    return [f for f in clips.folds if {c.label for c in clips if c.fold == f} == present]
+
+
 def folds_to_test(config: StudyConfig, clips) -> list:
     """The folds a study tests on, in order: ``config.test_folds`` ("all", "first" or a list), or ``["test"]``
-    for data sets with a published train/test split.
+    for data sets with a published train/test split. Under a holdout only folds holding every class are
+    tested (the others' clips join the training pool).
 
     >>> from melfront.data import Clip, ClipList
     >>> clips = ClipList([Clip(f"{i}.wav", i % 2, "ab"[i % 2], 1 + i % 3) for i in range(6)], classes=["a", "b"])
@@ -76,6 +90,8 @@ def folds_to_test(config: StudyConfig, clips) -> list:
     folds = list(clips.folds)
     if "test" in [str(f) for f in folds]:  # data sets with a published train/test split (FSDD)
         return ["test"]
+    if resolve_split(config, clips) == "holdout":
+        folds = complete_folds(clips) or folds
     if config.test_folds == "all":
         return folds
     if config.test_folds == "first":
@@ -88,19 +104,20 @@ def folds_to_test(config: StudyConfig, clips) -> list:
 
 
 def resolve_split(config: StudyConfig, clips) -> str:
-    """``config.split`` if set, else "folds" when the data set has two folds or more and "holdout" otherwise.
+    """``config.split`` if set, else "folds" when two folds or more hold every class (:func:`complete_folds`)
+    and "holdout" otherwise.
 
     ``split: "folds"`` on a single-fold data set is a DataError (nothing would be left to train on).
 
     >>> from melfront.data import Clip, ClipList
-    >>> clips = ClipList([Clip(f"{i}.wav", i % 2, "ab"[i % 2], 1 + i % 2) for i in range(4)], classes=["a", "b"])
+    >>> clips = ClipList([Clip(f"{i}.wav", i % 2, "ab"[i % 2], 1 + i // 2) for i in range(4)], classes=["a", "b"])
     >>> resolve_split(StudyConfig(), clips), resolve_split(StudyConfig(split="holdout"), clips)
     ('folds', 'holdout')
     """
     split = getattr(config, "split", None)
     folds = list(clips.folds)
     if split is None:
-        return "folds" if len(folds) >= 2 else "holdout"
+        return "folds" if len(complete_folds(clips)) >= 2 else "holdout"
     if split not in SPLITS:
         raise ParameterError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if split == "folds" and len(folds) < 2:
@@ -205,8 +222,13 @@ def _lines(config, clips, split, notes, found) -> list[str]:
     if skipped:
         causes = "; ".join(f"{Path(p).name}: {c}" for p, c in skipped[:3])
         lines.append(f"{len(skipped)} of {len(clips) + len(skipped)} clips unreadable, skipped: first causes: {causes}")
-    why = "" if getattr(config, "split", None) else (" (the data set has one fold; set split: folds to refuse)"
-                                                      if split == "holdout" else " (the data set's folds)")
+    if getattr(config, "split", None):
+        why = ""
+    elif split == "holdout":
+        why = (f" (fewer than two folds hold every class: complete {complete_folds(clips)} of {clips.folds}; "
+               "set split: folds to refuse)")
+    else:
+        why = " (the data set's folds)"
     lines.append(f"split: {split}{why}; " + "; ".join(f"fold {f}: {note}" for f, note in notes.items()))
     group_by = getattr(config, "group_by", None)
     n_groups = len({group_of(c) for c in clips if c.source_id})
