@@ -87,7 +87,7 @@ def _run_train(args):
         if ckpt.is_file() and ckpt.stat().st_mtime >= started - 1:
             print(f"melfront train: interrupted; {ckpt} written, resume with --resume", file=sys.stderr)
         else:
-            print("melfront train: interrupted before training started; no checkpoint written", file=sys.stderr)
+            print("melfront train: interrupted before training started; no new checkpoint written", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"test fold {m['fold']}: accuracy {100 * m['accuracy']:.1f} %, mAP {m['map']:.3f} "
           f"({m['n_test']} clips; trained on {m['n_train']} clips, {m['epochs']} epochs, "
