@@ -201,7 +201,8 @@ def add_settings_args(p) -> None:
                                              "data (see --profile)")
     for flag, _, check, text in SETTING_OPTIONS:
         kind = str if flag == "--optimizer" else float if flag == "--lr" else int
-        group.add_argument(flag, type=kind, default=None, help=text)
+        metavar = {"--sample-rate": "HZ", "--optimizer": "NAME", "--lr": "LR"}.get(flag, "N")
+        group.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
     group.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
                        help="any other mel or training setting, e.g. fmin=50, patience=10, "
                             "model_options='{\"width\": 8}' (repeatable; value as JSON, else text)")

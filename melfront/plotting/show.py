@@ -95,9 +95,17 @@ def decimate_frames(data: np.ndarray, max_frames: int = MAX_DRAW_FRAMES) -> tupl
     factor = max(1, -(-frames // max_frames))
     if factor == 1:
         return data, 1
-    groups = -(-frames // factor)
-    padded = np.pad(data, [(0, 0)] * (data.ndim - 1) + [(0, groups * factor - frames)], mode="edge")
-    return padded.reshape(*data.shape[:-1], groups, factor).max(axis=-1), factor
+    return _group_reduce(data, factor, np.max), factor
+
+
+def _group_reduce(data: np.ndarray, factor: int, reduce) -> np.ndarray:
+    """``reduce`` over each ``factor`` consecutive entries of the last axis (the last group may be shorter),
+    without copying ``data`` (a long clip's waveform is hundreds of MB)."""
+    full = data.shape[-1] // factor * factor
+    parts = [reduce(data[..., :full].reshape(*data.shape[:-1], -1, factor), axis=-1)]
+    if full < data.shape[-1]:
+        parts.append(reduce(data[..., full:], axis=-1, keepdims=True))
+    return np.concatenate(parts, axis=-1)
 
 
 def waveform_envelope(wave: np.ndarray, sample_rate: float, max_points: int = MAX_DRAW_SAMPLES):
@@ -114,9 +122,8 @@ def waveform_envelope(wave: np.ndarray, sample_rate: float, max_points: int = MA
     if n <= 2 * max_points:
         return np.arange(n) / sample_rate, wave, wave
     factor = -(-n // max_points)
-    groups = -(-n // factor)
-    padded = np.pad(wave, (0, groups * factor - n), mode="edge").reshape(groups, factor)
-    return np.arange(groups) * factor / sample_rate, padded.min(axis=1), padded.max(axis=1)
+    low, high = _group_reduce(wave, factor, np.min), _group_reduce(wave, factor, np.max)
+    return np.arange(len(low)) * factor / sample_rate, low, high
 
 
 def _draw(ax, fig, data: np.ndarray, title: str, cbar_label: str, sample_rate, hop_length, vmax=None):
@@ -143,6 +150,20 @@ def _draw_image(ax, fig, data: np.ndarray, title: str, cbar_label: str, sample_r
     img = specshow(data, sample_rate=sample_rate, hop_length=hop_length, ax=ax, vmax=vmax)
     ax.set_title(title, fontsize=9)
     fig.colorbar(img, ax=ax, pad=0.01).set_label(cbar_label, fontsize=8)
+
+
+def _draw_waveform(ax, path, wave: torch.Tensor, sr) -> None:
+    """The top panel: the waveform, or its min/max envelope for a long clip (:func:`waveform_envelope`)."""
+    duration = wave.shape[-1] / sr
+    times, low, high = waveform_envelope(wave.numpy(), sr, MAX_DRAW_SAMPLES)
+    if low is high:
+        ax.plot(times, low, lw=0.4, color="#1f4e79")
+    else:
+        ax.fill_between(times, low, high, lw=0.4, color="#1f4e79")
+    ax.set_xlim(0, duration)
+    ax.set_ylabel("amplitude")
+    ax.set_xlabel("time (s)")
+    ax.set_title(f"{Path(path).name}  ({sr} Hz, {duration:.2f} s)", fontsize=10)
 
 
 def _load_all(paths, sample_rate):
@@ -194,20 +215,14 @@ def show_clips(paths, output, sample_rate: int = 22050, n_fft: int = 1024, hop_l
     rows, cols = 2 + len(modules), len(clips)
     fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 2.3 * rows + 0.6), squeeze=False,
                              gridspec_kw=dict(height_ratios=[0.7] + [1.0] * (rows - 1)))
-    for c, (path, wave, sr) in enumerate(clips):
-        duration = wave.shape[-1] / sr
-        ax = axes[0, c]
-        times, low, high = waveform_envelope(wave.numpy(), sr, MAX_DRAW_SAMPLES)
-        if low is high:
-            ax.plot(times, low, lw=0.4, color="#1f4e79")
-        else:  # a long clip: its min/max envelope
-            ax.fill_between(times, low, high, lw=0.4, color="#1f4e79")
-        ax.set_xlim(0, duration)
-        ax.set_ylabel("amplitude")
-        ax.set_xlabel("time (s)")
-        ax.set_title(f"{Path(path).name}  ({sr} Hz, {duration:.2f} s)", fontsize=10)
+    need_wave = any(getattr(module, "input_kind", "mel") == "waveform" for _, module in modules)
+    for c in range(len(clips)):
+        path, wave, sr = clips[c]
+        clips[c] = None  # the loop holds the only reference: a long clip's waveform is freed once used
+        _draw_waveform(axes[0, c], path, wave, sr)
         with torch.no_grad():
             mel = melspectrogram_chunked(wave, **mel_module.config())
+        wave = wave if need_wave else None  # mel frontends need only the mel spectrogram
         _draw(axes[1, c], fig, power_to_db_display(mel),
               f"mel spectrogram, dB re max (n_fft={n_fft}, hop={hop_length}, n_mels={n_mels})", "dB", sr, hop_length)
         for r, (spec, module) in enumerate(modules, start=2):

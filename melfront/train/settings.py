@@ -18,7 +18,9 @@ every one overridable through ``train={...}``):
 
 Settings this project adds: ``aggregation`` (clip rule, see :func:`melfront.train.aggregate`),
 ``eval_hop``, ``eval_batch_size``, ``max_epochs`` (cap under early stopping), ``model_options``
-(architecture options for :func:`melfront.models.build`), ``episodes_per_epoch`` and
+(architecture options for :func:`melfront.models.build`, plus ``input_norm``: ``"batch"``, ``"example"`` or
+``"none"``, the normalisation between frontend and backbone, see :class:`melfront.train.build.InputNorm`;
+settings fitted to the data use ``"batch"``, see :mod:`melfront.train.fitted`), ``episodes_per_epoch`` and
 ``frontend_lr_scale``: the frontend's parameters learn at ``lr * frontend_lr_scale`` (1: as the
 backbone; 0: not at all; e.g. 0.1 to fine-tune a pretrained frontend gently).
 """
