@@ -56,13 +56,14 @@ _SNIPPETS = {
 }
 
 
-def measure(name: str, code: str, tree: str | None) -> dict:
-    """Run ``code`` in a fresh Python under ``/usr/bin/time -v``: peak RSS (GB), wall time (s), exit status."""
+def measure(name: str, code: str, tree: str | None, cwd: Path) -> dict:
+    """Run ``code`` in a fresh Python under ``/usr/bin/time -v`` in ``cwd`` (not the repository, whose
+    ``melfront/`` would shadow ``tree``): peak RSS (GB), wall time (s), exit status."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), MPLBACKEND="Agg")
     if tree:
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True)
+                          text=True, cwd=cwd)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", proc.stderr)
     seconds = 0.0
@@ -93,14 +94,15 @@ def main(argv=None) -> int:
     rows = []
     for name in args.only:
         if name == "predict":
-            trained = measure("train (tiny, for predict)", _SNIPPETS["train"].format(**fill), args.tree)
+            trained = measure("train (tiny, for predict)", _SNIPPETS["train"].format(**fill), args.tree, work)
             if trained["rc"]:
                 rows.append(trained)
                 continue
-        rows.append(measure(name, _SNIPPETS[name].format(**fill), args.tree))
+        rows.append(measure(name, _SNIPPETS[name].format(**fill), args.tree, work))
         r = rows[-1]
         print(f"{r['name']}: {r['gb']:.2f} GB peak, {r['seconds']:.1f} s, exit {r['rc']} {r['out']}", flush=True)
-    print(f"\nclip: {clip} ({clip.stat().st_size / 1e6:.0f} MB), tree: {args.tree or 'installed'}\n")
+    tree = args.tree or "installed"
+    print(f"\nclip: {clip} ({clip.stat().st_size / 1e6:.0f} MB), tree: {tree}, load: {os.getloadavg()}\n")
     print("| step | peak RSS (GB) | wall (s) |\n|---|---|---|")
     for r in rows:
         print(f"| {r['name']} | {r['gb']:.2f} | {r['seconds']:.1f} |" + ("" if r["rc"] == 0 else f" exit {r['rc']}"))

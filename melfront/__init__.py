@@ -1,7 +1,9 @@
 """melfront: differentiable mel-spectrogram frontends and few-data experiments for audio classifiers."""
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .audio import AudioError, load_audio, resample
+from .errors import (AudioError, CheckpointError, DataError, DivergenceError, MelfrontError, ParameterError,
+                     StudyError, TrainingError)
+from .audio import load_audio, resample
 from .functional import deltas, mel_filterbank
 from .frontends import MelSpectrogram, Spectrogram
 from .frontends import (FRONTENDS, Chain, Decibel, Frontend, Log10000, LogEPS, LogFloor, LogLearn, LogOffset,
@@ -12,6 +14,7 @@ from . import data    # melfront.data.dataset(name, root, ...)
 from . import models  # melfront.models.build(name, ...), melfront.models.Classifier
 from . import mst     # MSTModel (Tax et al. 2017); registers the "mst" frontend
 from .train import load_classifier  # rebuild a trained classifier from a checkpoint: (classifier, config)
+from . import plotting  # melfront.plotting.specshow(S, sample_rate=..., hop_length=..., y_axis='mel')
 
 
 try:

@@ -126,7 +126,7 @@ def test_streaming_in_chunks_equals_one_call(sizes, init):
 
 
 def test_module_stream_equals_one_call(mel64):
-    f = PCEN(trainable=True, per_band=True, n_mels=16)
+    f = PCEN(trainable=True, per_band=True, n_mels=16, init="first")  # "median" needs 40 frames in the first chunk
     x = mel64.float().unsqueeze(0)
     whole = f(x)
     y1, st = f.stream(x[..., :10])

@@ -325,7 +325,8 @@ class AdaptiveFilterbank(nn.Module):
     def _design(self, dtype):
         """(power responses, support centres, groups); cached when nothing is trainable."""
         key = (dtype, str(self.window.device))
-        if not self.trainable and self._cache is not None and self._cache[0] == key:
+        cached = not (self.trainable or torch.compiler.is_compiling() or torch.compiler.is_exporting())
+        if cached and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         resp = self.power_responses().to(dtype)
         support_centre = self.centre_hz + (0.5 - self.skew) * self.bandwidth_hz
@@ -335,7 +336,7 @@ class AdaptiveFilterbank(nn.Module):
             idx = torch.tensor(bands, dtype=torch.long, device=self.window.device)
             groups.append((idx, d, averaging_kernels(widths[idx], d, half_taps).to(dtype)))
         design = (resp, support_centre, groups)
-        if not self.trainable:
+        if cached:
             self._cache = (key, (resp.detach(), support_centre.detach(), [(i, d, k.detach()) for i, d, k in groups]))
         return design
 
@@ -344,9 +345,32 @@ class AdaptiveFilterbank(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Band powers of ``waveform`` ``(..., time)``: ``(..., n_bands, frames)`` (see the class docstring)."""
+        """Band powers of ``waveform`` ``(..., time)``: ``(..., n_bands, frames)`` (see the class docstring).
+
+        Deployment: ``torch.compile`` (also ``fullgraph=True``) and ``torch.export`` / ONNX
+        (``torch.onnx.export(..., dynamo=True)``) with a **fixed number of samples** (e.g.
+        :func:`melfront.export.export_onnx` with ``time_axis=False``); exported, the FFTs run in float64
+        whatever the input's dtype (onnxruntime's float32 DFT of lengths that are not powers of two is
+        off by ~1e-4 relative), so the graph matches eager to ~1e-7. A dynamic number of samples is refused
+        (:class:`~melfront.errors.ParameterError`): the FFT length is the smallest 2-3-5-smooth number
+        above the padded signal's, a function of the length that an exported graph cannot express (a
+        plain multiple of the decimation moves every band's frequency grid and changes the output by
+        2e-5 to 2e-4 relative, beyond the 1e-5 an export must match).
+        """
         if waveform.ndim == 0:
             raise ParameterError("waveform must have a time axis, got a scalar")
+        length = waveform.shape[-1]
+        if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+            if not isinstance(length, int):
+                raise ParameterError("AdaptiveFilterbank exports only with a fixed number of samples (its FFT length "
+                                     "is the smallest 2-3-5-smooth number above the padded signal's, which an "
+                                     "exported graph cannot compute from a dynamic length); export with a static "
+                                     "time axis, e.g. melfront.export.export_onnx(..., time_axis=False)")
+            if waveform.dtype != torch.float64:
+                return self._forward(waveform.to(torch.float64)).to(waveform.dtype)
+        return self._forward(waveform)
+
+    def _forward(self, waveform: torch.Tensor) -> torch.Tensor:
         length = waveform.shape[-1]
         if not self.center and length < self.n_fft:
             raise ParameterError(f"waveform has {length} samples, fewer than n_fft={self.n_fft} (use center=True)")
@@ -357,7 +381,8 @@ class AdaptiveFilterbank(nn.Module):
             if length <= half:
                 raise ParameterError(f"reflect padding needs more than n_fft//2={half} samples, got {length}")
             lead = waveform.shape[:-1]
-            waveform = torch.nn.functional.pad(waveform.reshape(-1, 1, length), (half, half), mode="reflect").reshape(*lead, -1)
+            waveform = torch.nn.functional.pad(waveform.reshape(-1, 1, length), (half, half), mode="reflect")
+            waveform = waveform.reshape(list(lead) + [-1])
             first = half
         resp, support_centre, groups = self._design(waveform.dtype)
         return adaptive_filterbank(waveform, resp, support_centre, groups, self.sample_rate, self.hop_length,

@@ -217,9 +217,12 @@ def adaptive_filterbank(waveform: torch.Tensor, power_response: torch.Tensor, su
         # n_sub/2 bins below the centre gives (-1)^n y_k(nD), the same power
         first = torch.round(support_centre_hz[bands].detach().to(torch.float64) / sample_rate * n_fft).long() - n_sub // 2
         amp = _band_amplitudes(power_response[bands], first, n_sub, n_fft) * (1.0 / d)
-        ext = torch.cat([spec[:, -n_sub:], spec, spec[:, :n_sub]], dim=1)
-        sub = ext.unfold(1, n_sub, 1)[:, torch.remainder(first, n_fft) + n_sub]        # (B, k, M)
-        sub = torch.view_as_complex(torch.view_as_real(sub) * amp.to(spec.real.dtype)[..., None])
+        # real and imaginary parts as a last axis of 2 and an index (not a complex unfold): the same numbers,
+        # in ops the ONNX exporter has for complex data
+        ext = torch.view_as_real(torch.cat([spec[:, -n_sub:], spec, spec[:, :n_sub]], dim=1))    # (B, L + 2M, 2)
+        idx = (torch.remainder(first, n_fft) + n_sub)[:, None] + torch.arange(n_sub, device=first.device)[None, :]
+        sub = ext[:, idx] * amp.to(ext.dtype)[..., None]                                  # (B, k, M, 2)
+        sub = torch.view_as_complex(sub.contiguous())
         y = torch.fft.ifft(sub, dim=-1)
         power = y.real.square() + y.imag.square()                                        # |y|^2 every d samples
         half_taps = (kernels.shape[-1] - 1) // 2
@@ -231,4 +234,4 @@ def adaptive_filterbank(waveform: torch.Tensor, power_response: torch.Tensor, su
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)
     out = out[:, inverse.to(out.device)]
-    return out.reshape(*lead, out.shape[1], n_frames)
+    return out.reshape(list(lead) + [out.shape[1], n_frames])

@@ -47,9 +47,17 @@ class PCEN(Frontend):
     time_constant : float, optional
         Smoother time constant in seconds; with ``sample_rate`` and ``hop_length`` it sets ``s``
         as librosa does (:func:`melfront.functional.pcen_time_constant_to_s`).
-    init : "first", "loop", "zero" or "librosa"
-        Smoother start (:func:`melfront.functional.pcen_smoother`); "loop" avoids the dark band
-        at the start of the clip.
+    init : "median" (default), "first", "loop", "zero" or "librosa"
+        The smoother's start :math:`M[-1]`, told in full (measured on real clips) at
+        :func:`melfront.functional.pcen_smoother`. "median": per band, the median of the first 40
+        frames: neither bright nor dark on quiet openings and fade-ins, causal with a 40-frame
+        look-ahead. "first": the first frame; fine when a clip opens at its usual level, but a
+        quiet opening or a fade-in comes out bright, like "zero" (0: always a bright first 1-2 s).
+        "librosa": 1, librosa's default; dark for seconds on melfront's mel power of audio in
+        [-1, 1], the same as "zero" on audio scaled as 32-bit integers. "loop": the periodic steady
+        state of the clip played in a loop: the start is taken from the clip's end (a clip that
+        gets louder starts dark) and needs the whole clip (no streaming). The start travels with
+        the weights: a state saved with one ``init`` does not load into a PCEN with another.
     chunk : int >= 2
         Block length of the exact chunked scan (speed only).
 
@@ -75,7 +83,7 @@ class PCEN(Frontend):
     def __init__(self, n_mels: int | None = None, per_band: bool = False, trainable: bool = False,
                  s: float = 0.025, alpha: float = 0.98, delta: float = 2.0, r: float = 0.5, eps: float = 1e-6,
                  time_constant: float | None = None, sample_rate: float | None = None,
-                 hop_length: int | None = None, init: str = "first", chunk: int = F.SCAN_CHUNK):
+                 hop_length: int | None = None, init: str = "median", chunk: int = F.SCAN_CHUNK):
         super().__init__()
         n_mels = band_count("PCEN", per_band, n_mels)
         trainable = boolean("trainable", trainable)
@@ -173,12 +181,15 @@ class PCEN(Frontend):
     def stream(self, x: torch.Tensor, state: torch.Tensor | None = None):
         """Process one chunk of a long recording: returns ``(output, state)``; pass ``state`` to the next call.
 
-        Concatenating the outputs over chunks equals one call on the whole recording
-        (the first chunk starts as ``init`` says).
+        Concatenating the outputs over chunks equals one call on the whole recording. The first
+        chunk (``state=None``) starts as ``init`` says, from that chunk alone: for ``"median"`` (the
+        median of the first 40 frames) it must hold the clip's first 40 frames (or all of a shorter
+        clip), else pass the state of
+        :meth:`StreamingPCEN.initial_state <melfront.frontends.StreamingPCEN.initial_state>`.
 
-        >>> f, x = PCEN(), torch.rand(1, 4, 12, dtype=torch.float64)
-        >>> a, state = f.stream(x[..., :5])
-        >>> b, state = f.stream(x[..., 5:], state)
+        >>> f, x = PCEN(), torch.rand(1, 4, 60, dtype=torch.float64)
+        >>> a, state = f.stream(x[..., :45])
+        >>> b, state = f.stream(x[..., 45:], state)
         >>> torch.allclose(torch.cat([a, b], -1), f(x))
         True
         """

@@ -6,8 +6,8 @@ it frame by frame. Concatenating the outputs over the chunks equals one call on 
 
 >>> import torch
 >>> from melfront.frontends import PCEN, StreamingPCEN
->>> stream, x = StreamingPCEN(PCEN()), torch.rand(1, 4, 10, dtype=torch.float64)
->>> state = stream.initial_state(x[..., 0])
+>>> stream, x = StreamingPCEN(PCEN()), torch.rand(1, 4, 100, dtype=torch.float64)
+>>> state = stream.initial_state(first_frames=x[..., :40])   # the default start: median of 40 frames
 >>> a, state = stream(x[..., :3], state)
 >>> b, state = stream(x[..., 3:], state)
 >>> torch.allclose(torch.cat([a, b], -1), PCEN()(x))
@@ -35,12 +35,14 @@ class StreamingPCEN(nn.Module):
     before the chunk, ``new_state`` its last value :math:`M[T-1]`, to pass with the next chunk. The
     module shares the wrapped PCEN's parameters (a trained PCEN streams as it was trained).
 
-    Starts: :meth:`initial_state` gives the first chunk's state for the PCEN's ``init``: ``"first"``
-    (the first frame, so :math:`M[0] = X[0]`), ``"zero"`` (0) and ``"librosa"`` (1); the chunked result
+    Starts: :meth:`initial_state` gives the first chunk's state for the PCEN's ``init``: ``"median"``
+    (per band, the median of the first :data:`~melfront.functional.pcen_start.ROBUST_START_FRAMES` = 40 frames:
+    a look-ahead of 40 frames, which the device buffers before its first output), ``"first"`` (the
+    first frame, so :math:`M[0] = X[0]`), ``"zero"`` (0) and ``"librosa"`` (1); the chunked result
     then equals one call on the whole clip (to float rounding). ``"loop"`` is refused: its start is the
     periodic steady state of the *whole* clip (:math:`M[-1] = M_0[T-1] / (1 - (1-s)^T)`), which
-    depends on the clip's end and does not exist for a stream; stream a ``"first"`` PCEN instead
-    (a loop-trained PCEN's parameters can be copied into one).
+    depends on the clip's end and does not exist for a stream; stream a ``"median"`` or ``"first"``
+    PCEN instead (a loop-trained PCEN's parameters can be copied into one).
 
     >>> stream = StreamingPCEN(PCEN(n_mels=3, per_band=True, trainable=True, init="zero"))
     >>> y, state = stream(torch.rand(2, 3, 5), stream.initial_state(torch.rand(2, 3)))
@@ -57,20 +59,40 @@ class StreamingPCEN(nn.Module):
             raise ParameterError(f"StreamingPCEN wraps a melfront PCEN, got {type(pcen).__name__}")
         if pcen.init == "loop":
             raise ParameterError("a PCEN with init='loop' cannot stream: its start is the steady state of the whole "
-                                 "clip played in a loop, which needs the clip's end; use init='first' or 'zero'")
+                                 "clip played in a loop, which needs the clip's end; use init='median', 'first' or "
+                                 "'zero'")
         self.pcen = pcen
         self.init = pcen.init
 
-    def initial_state(self, first_frame: torch.Tensor) -> torch.Tensor:
-        """The state before the first chunk, ``(..., n_mels)``, from the stream's first frame ``(..., n_mels)``.
+    def initial_state(self, first_frame: torch.Tensor | None = None, *,
+                      first_frames: torch.Tensor | None = None) -> torch.Tensor:
+        """The state before the first chunk, ``(..., n_mels)``: from the stream's opening frames.
+
+        ``first_frames`` ``(..., n_mels, frames)``: the stream's first frames. ``"median"`` uses the
+        first :data:`~melfront.functional.pcen_start.ROBUST_START_FRAMES` = 40 of them: given at least 40 (or the
+        whole of a shorter clip), the chunked stream equals one call on the whole clip; given fewer
+        of a longer clip, the start is the median of those (a shorter look-ahead, not the whole-clip
+        result; one frame gives the ``"first"`` start). ``"first"`` uses frame 0, ``"zero"`` and
+        ``"librosa"`` only the shape. ``first_frame`` ``(..., n_mels)``, positional: the first frame
+        alone, the same as ``first_frames=first_frame[..., None]``.
 
         >>> StreamingPCEN(PCEN(init="zero")).initial_state(torch.ones(2, 3)).tolist()
         [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+        >>> x = torch.tensor([[[1.0, 5.0, 2.0], [0.0, 0.0, 3.0]]])      # (1, 2 bands, 3 frames)
+        >>> StreamingPCEN(PCEN()).initial_state(first_frames=x).tolist()  # median per band
+        [[2.0, 0.0]]
         """
-        state, _ = F.start_state(first_frame.unsqueeze(-1).reshape(-1, first_frame.shape[-1], 1), self.init)
+        if (first_frame is None) == (first_frames is None):
+            raise ParameterError("initial_state takes the first frame (..., n_mels) or first_frames=(..., n_mels, "
+                                 "frames), one of them")
+        frames = first_frame.unsqueeze(-1) if first_frame is not None else first_frames
+        if not torch.is_tensor(frames) or frames.ndim < 2 or frames.shape[-1] == 0:
+            raise ParameterError("first_frames must be a tensor (..., n_mels, frames) with at least one frame")
+        m = frames.shape[-2]
+        state, _ = F.start_state(frames.reshape(-1, m, frames.shape[-1]), self.init)
         if state is None:
-            return torch.zeros_like(first_frame)
-        return state.reshape(first_frame.shape)
+            return torch.zeros_like(frames[..., 0])
+        return state.reshape(frames.shape[:-1])
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if x.dtype == torch.float16 or x.dtype == torch.bfloat16:

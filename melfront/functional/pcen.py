@@ -19,13 +19,16 @@ import torch
 from ..checks import finite_float, one_of, positive_float, probability
 from ..errors import ParameterError
 from .params import band_param, check_spec
+from .pcen_start import opening_quantile
 from .scan import SCAN_CHUNK, Smoother, decay_powers, scan, smooth_plain
 
 __all__ = ["PCEN_INITS", "PCEN_BLOCK", "SCAN_CHUNK", "pcen_time_constant_to_s", "pcen_smoother", "pcen",
            "start_state", "plain_mode", "pcen_plain"]
 
 #: The smoother's starts :math:`M[-1]` that ``init`` accepts, see :func:`pcen_smoother` and :func:`start_state`.
-PCEN_INITS = ("first", "loop", "zero", "librosa")
+#: ``"median"`` (the default) is the per-band median of the first
+#: :data:`~melfront.functional.pcen_start.ROBUST_START_FRAMES` frames.
+PCEN_INITS = ("median", "first", "loop", "zero", "librosa")
 
 
 def start_state(flat: torch.Tensor, init: str) -> Tuple[Optional[torch.Tensor], bool]:
@@ -34,12 +37,19 @@ def start_state(flat: torch.Tensor, init: str) -> Tuple[Optional[torch.Tensor], 
     ``flat`` is the input ``(N, m, T)``. The one place that defines the starts of :data:`PCEN_INITS`,
     for the fast path and the exportable one (:func:`pcen_plain`; TorchScript-compatible): a new start
     mode is added here and in :data:`PCEN_INITS`. ``periodic`` (``"loop"``) means
-    :math:`M[-1] = M_0[T-1] / (1 - (1-s)^T)`, solved by the smoother itself.
+    :math:`M[-1] = M_0[T-1] / (1 - (1-s)^T)`, solved by the smoother itself. ``"median"`` is the
+    per-band median of the first :data:`~melfront.functional.pcen_start.ROBUST_START_FRAMES` frames
+    (all of them when fewer), :func:`~melfront.functional.pcen_start.opening_quantile`.
 
     >>> state, periodic = start_state(torch.ones(2, 3, 4), "librosa")
     >>> state.shape, periodic
     (torch.Size([2, 3]), False)
+    >>> start_state(torch.tensor([[[4.0, 1.0, 9.0]]]), "median")[0].tolist()
+    [[4.0]]
     """
+    if init == "median":
+        # 40 = ROBUST_START_FRAMES, written out: TorchScript cannot read a global int (a test checks they agree)
+        return opening_quantile(flat, 40, 0.5), False
     if init == "first":
         return flat[:, :, 0], False
     if init == "librosa":
@@ -123,7 +133,7 @@ def _smoother_setup(x, s, initial_state, init, chunk):
     return lead, m, T, flat, s_t, init_state, loop
 
 
-def pcen_smoother(x: torch.Tensor, s=0.025, initial_state=None, init: str = "first",
+def pcen_smoother(x: torch.Tensor, s=0.025, initial_state=None, init: str = "median",
                   return_state: bool = False, chunk: int = SCAN_CHUNK):
     r"""The PCEN smoother, :math:`M[t] = (1 - s) M[t-1] + s X[t]`, exactly and without a loop over frames.
 
@@ -134,14 +144,34 @@ def pcen_smoother(x: torch.Tensor, s=0.025, initial_state=None, init: str = "fir
         Smoothing coefficient (weight of the new frame).
     initial_state : tensor ``(..., n_mels)`` or broadcastable, optional
         :math:`M[-1]`, e.g. the ``state`` returned by the previous chunk of a stream. Overrides ``init``.
-    init : "first", "loop", "zero" or "librosa"
-        :math:`M[-1]` when ``initial_state`` is None. "first": the first frame (the smoother is
-        in steady state for it, so :math:`M[0] = X[0]`); "loop": the periodic steady state of
-        the clip looped in time, :math:`M[-1] = M_0[T-1] / (1 - (1-s)^T)` with :math:`M_0` the
-        smoother run from zero, i.e. the clip played forever before itself (the Macaulay
-        Library / Merlin team's fix for the dark band at the start); "zero": 0; "librosa":
-        1, the steady state for a constant input of 1, as ``librosa.pcen``'s default
-        ``zi = lfilter_zi([s], [1, s - 1])``.
+    init : "median" (default), "first", "loop", "zero" or "librosa"
+        The smoother's start :math:`M[-1]` when ``initial_state`` is None (measured on real clips:
+        ``benchmarks/pcen_start_modes.py``, BENCHMARKS.md "PCEN start modes").
+        "median": per band, the median of the first 40 frames
+        (:data:`~melfront.functional.pcen_start.ROBUST_START_FRAMES`; all frames when the clip is
+        shorter; :func:`~melfront.functional.pcen_start.robust_initial_state`):
+        the steady state of the opening's typical level; neither bright nor dark on quiet openings
+        and fade-ins, not moved by a loud event in fewer than half of those frames. Causal with a
+        look-ahead of 40 frames (0.93 s at 22050 Hz / hop 512). In narrow low bands, where noise
+        power is close to exponential (median 0.69 x mean), the first frames come out up to ~1.4x
+        too bright.
+        "first": :math:`M[-1] = X[0]`, the first frame (so :math:`M[0] = X[0]`). Artefact-free when
+        the clip opens at its usual level; when it opens quietly or fades in, that one quiet frame
+        is far below the level that follows, and the first second comes out bright, as with "zero"
+        (background amplified until M catches up; single-frame noise also leaves horizontal streaks).
+        "zero": :math:`M[-1] = 0`. Always a bright first 1-2 s: the gain :math:`(\epsilon + M)^{-\alpha}`
+        starts huge.
+        "librosa": :math:`M[-1] = 1`, ``librosa.pcen``'s default ``zi = lfilter_zi([s], [1, s - 1])``
+        (the steady state for a constant input of 1). Depends on the input's scale: melfront's mel
+        power of audio in [-1, 1] is far below 1, so the output is dark for seconds (longer than a
+        5 s clip for typical material); for audio scaled as 32-bit integers (power x 2**62) 1 is
+        negligible and it is the same as "zero".
+        "loop": the periodic steady state of the clip played in a loop,
+        :math:`M[-1] = M_0[T-1] / (1 - (1-s)^T)` with :math:`M_0` the smoother run from zero, i.e.
+        the clip played forever before itself (the Macaulay Library / Merlin team's fix for the
+        dark band of the "librosa" start). No transient of its own, but the start is taken from the end of the clip (mostly its last
+        ~2 s): a clip that opens quietly and gets louder starts dark, one that ends in silence
+        starts bright. Needs the whole clip (not causal, not for streams).
     return_state : bool
         Also return :math:`M[..., -1]` ``(..., n_mels)`` to continue a stream.
     chunk : int
@@ -311,7 +341,7 @@ def _per_band(v: torch.Tensor) -> torch.Tensor:
 
 
 def pcen_plain(x: torch.Tensor, s: torch.Tensor, alpha: torch.Tensor, delta: torch.Tensor, r: torch.Tensor,
-               eps: torch.Tensor, init: str = "first",
+               eps: torch.Tensor, init: str = "median",
                initial_state: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     r"""PCEN in plain tensor ops (exportable, scriptable): ``(output, final state (..., n_mels))``.
 
@@ -369,7 +399,7 @@ def _pcen_without_bias(x, flat, s_t, init_state, loop, chunk, a_, d_, r_, e_):
 
 
 def pcen(x: torch.Tensor, s=0.025, alpha=0.98, delta=2.0, r=0.5, eps=1e-6, initial_state=None,
-         return_state: bool = False, init: str = "first", chunk: int = SCAN_CHUNK):
+         return_state: bool = False, init: str = "median", chunk: int = SCAN_CHUNK):
     r"""Per-channel energy normalisation (Wang et al. 2017, "Trainable frontend for robust and far-field keyword spotting").
 
     .. math::
@@ -393,8 +423,11 @@ def pcen(x: torch.Tensor, s=0.025, alpha=0.98, delta=2.0, r=0.5, eps=1e-6, initi
         Each of ``s, alpha, delta, r, eps`` may be a float, a 0-d tensor or a per-band vector
         ``(n_mels,)``, and tensors may require grad (see :class:`melfront.PCEN`).
     initial_state, init, return_state, chunk
-        Smoother start and streaming, see :func:`pcen_smoother`. Processing a long recording in
-        chunks, each given the previous chunk's returned state, equals one call on the whole.
+        Smoother start and streaming, see :func:`pcen_smoother` (``init``: "median", the default,
+        "first", "loop", "zero" or "librosa"; each start's behaviour on real clips is told there).
+        Processing a long recording in chunks, each given the previous chunk's returned state,
+        equals one call on the whole (the first chunk's start taken from that chunk: see
+        :class:`melfront.frontends.StreamingPCEN`).
 
     Returns
     -------
