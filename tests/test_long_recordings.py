@@ -97,7 +97,7 @@ def test_feature_cache_uses_the_chunked_mel(tmp_path, monkeypatch):
 
 def test_predict_file_equals_predicting_the_one_shot_mel(tmp_path):
     from melfront.data import dataset
-    from melfront.train.trial import clip_features, predict_file, train_classifier, trainer_for
+    from melfront.train.trial import predict_file, train_classifier, trainer_for
     clips = dataset("synth", root=tmp_path / "synth", n_classes=2, clips_per_class=2, duration=0.5,
                     sample_rate=8000, n_folds=2)
     mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=32)
@@ -113,7 +113,6 @@ def test_predict_file_equals_predicting_the_one_shot_mel(tmp_path):
         scores = trainer_for(trainer.model, info["config"], device="cpu").predict([one_shot])[0]
         assert [name for name, _ in top] == [info["config"]["classes"][k] for k in np.argsort(-scores, kind="stable")]
         assert np.allclose([p for _, p in top], np.sort(scores)[::-1], rtol=1e-5, atol=1e-7)
-    assert len(clip_features(clips, mel, "mel", cache=False, progress=False)[0]) == 4
 
 
 def test_decimated_drawing_keeps_peaks_and_short_clips_untouched():
@@ -121,7 +120,6 @@ def test_decimated_drawing_keeps_peaks_and_short_clips_untouched():
     img[1, 4321] = 5.0
     small, k = decimate_frames(img, max_frames=1000)
     assert k == 9 and small.shape == (2, 1000) and small.max() == 5.0 and small[1, 4321 // 9] == 5.0
-    assert decimate_frames(img[:, :1000], max_frames=1000)[0] is not None
     same, k = decimate_frames(img[:, :1000], max_frames=1000)
     assert k == 1 and same.shape == (2, 1000)
     wave = np.sin(np.arange(100_000) * 0.01)
@@ -137,14 +135,13 @@ def test_show_draws_a_long_clip_with_a_true_time_axis(tmp_path, monkeypatch):
     path = _wav(tmp_path, seconds=6.0)
     captured = []
     import melfront.plotting.show as show
-    real = show._draw_image
+    real = show.specshow
 
-    def spy(ax, fig, data, *args):
-        captured.append(data.shape)
-        real(ax, fig, data, *args)
-        captured.append(ax)
+    def spy(data, **kwargs):
+        captured.extend([data.shape, kwargs["ax"]])
+        return real(data, **kwargs)
 
-    monkeypatch.setattr(show, "_draw_image", spy)
+    monkeypatch.setattr(show, "specshow", spy)
     out = show_clips([path], tmp_path / "show.png", sample_rate=8000, n_fft=256, hop_length=64, n_mels=16,
                      frontends=["pcen"])
     assert out.read_bytes()[:4] == b"\x89PNG"

@@ -340,6 +340,22 @@ class AdaptiveFilterbank(nn.Module):
             self._cache = (key, (resp.detach(), support_centre.detach(), [(i, d, k.detach()) for i, d, k in groups]))
         return design
 
+    def __prepare_scriptable__(self):
+        """``torch.jit.script`` refuses the module with a :class:`~melfront.errors.ParameterError` saying why.
+
+        Its design (band responses, per-band decimation groups, a cache) and the kernel's FFT-length
+        search are Python-level code that TorchScript cannot compile; deploy it with ``torch.export``
+        or ONNX (fixed number of samples) or ``torch.compile`` instead.
+
+        >>> torch.jit.script(adaptive_frontend(8000, n_fft=128, hop_length=32, n_mels=4))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        melfront.errors.ParameterError: AdaptiveFilterbank cannot be scripted ...
+        """
+        raise ParameterError("AdaptiveFilterbank cannot be scripted with torch.jit.script (its filter design and FFT-length "
+                             "search are Python code TorchScript cannot compile); export it with torch.export or "
+                             "ONNX (fixed number of samples) or run it under torch.compile")
+
     def _apply(self, fn, *args, **kwargs):
         self._cache = None
         return super()._apply(fn, *args, **kwargs)

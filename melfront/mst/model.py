@@ -156,7 +156,7 @@ class MSTModel(nn.Module):
         x = self.drop1(torch.relu(self.bn1(self.conv1(x))))
         x = self.drop2(torch.relu(self.bn2(self.conv2(x))))
         x = self.drop3(torch.tanh(self.bn3(self.conv3(x))))
-        return x.reshape(*lead, self.n_mels, x.shape[-1])
+        return x.reshape(list(lead) + [self.n_mels, x.shape[-1]])   # a list: TorchScript cannot unpack a shape
 
     def extra_repr(self) -> str:
         return f"n_mels={self.n_mels}, n_fft={self.n_fft}, hop_length={self.hop_length}"
