@@ -247,7 +247,7 @@ class StreamingClassifier(nn.Module):
     >>> clf = Classifier(PCEN(), build("resnet", 3, n_mels=16, n_frames=16, width=4))
     >>> sc = StreamingClassifier(clf)
     >>> x = torch.rand(2, 16, 16)
-    >>> logits, state = sc(x, sc.initial_state(x[..., 0]))
+    >>> logits, state = sc(x, sc.initial_state(first_frames=x))
     >>> logits.shape, state.shape
     (torch.Size([2, 3]), torch.Size([2, 16]))
     """
@@ -261,9 +261,12 @@ class StreamingClassifier(nn.Module):
         self.stream = StreamingPCEN(frontend)
         self.backbone = classifier.backbone
 
-    def initial_state(self, first_frame: torch.Tensor) -> torch.Tensor:
-        """The PCEN state before the first patch, from the stream's first frame ``(batch, n_mels)``."""
-        return self.stream.initial_state(first_frame)
+    def initial_state(self, first_frame: torch.Tensor | None = None, *,
+                      first_frames: torch.Tensor | None = None) -> torch.Tensor:
+        """The PCEN state before the first patch: from the stream's first frames ``(batch, n_mels, frames)``
+        (the PCEN's start, e.g. the median of the first 40 frames), or from its first frame ``(batch, n_mels)``
+        (the "first" start); see :meth:`melfront.frontends.StreamingPCEN.initial_state`."""
+        return self.stream.initial_state(first_frame, first_frames=first_frames)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         z, state = self.stream(x, state)

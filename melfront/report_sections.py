@@ -136,6 +136,9 @@ def settings_rows(derived, prefix: str = "") -> list[tuple[str, str, str]]:
     """
     if isinstance(derived, dict) and isinstance(derived.get("notes"), dict) and not prefix:
         values = {**(derived.get("train") or {}), **(derived.get("mel") or {})}
+        options = values.get("model_options")
+        if isinstance(options, dict) and "input_norm" in options:
+            values["input_norm"] = options["input_norm"]
         notes = sorted(derived["notes"].items(), key=lambda kv: (_ORDER.index(kv[0]) if kv[0] in _ORDER else 99))
         rows = [(str(k), _text(values[k]) if k in values else "", _text(note)) for k, note in notes]
         for model, differs in (derived.get("per_model") or {}).items():

@@ -133,3 +133,32 @@ def test_bad_arguments_name_themselves(kwargs, word):
 def test_bad_input_is_refused(x):
     with pytest.raises(ParameterError):
         robust_initial_state(x)
+
+
+# ------------------------------------------------------------------ the robust start as the default init="median"
+def test_median_is_the_default_start_of_pcen_and_the_pcen_frontend():
+    from melfront.frontends import PCEN
+    from melfront.functional import PCEN_INITS, start_state
+    x = quiet_opening()
+    robust = pcen(x, initial_state=robust_initial_state(x))
+    torch.testing.assert_close(pcen(x), robust, rtol=1e-12, atol=0)
+    torch.testing.assert_close(pcen(x, init="median"), robust, rtol=1e-12, atol=0)
+    torch.testing.assert_close(PCEN().double()(x), robust, rtol=1e-12, atol=0)
+    assert "median" in PCEN_INITS and PCEN().init == "median"
+    # start_state uses exactly ROBUST_START_FRAMES opening frames (it writes the number out for TorchScript)
+    y = torch.rand(2, 3, 100, dtype=torch.float64)
+    torch.testing.assert_close(start_state(y, "median")[0], robust_initial_state(y, ROBUST_START_FRAMES))
+    assert not torch.equal(start_state(y, "median")[0], robust_initial_state(y, ROBUST_START_FRAMES + 1))
+
+
+def test_median_start_in_the_plain_path_and_torchscript():
+    from melfront.frontends import PCEN
+    from melfront.functional import pcen_plain
+    x = quiet_opening()[..., :90].float()
+    values = [torch.tensor(v) for v in (0.025, 0.98, 2.0, 0.5, 1e-6)]
+    torch.testing.assert_close(pcen_plain(x, *values)[0], pcen(x))     # plain default: median too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(PCEN())
+    for n in (5, 39, 40, 90):                                          # fewer frames than the opening, and more
+        torch.testing.assert_close(scripted(x[..., :n]), PCEN()(x[..., :n]))

@@ -1,6 +1,9 @@
 """TorchScript: every frontend scripts with ``torch.jit.script`` (the plain-tensor path under
-``torch.jit.is_scripting()``), its output equals eager, and the scripted module saves and loads."""
+``torch.jit.is_scripting()``), its output equals eager, and the scripted module saves and loads; the adaptive
+filterbank refuses with a ParameterError saying why (test_export.py)."""
 import io
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +11,7 @@ import torch
 from melfront import functional as F
 from melfront.frontends import (Chain, Decibel, Log10000, LogEPS, LogFloor, LogLearn, LogOffset, MelSpectrogram,
                                 MinMax, PCEN, PowerLearn, Spectrogram, Stack, StreamingPCEN)
+from melfront.mst import MSTModel, mst_frontend, save_mst
 
 N_MELS = 8
 
@@ -20,7 +24,18 @@ def _learned(module):
     return module
 
 
+def _mst():
+    """An untrained MSTModel (batch norm moved off identity) saved and loaded as the "mst" frontend."""
+    model = _learned(MSTModel(n_mels=N_MELS, n_fft=128, hop_length=32, n_filters=4, n_hidden=4))
+    with torch.no_grad():
+        model.bn1.running_mean.add_(0.1)
+        model.bn2.running_var.mul_(2.0)
+    with tempfile.TemporaryDirectory() as folder:
+        return mst_frontend(str(save_mst(Path(folder) / "mst.pt", model)))
+
+
 FRONTENDS = {
+    "mst": _mst,
     "mel": lambda: MelSpectrogram(8000, n_fft=256, hop_length=64, n_mels=N_MELS),
     "spectrogram_magnitude": lambda: Spectrogram(n_fft=128, hop_length=32, power=1.0),
     "spectrogram_power3": lambda: Spectrogram(n_fft=128, hop_length=32, power=3.0),
@@ -78,6 +93,6 @@ def test_streaming_pcen_scripts():
     stream = StreamingPCEN(_learned(PCEN(trainable=True, per_band=True, n_mels=N_MELS)))
     scripted = torch.jit.script(stream)
     x = torch.rand(2, N_MELS, 40)
-    state = stream.initial_state(x[..., 0])
+    state = stream.initial_state(first_frames=x)
     (y, s), (y2, s2) = scripted(x, state), stream(x, state)
     assert (y - y2).abs().max() <= 1e-5 * y2.abs().max() and (s - s2).abs().max() <= 1e-5 * s2.abs().max()

@@ -32,7 +32,7 @@ def _run_export(args):
     names, outputs = ["mel" if clf.input_kind == "mel" else "waveform"], ["logits"]
     if args.streaming:
         module = StreamingClassifier(clf)
-        inputs = (example, module.initial_state(example[..., 0]))
+        inputs = (example, module.initial_state(first_frames=example))
         names, outputs = ["mel", "pcen_state"], ["logits", "pcen_state_out"]
     try:
         path = export_onnx(module, inputs, args.output, input_names=names, output_names=outputs)
