@@ -174,6 +174,7 @@ def _check_groups(waveform, groups, hop_length, first_centre, pad):
     return d_max
 
 
+# Over 60 lines only through its docstring (shapes, maths); the body is about 35 lines.
 def adaptive_filterbank(waveform: torch.Tensor, power_response: torch.Tensor, support_centre_hz: torch.Tensor,
                         groups, sample_rate: float, hop_length: int, n_frames: int, first_centre: int,
                         pad: int) -> torch.Tensor:
