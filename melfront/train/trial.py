@@ -109,7 +109,9 @@ def train_classifier(clips, *, frontend: str, model: str, train_clips, val_clips
         trainer.resume()
     trainer.fit(train_feats, [c.label for c in train_kept], val_feats, [c.label for c in val_kept], classes)
     info = dict(config=config, n_train=len(train_feats), n_val=len(val_feats), skipped=skipped + skipped_val,
-                train_seconds=trainer.train_seconds, epochs=trainer.epoch)  # every session's, after a resume
+                train_seconds=trainer.train_seconds, epochs=trainer.epoch,  # every session's, after a resume
+                history=[{k: round(float(v), 5) for k, v in rec.items() if isinstance(v, (int, float))}
+                         for rec in trainer.history])
     return trainer, info
 
 
@@ -139,7 +141,8 @@ def run_trial(clips, *, frontend: str, model: str, train_clips: list, test_clips
     {"accuracy": float, "map": float, "per_class_accuracy": {class_name: float}, "confusion": [[int]],
      "train_seconds": float, "epochs": int, "n_train": int, "n_test": int,
      "learned": {name: list[float]}   # frontend.learned_parameters() if it has it, else {}
-     "skipped": [[path, cause], ...]}
+     "skipped": [[path, cause], ...],
+     "history": [{"epoch", "loss", "accuracy", "seconds", ...}, ...]}   # per epoch, training loss and accuracy
 
     Parameters
     ----------
@@ -184,7 +187,7 @@ def run_trial(clips, *, frontend: str, model: str, train_clips: list, test_clips
     return {"accuracy": m["accuracy"], "map": m["map"], "per_class_accuracy": m["per_class_accuracy"],
             "confusion": m["confusion"], "train_seconds": float(info["train_seconds"]), "epochs": int(info["epochs"]),
             "n_train": int(info["n_train"]), "n_test": len(test_feats), "learned": learned_parameters(trainer.model),
-            "skipped": info["skipped"] + skipped_test}
+            "skipped": info["skipped"] + skipped_test, "history": info["history"]}
 
 
 def predict_file(classifier, config: dict, path, top_k: int = 5, device: str | None = None) -> list[tuple[str, float]]:
