@@ -11,7 +11,6 @@ for the number of comparisons in the report (Holm 1979, :func:`holm`).
 """
 from __future__ import annotations
 
-import base64
 import html
 import math
 from collections import defaultdict
@@ -23,11 +22,14 @@ from scipy import stats
 from .errors import MelfrontError, ParameterError, StudyError
 from .frontends import frontend as build_frontend
 from .plotting import plot_accuracy_vs_n, plot_learned_parameters, show_clips
-from .report_sections import account_sections, html_table, md_table, planned_runs, run_counts, settings_section
+from . import report_claims as claims
+from .report_sections import (account_sections, html_table, md_table, planned_runs, run_counts, settings_section,
+                              write_pages)
 from .study import ResultStore, StudyConfig, load_clips
 from .train import DEFAULT_MEL, frontend_common
 
-__all__ = ["write_report", "summary_table", "difference_table", "difference_tables", "paired_difference", "holm",
+__all__ = ["write_report", "summary_table", "difference_table", "difference_tables", "difference_family",
+           "family_size", "paired_difference", "holm",
            "check_compare", "SIGNIFICANCE", "CONFIDENCE", "WILCOXON_MIN_PAIRS"]
 
 #: Holm-adjusted p-value below which a paired difference is marked significant (``*``, highlighted cells).
@@ -138,20 +140,58 @@ def difference_tables(rows, pairs, metric="accuracy") -> dict:
     >>> [(n, d["p"], d["p_holm"]) for n, d in t[("a", "b")]["sbcnn"].items()]
     [(1, 0.0, 0.0), (2, 0.0, 0.0)]
     """
+    family = difference_family(rows, [(a, b, metric) for a, b in pairs])
+    return {(a, b): family[(a, b, metric)] for a, b in pairs}
+
+
+def difference_family(rows, comparisons) -> dict:
+    """``{(a, b, metric): {model: {n: paired_difference(...)}}}`` for every ``(a, b, metric)`` (b - a in that
+    metric), ``p_holm`` and ``p_wilcoxon_holm`` adjusted by :func:`holm` over every cell of them all (one
+    family: the report's comparisons, its difference tables and a preset's claims). Trials whose metric
+    is missing (a store without MAP) are left out of that metric's pairs.
+
+    >>> f = difference_family(_ROWS, [("a", "b", "accuracy"), ("b", "a", "accuracy")])
+    >>> [(round(f[k]["sbcnn"][1]["mean"], 3), f[k]["sbcnn"][1]["p_holm"]) for k in f]
+    [(0.1, 0.0), (-0.1, 0.0)]
+    """
     out = {}
-    for a, b in pairs:
+    for a, b, metric in comparisons:
+        if (a, b, metric) in out:
+            continue
+        kept = [r for r in rows if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
         table = defaultdict(dict)
-        for model in sorted({r["model"] for r in rows}):
-            for n in sorted({r["n"] for r in rows}):
-                d = paired_difference(rows, model, n, a, b, metric)
+        for model in sorted({r["model"] for r in kept}):
+            for n in sorted({r["n"] for r in kept}):
+                d = paired_difference(kept, model, n, a, b, metric)
                 if d:
                     table[model][n] = d
-        out[(a, b)] = dict(table)
-    cells = [d for table in out.values() for by_n in table.values() for d in by_n.values()]
+        out[(a, b, metric)] = dict(table)
+    reverse = _reversed(out)
+    cells = [d for k, table in out.items() if k not in reverse for by_n in table.values() for d in by_n.values()]
     for key in ("p", "p_wilcoxon"):
         for d, adjusted in zip(cells, holm([d[key] for d in cells])):
             d[key + "_holm"] = adjusted
+    for k, first in reverse.items():
+        for model, by_n in out[k].items():
+            for n, d in by_n.items():
+                d.update(p_holm=out[first][model][n]["p_holm"], p_wilcoxon_holm=out[first][model][n]["p_wilcoxon_holm"])
     return out
+
+
+def _reversed(family) -> dict:
+    """``{(b, a, metric): (a, b, metric)}`` for each comparison that comes after its reverse (the same test)."""
+    order = list(family)
+    return {k: (k[1], k[0], k[2]) for i, k in enumerate(order) if (k[1], k[0], k[2]) in order[:i]}
+
+
+def family_size(family) -> int:
+    """The number of comparisons (cells) that :func:`difference_family` adjusted for, a reversed pair once.
+
+    >>> family_size(difference_family(_ROWS, [("a", "b", "accuracy"), ("b", "a", "accuracy")]))
+    1
+    """
+    reverse = _reversed(family)
+    return sum(len(by_n) for k, table in family.items() if k not in reverse for by_n in table.values())
 
 
 def difference_table(rows, a, b, metric="accuracy") -> dict:
@@ -282,15 +322,6 @@ def _study_mel(config: StudyConfig, derived: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 # The report
 # --------------------------------------------------------------------------------------------
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,td:nth-child(2){text-align:left}td.sig{background:#fff1c2;font-weight:600}
-table.list td,table.list th{text-align:left}td small{display:block;color:#666;font-weight:400;font-size:.8em;white-space:nowrap}
-img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:.9em}code{background:#f5f5f5;padding:0 .2em}
-.warn{background:#fdecea;border-left:4px solid #d9534f;padding:.4em .8em}details{margin:.4em 0}
-"""
 
 
 def _intro(rows, failures, config, frontends, planned, n_folds) -> str:
@@ -310,20 +341,21 @@ def _intro(rows, failures, config, frontends, planned, n_folds) -> str:
     return text
 
 
-def _difference_sections(rows, pairs):
-    """``(heading, markdown, html)`` of each difference table, p-values Holm-adjusted over all of them."""
-    tables = difference_tables(rows, pairs)
-    m = sum(len(by_n) for t in tables.values() for by_n in t.values())
+def _difference_sections(rows, family, pairs, metric, m):
+    """``(heading, markdown, html)`` of each difference table (``family``: :func:`difference_family`'s, its
+    p-values Holm-adjusted over all ``m`` comparisons of the report)."""
     ns = sorted({r["n"] for r in rows})
+    name = "Accuracy" if metric == "accuracy" else "Macro MAP"
     sections = []
     for (a, b) in pairs:
-        note = (f"Accuracy of **{b}** minus **{a}** (percentage points): mean paired difference over matching "
+        note = (f"{name} of **{b}** minus **{a}** (percentage points): mean paired difference over matching "
                 f"(fold, run) trials, [{100 * CONFIDENCE:.0f} % confidence interval, t-based], the number of "
                 f"pairs, p: paired t-test, W: Wilcoxon signed-rank test (from {WILCOXON_MIN_PAIRS} pairs); "
                 f"both p-values Holm-adjusted for the {m} comparisons in this report; * marks p < {SIGNIFICANCE}. "
                 f"A cell with one pair has no interval and no test.")
-        header, md_body, html_body, marks = _diff_grid(tables[(a, b)], ns)
-        sections.append((f"Difference: {b} − {a}", note + "\n\n" + md_table(header, md_body),
+        header, md_body, html_body, marks = _diff_grid(family[(a, b, metric)], ns)
+        sections.append((f"Difference: {b} − {a}" + ("" if metric == "accuracy" else " (macro MAP)"),
+                         note + "\n\n" + md_table(header, md_body),
                          f"<p class='note'>{html.escape(note).replace('**', '')}</p>"
                          + html_table(header, html_body, marks)))
     return sections
@@ -335,48 +367,45 @@ def _short(row) -> bool:
     return isinstance(actual, (int, float)) and actual < row["n"]
 
 
-def _table_sections(store, rows, config: StudyConfig, frontends, pairs) -> list[tuple[str, str, str]]:
-    """The report's text: ``(heading, markdown, html)`` of the intro, the tables and the account sections."""
+def _table_sections(store, rows, config: StudyConfig, frontends, pairs, preset=None) -> list[tuple[str, str, str]]:
+    """The report's text: ``(heading, markdown, html)`` of the intro, the tables and the account sections; with a
+    preset study's meta (:mod:`melfront.report_claims`) its Protocol, its headline metric and its claims too."""
     failures = store.failures()
     folds, planned = planned_runs(config, rows, failures)
     shortfalls = store.meta("cell_shortfalls", default=[]) or []
     short_ns = {int(s["n"]) for s in shortfalls if isinstance(s, dict) and "n" in s}
     short = {(r["model"], r["frontend"], r["n"]) for r in rows if r["n"] in short_ns or _short(r)}
     intro = _intro(rows, failures, config, frontends, planned, len(folds))
+    metric, metric_note = claims.headline_metric(preset)
+    if metric == "map":
+        missing = sum(1 for r in rows if not (isinstance(r.get("map"), (int, float)) and math.isfinite(r["map"])))
+        intro += (" Headline metric, as the preset's paper: macro mean average precision (MAP: per test fold, the "
+                  "one-vs-rest average precision of the clip scores averaged over the classes present), in the "
+                  "first table, the differences and the first plot; accuracy is given second.")
+        intro += f" {missing} finished trial(s) have no MAP and are left out of its numbers." if missing else ""
     sections = [("", intro, f"<p>{html.escape(intro).replace('**', '')}</p>")]
+    if preset:
+        sections.append(claims.protocol_section(preset, metric_note))
     sections += settings_section(store.meta("derived_settings", default={}) or {})
-    for metric, name in (("accuracy", "Accuracy"), ("map", "Macro mean average precision")):
-        h, b = _summary_grid(rows, metric, frontends, planned, short)
-        sections.append((f"{name} (%), mean ± std over runs and folds", md_table(h, b), html_table(h, b)))
-    sections += _difference_sections(rows, pairs)
+    names = {"accuracy": "Accuracy", "map": "Macro mean average precision"}
+    for m in sorted(names, key=lambda k: k != metric):
+        h, b = _summary_grid(rows, m, frontends, planned, short)
+        headline = " — the headline metric" if preset and m == metric else ""
+        sections.append((f"{names[m]} (%), mean ± std over runs and folds{headline}", md_table(h, b), html_table(h, b)))
+    comparisons = [(a, b, metric) for a, b in pairs] + claims.claim_comparisons(preset, frontends)
+    family = difference_family(rows, comparisons)
+    n_comparisons = family_size(family)
+    sections += _difference_sections(rows, family, pairs, metric, n_comparisons)
+    if preset:
+        sections += claims.claims_section(preset, family, frontends, n_comparisons, SIGNIFICANCE, CONFIDENCE)
     sections += account_sections(run_counts(config, rows, failures), planned, failures, shortfalls,
                                  store.meta("skipped_clips", default=[]) or [])
     return sections
 
 
-def _write_pages(out: Path, title: str, sections, images) -> Path:
-    """Write report.md and the self-contained report.html (PNGs embedded); returns the HTML path."""
-    md = [f"# {title}", ""]
-    body = [f"<h1>{html.escape(title)}</h1>"]
-    for heading, m, h in sections:
-        if heading:
-            md += [f"## {heading}", ""]
-            body.append(f"<h2>{html.escape(heading)}</h2>")
-        md += [m, ""]
-        body.append(h)
-    for heading, fname in images:
-        md += [f"## {heading}", "", f"![{heading}]({fname})", ""]
-        data = base64.b64encode((out / fname).read_bytes()).decode()
-        body.append(f"<h2>{html.escape(heading)}</h2><img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>")
-    (out / "report.md").write_text("\n".join(md))
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
-    (out / "report.html").write_text(page)
-    return out / "report.html"
-
-
-def _figures(store, rows, config, out: Path, examples: bool) -> list[tuple[str, str]]:
-    """Draw the PNGs; ``(heading, file name)`` of each, plus a note when the example clip could not be drawn."""
+def _figures(store, rows, config, out: Path, examples: bool, metric: str = "accuracy") -> list[tuple[str, str]]:
+    """Draw the PNGs; ``(heading, file name)`` of each (the ``metric`` plot first), plus a note when the example
+    clip could not be drawn."""
     order = [f for f in config.frontends if any(r["frontend"] == f for r in rows)]
     order += sorted({r["frontend"] for r in rows} - set(order))
     n_classes = _n_classes(rows)
@@ -386,6 +415,8 @@ def _figures(store, rows, config, out: Path, examples: bool) -> list[tuple[str, 
     mel = _study_mel(config, store.meta("derived_settings", default={}) or {})
     images = [("Accuracy against training-set size", "accuracy_vs_n.png"),
               ("Macro MAP against training-set size", "map_vs_n.png")]
+    if metric == "map":
+        images = [(images[1][0] + " (the headline metric)", images[1][1]), images[0]]
     if plot_learned_parameters(rows, out / "learned_parameters.png", mel):
         images.append(("Learned frontend parameters", "learned_parameters.png"))
     if examples:
@@ -405,7 +436,9 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None, ex
     it). ``compare``: pairs of frontends to difference (default: the study's ``compare``, else its first
     two); a pair that is not two frontends of the study is a :class:`~melfront.errors.ParameterError`
     listing them (:func:`check_compare`). ``examples=False`` skips the example-clip figure (it reads the
-    data set). A store without finished trials is a StudyError. (Drawing the figures takes a few seconds,
+    data set). A store without finished trials is a StudyError. A preset study (the meta ``"preset"``) gets the
+    preset's title, "(reduced)" when reduced, unless ``title`` is given, a Protocol section, its headline
+    metric first and the paper's claims beside the result (:mod:`melfront.report_claims`). (Drawing the figures takes a few seconds,
     so the example is not run by the doctests; tests/test_report.py runs it.)
 
     >>> page = write_report("studies/quick/study.db", "studies/quick/report")  # doctest: +SKIP
@@ -429,9 +462,12 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None, ex
         sorted({r["frontend"] for r in rows})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sections = _table_sections(store, rows, config, frontends, pairs)
-    images = _figures(store, rows, config, out, examples)
+    preset = claims.preset_meta(store.meta("preset"))
+    sections = _table_sections(store, rows, config, frontends, pairs, preset)
+    images = _figures(store, rows, config, out, examples, claims.headline_metric(preset)[0])
     notes = [h for h, f in images if not f]
     for note in notes:
         sections.append(("Example clip", note, f"<p class='note'>{html.escape(note)}</p>"))
-    return _write_pages(out, title or f"melfront study: {config.dataset}", sections, [i for i in images if i[1]])
+    if not title:
+        title = claims.report_title(preset, config.dataset) if preset else f"melfront study: {config.dataset}"
+    return write_pages(out, title, sections, [i for i in images if i[1]])

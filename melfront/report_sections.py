@@ -2,19 +2,22 @@
 
 Sections (each ``(heading, markdown, html)``, rendered by :mod:`melfront.report`): the settings derived
 from the data, incomplete cells (fewer finished runs than planned), failed trials (count, causes
-grouped), cell shortfalls (classes with fewer than n readable training clips) and skipped clips. They read
+grouped), cell shortfalls (classes with fewer than n readable training clips) and skipped clips; and the
+writer of the pages (:func:`write_pages`: report.md and a self-contained report.html). The sections read
 what the study stored (:class:`~melfront.study.ResultStore`: ``failures()`` and the ``meta`` values
 ``derived_settings``, ``cell_shortfalls``, ``skipped_clips``).
 """
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
 from collections import Counter, defaultdict
+from pathlib import Path
 
 __all__ = ["md_table", "html_table", "planned_runs", "run_counts", "incomplete_cells", "group_causes",
-           "settings_rows", "settings_section", "account_sections"]
+           "settings_rows", "settings_section", "account_sections", "write_pages"]
 
 #: Longest list written out in full in the HTML page (longer ones fold into a <details> element).
 OPEN_LIST = 20
@@ -267,3 +270,38 @@ def account_sections(counts, planned, failures, shortfalls, skipped) -> list[tup
     """
     return (_incomplete_section(counts, planned) + _failure_section(failures) + _shortfall_section(shortfalls)
             + _skipped_section(skipped))
+
+
+#: The report page's style sheet.
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+th{background:#f3f3f3}td:first-child,td:nth-child(2){text-align:left}td.sig{background:#fff1c2;font-weight:600}
+table.list td,table.list th{text-align:left}td small{display:block;color:#666;font-weight:400;font-size:.8em;white-space:nowrap}
+img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:.9em}code{background:#f5f5f5;padding:0 .2em}
+.warn{background:#fdecea;border-left:4px solid #d9534f;padding:.4em .8em}details{margin:.4em 0}
+h3{font-size:1.05em;margin:1.4em 0 .3em}blockquote{margin:.4em 0;padding:.3em .9em;border-left:4px solid #6c8ebf;background:#f4f7fb}
+table.claims td:last-child,table.claims th:last-child{text-align:left}
+"""
+
+
+def write_pages(out: Path, title: str, sections, images) -> Path:
+    """Write report.md and the self-contained report.html (PNGs embedded); returns the HTML path."""
+    md = [f"# {title}", ""]
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for heading, m, h in sections:
+        if heading:
+            md += [f"## {heading}", ""]
+            body.append(f"<h2>{html.escape(heading)}</h2>")
+        md += [m, ""]
+        body.append(h)
+    for heading, fname in images:
+        md += [f"## {heading}", "", f"![{heading}]({fname})", ""]
+        data = base64.b64encode((out / fname).read_bytes()).decode()
+        body.append(f"<h2>{html.escape(heading)}</h2><img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>")
+    (out / "report.md").write_text("\n".join(md))
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    (out / "report.html").write_text(page)
+    return out / "report.html"
