@@ -67,7 +67,8 @@ def _states_equal(a, b):
 def test_run_trial_returns_the_promised_json_dict(clips, folds):
     r = _trial(clips, folds)
     assert set(r) == {"accuracy", "map", "per_class_accuracy", "confusion", "train_seconds", "epochs", "n_train",
-                      "n_test", "learned", "skipped"}
+                      "n_test", "learned", "skipped", "history"}
+    assert [h["epoch"] for h in r["history"]] == [1, 2] and all(h["loss"] > 0 for h in r["history"])
     json.dumps(r)
     assert r["n_train"] == 6 and r["n_test"] == 6 and r["epochs"] == 2 and r["skipped"] == []
     conf = np.array(r["confusion"])

@@ -205,7 +205,9 @@ def add_settings_args(p) -> None:
         group.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
     group.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
                        help="any other mel or training setting, e.g. fmin=50, patience=10, "
-                            "model_options='{\"width\": 8}' (repeatable; value as JSON, else text)")
+                            "model_options='{\"width\": 8}' (repeatable; value as JSON, else text; "
+                            "model_options takes a whole dict, dotted keys such as model_options.width "
+                            "are refused)")
 
 
 def settings_from_args(args) -> dict:

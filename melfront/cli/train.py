@@ -33,7 +33,11 @@ def _add_train(sub):
                                    "Learned frontend parameters are printed and saved in metrics.json.")
     add_dataset_args(p, required=True)
     p.add_argument("--frontend", default="db", help="frontend spec, e.g. \"pcen(trainable=True)\" (default db)")
-    p.add_argument("--model", default="sbcnn", help="sbcnn, vgg, timbre, piczak, protonet or resnet (default sbcnn)")
+    p.add_argument("--model", default="sbcnn",
+                   help="sbcnn, vgg, timbre, piczak, protonet or resnet (default sbcnn). piczak: "
+                        "--set 'model_options={\"deltas\": true}' adds the deltas channel (Piczak 2015; off by "
+                        "default). protonet: --set support=fixed keeps one support set for the whole run "
+                        "(Pons et al. 2019's code; default: a new one every episode)")
     p.add_argument("--test-fold", help="fold held out for testing (e.g. 4, or 'test' for fsdd); a data set with "
                                        "one fold (a flat folder) holds out a stratified, grouped third by itself")
     p.add_argument("--val-fold", help="fold for validation (reported each epoch; early stopping with patience=N)")

@@ -6,7 +6,8 @@ experiment several times with different random subsets. :func:`few_shot_subset` 
 reproducibly from ``(seed, n, run, fold)`` alone: its random generator is derived from a hash of
 these values, so the result does not depend on the order of the input clips nor on any other
 random draw made before. :func:`episode` draws the support and query sets of one training
-episode of a prototypical network (Snell, Swersky & Zemel 2017, NeurIPS). :func:`grouped_holdout`
+episode of a prototypical network (Snell, Swersky & Zemel 2017, NeurIPS); :func:`support_clips` and
+:func:`query_clips` draw the two apart (for a support set fixed for a whole run). :func:`grouped_holdout`
 holds out a stratified part of a fold with no group (speaker, recording, site) on both sides, and
 :func:`shortfalls` says which classes of a subset had fewer than ``n`` clips.
 """
@@ -23,7 +24,8 @@ from ..checks import optional, positive_int
 from ..errors import DataError, ParameterError
 from .base import class_counts, group_of
 
-__all__ = ["FEW_SHOT_SIZES", "rng_for", "seed_for", "few_shot_subset", "episode", "grouped_holdout",
+__all__ = ["FEW_SHOT_SIZES", "rng_for", "seed_for", "few_shot_subset", "episode", "support_clips", "query_clips",
+           "grouped_holdout",
            "without_groups_of", "shortfalls", "n_per_class_actual"]
 
 #: The training-set sizes (clips per class) of Pons et al. (2019).
@@ -153,6 +155,53 @@ def episode(clips_by_class: Mapping[int, Sequence], n_support: int = 5, n_query:
         support.extend((group[j], label) for j in rng.choice(len(group), size=k, replace=False))
         query.extend((group[j], label) for j in rng.integers(0, len(group), size=n_query))
     return support, query
+
+
+def _groups(clips_by_class: Mapping[int, Sequence]) -> list[tuple[int, list]]:
+    if not clips_by_class:
+        raise ParameterError("clips_by_class is empty")
+    out = []
+    for label in sorted(clips_by_class):
+        group = list(clips_by_class[label])
+        if not group:
+            raise ParameterError(f"class {label!r} has no clips")
+        out.append((label, group))
+    return out
+
+
+def support_clips(clips_by_class: Mapping[int, Sequence], n_support: int, rng: np.random.Generator) -> list:
+    """A support set: ``min(n_support, available)`` distinct clips of every class, drawn without replacement.
+
+    Returns ``[(clip, label), ...]``, classes in sorted label order, each class's clips in drawn order. The
+    caller takes one patch from each clip (Pons et al. 2019: one patch from each of up to 5 audios per class).
+
+    >>> by_class = {0: [0, 1, 2], 1: [3]}
+    >>> s = support_clips(by_class, 2, np.random.default_rng(0))
+    >>> s == support_clips(by_class, 2, np.random.default_rng(0)), [label for _, label in s], len({c for c, _ in s})
+    (True, [0, 0, 1], 3)
+    """
+    positive_int("n_support", n_support)
+    out = []
+    for label, group in _groups(clips_by_class):
+        k = min(n_support, len(group))
+        out.extend((group[j], label) for j in rng.choice(len(group), size=k, replace=False))
+    return out
+
+
+def query_clips(clips_by_class: Mapping[int, Sequence], n_query: int, rng: np.random.Generator) -> list:
+    """A query set: ``n_query`` clips of every class drawn with replacement (the rule of :func:`episode`).
+
+    Returns ``[(clip, label), ...]``, classes in sorted label order; the caller takes a random patch of each.
+
+    >>> q = query_clips({0: [0, 1], 1: [2]}, 3, np.random.default_rng(0))
+    >>> len(q), [label for _, label in q], {c for c, label in q if label == 1}
+    (6, [0, 0, 0, 1, 1, 1], {2})
+    """
+    positive_int("n_query", n_query)
+    out = []
+    for label, group in _groups(clips_by_class):
+        out.extend((group[j], label) for j in rng.integers(0, len(group), size=n_query))
+    return out
 
 
 def grouped_holdout(clips: Sequence, per_class: int | None = None, seed: int = 0, fold=0) -> tuple[list, list]:

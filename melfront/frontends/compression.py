@@ -246,8 +246,17 @@ class PowerLearn(Frontend):
     training, ``a`` is clamped to :attr:`GATE_RANGE` (widened to include ``init``, so that the
     initial output is unchanged) before the sigmoid: the exponent never underflows to exactly 0.
 
+    Sign convention: melfront's exponent is :math:`\sigma(a) = 1 / (1 + e^{-a})`, so a larger ``a``
+    compresses less (``a -> +inf``: exponent 1, no compression). The Macaulay Library's Merlin blog
+    (Cornell Lab of Ornithology, on spectrogram compression for Merlin Sound ID) writes the same law
+    as :math:`S^{1 / (1 + e^{a})}`: its ``a`` is minus melfront's (a larger blog ``a`` compresses
+    more). Both start at ``a = 0``, the square root. To start from a blog value ``a_blog``, pass
+    ``init=-a_blog``.
+
     >>> PowerLearn()(torch.tensor([[4.0, 9.0]])).tolist()
     [[2.0, 3.0]]
+    >>> round(float(PowerLearn(init=2.0).exponent.detach()), 4), round(1 / (1 + math.exp(-2.0)), 4)  # sigmoid(+2)
+    (0.8808, 0.8808)
     """
 
     readable = ("exponent",)

@@ -20,10 +20,35 @@ class PiczakCNN(Backbone):
         conv 80 @ 1 x 3 valid, ReLU, max-pool 1 x 3 stride 1 x 3
         flatten, dense 5000, ReLU, dropout 0.5, dense 5000, ReLU, dropout 0.5, dense n_classes
 
-    With 60 mels the first convolution leaves 4 mel rows, which its pooling reduces to one, so
-    the second works along time only. For 60 x 41 input and 2 channels the last map is
-    80 x 1 x 3 (240 values); for 60 x 101, 80 x 1 x 9. Other ``n_mels`` work (the first kernel
-    stays 57 tall, the dense layer grows with what is left) but 60 is what the network was made for.
+    The layers as recalled from Piczak 2015, Sec. 2 (not checked against the paper's text in this
+    workspace): 80 filters of 57 x 6, max-pooling 4 x 3 with stride 1 x 3; then 80 filters of 1 x 3,
+    max-pooling 1 x 3 with stride 1 x 3; two dense layers of 5000 units. With 60 mels the first
+    convolution leaves 4 mel rows, which its pooling reduces to one, so the second works along time
+    only. Frames: ``t -> t - 5`` (conv 6) ``-> (t - 5 - 3) // 3 + 1`` (pool 3, stride 3) ``-> - 2``
+    (conv 3) ``-> (... - 3) // 3 + 1`` (pool 3, stride 3). The channels of the input (1, or 2 with
+    deltas) do not change these shapes. For 60 x 41 the last map is 80 x 1 x 3 (240 values into the
+    first dense layer); for 60 x 101, 80 x 1 x 10 (800 values):
+
+    >>> import torch
+    >>> for frames in (41, 101):
+    ...     net = PiczakCNN(10, n_frames=frames, deltas=True, hidden=8)
+    ...     x = torch.rand(2, 1, 60, frames)
+    ...     z = net.features(torch.cat([x, x], dim=1))  # what forward feeds it: input and deltas
+    ...     print(frames, tuple(z.shape[1:]), net.head[1].in_features, tuple(net(x).shape))
+    41 (80, 1, 3) 240 (2, 10)
+    101 (80, 1, 10) 800 (2, 10)
+
+    Other ``n_mels`` work (the first kernel stays 57 tall, the dense layer grows with what is left)
+    but 60 is what the network was made for.
+
+    Deltas (Piczak 2015: log-mel and its deltas as two input channels) are off by default. In
+    training, turn them on with ``model_options={"deltas": True}`` (:class:`melfront.train.TrainSettings`),
+    on the command line ``melfront train --model piczak --set 'model_options={"deltas": true}'`` (the
+    value is JSON; a dotted key such as ``model_options.deltas`` is not understood), or in
+    :func:`melfront.models.build` as ``build("piczak", n_classes, deltas=True)``:
+
+    >>> PiczakCNN(10, hidden=8).features[0].in_channels, PiczakCNN(10, hidden=8, deltas=True).features[0].in_channels
+    (1, 2)
 
     Parameters
     ----------

@@ -55,12 +55,18 @@ class ProtoNet(Backbone):
     *Episodic training* (Snell et al. 2017; Pons et al. 2019): per episode a support set (one patch
     from each of up to 5 training audios per class) and a query set (5 patches per class); the loss
     is the cross-entropy of ``model.logits(query, support, support_labels)``, whose gradient flows
-    through both the queries and the prototypes.
+    through both the queries and the prototypes. The trainer's setting ``support`` chooses between a
+    support set drawn anew every episode (``"episode"``, Snell et al.'s rule) and one support set drawn
+    once and kept for the whole run (``"fixed"``, what Pons et al.'s reference code does: src/proto.py,
+    src/config_file.py ``patches_per_prototype=5``, ``max_patches_per_class=5``); see
+    :mod:`melfront.train.trainer`.
 
-    *Inference*: :meth:`set_prototypes` (from support embeddings, e.g. of all training patches or a
-    fixed support set) stores the prototypes in a buffer that is saved in ``state_dict``; then
-    ``forward(x)`` returns ``(batch, n_classes)`` logits like every other backbone. A clip's class
-    is the argmax of the mean log-probability over its patches.
+    *Inference*: :meth:`set_prototypes` (from support embeddings: with the trainer, every evaluation
+    patch of the training clips for ``support="episode"``, the fixed support set for ``"fixed"``)
+    stores the prototypes in a buffer that is saved in ``state_dict``; then ``forward(x)`` returns
+    ``(batch, n_classes)`` logits like every other backbone. A clip's class is the argmax of the mean
+    log-probability over its patches, taken ``eval_hop`` frames apart (default 42 frames for this
+    model, Pons et al.'s test hop in src/proto.py, at most a patch).
 
     Parameters
     ----------

@@ -2,6 +2,29 @@
 
 Everything random derives from ``(seed, epoch, ...)`` by hashing (:func:`melfront.data.sampling.seed_for`),
 so a resumed run draws exactly the patches and orders of the uninterrupted one.
+
+Prototypical networks (``sampling="episodes"``) have two support rules (setting ``support``):
+
+- ``"episode"`` (default): every episode draws its own support set (up to ``support_per_class`` clips per
+  class, one random patch each) and query set; the prototypes used for evaluation are the class means of
+  every evaluation patch (``eval_hop`` apart) of the training clips.
+- ``"fixed"``: one support set for the whole run, as in Pons, Serrà & Serra's reference code
+  (github.com/jordipons/neural-classifiers-with-few-audio, src/proto.py and src/scripts/proto_train_test.py,
+  read here; src/config_file.py ``config_proto``: ``patches_per_prototype`` 5, ``max_patches_per_class`` 5,
+  training patches taken 42 frames apart). There the support set is defined once, at the first update: for
+  each class, one randomly chosen patch of each of the first ``patches_per_prototype`` training audios.
+  Every update feeds that same support set (in training mode: the gradient flows through its embeddings
+  too) with a new query set, ``max_patches_per_class`` distinct patches per class drawn at random from all
+  patches of the class's training audios, so the support audios, and even the support patches themselves,
+  may be queries. Every evaluation embeds the same support set in inference mode for the prototypes and
+  scores test patches taken 42 frames apart. melfront draws the support clips and their patches once from
+  ``seed`` alone (:func:`fixed_support`; :meth:`melfront.train.Trainer.fixed_support` re-draws it
+  identically on resume and checks it against the clips stored in the checkpoint); the queries are drawn
+  per episode as with ``"episode"`` (clips with replacement, the support clips included, one random patch
+  each); the evaluation prototypes are the class means of the fixed support set embedded in eval mode.
+  Differences from the reference code: its patches lie on a 42-frame grid (melfront crops at any frame),
+  its queries are distinct patches (melfront's may repeat a clip), and it embeds support and queries in
+  two passes (batch norm sees each apart; melfront embeds an episode in one pass).
 """
 from __future__ import annotations
 
@@ -11,9 +34,10 @@ from typing import Sequence
 import torch
 
 from ..data.patches import PatchDataset, random_crop
-from ..data.sampling import episode, rng_for, seed_for
+from ..data.sampling import episode, query_clips, rng_for, seed_for, support_clips
 
-__all__ = ["train_dataset", "eval_dataset", "batches", "epoch_order", "episode_batch", "episodes_per_epoch"]
+__all__ = ["train_dataset", "eval_dataset", "batches", "epoch_order", "episode_batch", "episodes_per_epoch",
+           "fixed_support"]
 
 
 def train_dataset(features, labels, s: dict, kind: str, hop_length: int | None, seed: int) -> PatchDataset:
@@ -82,19 +106,54 @@ def episodes_per_epoch(s: dict, n_train: int, n_classes: int) -> int:
     return s["episodes_per_epoch"] or max(1, math.ceil(n_train / (n_classes * s["query_per_class"])))
 
 
+def fixed_support(features, clips_by_class, s: dict, kind: str, hop_length: int | None, seed: int, device):
+    """One support set for a whole run: ``(x, labels, clips)``, a function of ``seed`` and the clips only.
+
+    Up to ``support_per_class`` distinct clips of each class (:func:`melfront.data.sampling.support_clips`)
+    and one random ``patch_frames`` patch of each; ``clips`` lists the chosen clip indices in the rows' order.
+    No epoch enters the draw, so a resumed run (same seed, same clips) draws the same set.
+
+    >>> feats = [torch.rand(4, 20) for _ in range(4)]
+    >>> s = dict(support_per_class=1, patch_frames=8)
+    >>> x, y, clips = fixed_support(feats, {0: [0, 1], 1: [2, 3]}, s, "mel", None, 0, "cpu")
+    >>> tuple(x.shape), y.tolist(), torch.equal(x, fixed_support(feats, {0: [0, 1], 1: [2, 3]}, s, "mel", None,
+    ...                                                          0, "cpu")[0])
+    ((2, 4, 8), [0, 1], True)
+    """
+    support = support_clips(clips_by_class, s["support_per_class"], rng_for("fixed-support", seed))
+    g = torch.Generator().manual_seed(seed_for("fixed-support-crops", seed))
+    x = torch.stack([random_crop(features[c], s["patch_frames"], g, kind, hop_length) for c, _ in support])
+    return (x.to(device, torch.float32), torch.tensor([lab for _, lab in support], device=device),
+            [int(c) for c, _ in support])
+
+
 def episode_batch(features, clips_by_class, s: dict, kind: str, hop_length: int | None, seed: int, epoch: int,
-                  k: int, device):
+                  k: int, device, support=None):
     """Episode ``k`` of ``epoch`` (Snell et al. 2017): ``(x, support_labels, query_labels)``.
 
-    ``x`` stacks one random patch of each support clip, then of each query clip.
+    ``x`` stacks one random patch of each support clip, then of each query clip. ``support``: a fixed
+    support set ``(x_support, labels)`` (:func:`fixed_support`) used as the episode's support, the queries
+    alone being drawn (:func:`melfront.data.sampling.query_clips`, from every training clip, the support
+    clips included); None (default): both drawn for this episode (:func:`melfront.data.sampling.episode`).
 
     >>> feats = [torch.rand(4, 20) for _ in range(4)]
     >>> s = dict(support_per_class=1, query_per_class=1, patch_frames=8)
     >>> x, sup, qry = episode_batch(feats, {0: [0, 1], 1: [2, 3]}, s, "mel", None, 0, 1, 0, "cpu")
     >>> tuple(x.shape), sorted(sup.tolist()), sorted(qry.tolist())
     ((4, 4, 8), [0, 1], [0, 1])
+    >>> fixed = fixed_support(feats, {0: [0, 1], 1: [2, 3]}, s, "mel", None, 0, "cpu")[:2]
+    >>> x, sup, qry = episode_batch(feats, {0: [0, 1], 1: [2, 3]}, s, "mel", None, 0, 1, 0, "cpu", support=fixed)
+    >>> torch.equal(x[:2], fixed[0]), tuple(x.shape)
+    (True, (4, 4, 8))
     """
     rng = rng_for("episode", seed, epoch, k)
+    if support is not None:
+        sup_x, sup_y = support
+        query = query_clips(clips_by_class, s["query_per_class"], rng)
+        g = torch.Generator().manual_seed(seed_for("episode-crops", seed, epoch, k))
+        patches = [random_crop(features[c], s["patch_frames"], g, kind, hop_length) for c, _ in query]
+        x = torch.cat([sup_x.to(device, torch.float32), torch.stack(patches).to(device, torch.float32)])
+        return x, sup_y.to(device), torch.tensor([lab for _, lab in query], device=device)
     support, query = episode(clips_by_class, s["support_per_class"], s["query_per_class"], rng)
     g = torch.Generator().manual_seed(seed_for("episode-crops", seed, epoch, k))
     patches = [random_crop(features[c], s["patch_frames"], g, kind, hop_length) for c, _ in support + query]

@@ -14,10 +14,15 @@ every one overridable through ``train={...}``):
 - ``sampling="random"``: one random ``patch_frames`` patch per clip per epoch (Pons, Serrà & Serra 2019);
   ``"all"``: every segment, ``segment_hop`` apart (default half a patch: Piczak 2015's 50 % overlap),
   silent segments dropped (``silence_db``); ``"episodes"``: prototypical-network episodes (Snell et al.
-  2017) of ``support_per_class`` / ``query_per_class`` patches (see :func:`melfront.data.sampling.episode`).
+  2017) of ``support_per_class`` / ``query_per_class`` patches (see :func:`melfront.data.sampling.episode`);
+  ``support``: ``"episode"`` (default) draws a new support set every episode, ``"fixed"`` draws one support
+  set at the start of training and keeps it for every episode and for the prototypes used in evaluation, as
+  Pons et al.'s reference code does (src/proto.py, see :meth:`melfront.train.Trainer.fixed_support`).
 
 Settings this project adds: ``aggregation`` (clip rule, see :func:`melfront.train.aggregate`),
-``eval_hop``, ``eval_batch_size``, ``max_epochs`` (cap under early stopping), ``model_options``
+``eval_hop`` (default: a patch; 42 frames, at most a patch, for ``sampling="episodes"``: the hop of
+Pons et al.'s prototypical-network test patches, src/proto.py ``eval``: "42 being a second of audio" at
+44.1 kHz and hop 1024), ``eval_batch_size``, ``max_epochs`` (cap under early stopping), ``model_options``
 (architecture options for :func:`melfront.models.build`, plus ``input_norm``: ``"batch"``, ``"example"`` or
 ``"none"``, the normalisation between frontend and backbone, see :class:`melfront.train.build.InputNorm`;
 settings fitted to the data use ``"batch"``, see :mod:`melfront.train.fitted`), ``episodes_per_epoch`` and
@@ -35,10 +40,13 @@ from ..errors import ParameterError
 from ..models import default_settings
 from .metrics import AGGREGATIONS
 
-__all__ = ["TrainSettings", "resolve_settings", "OPTIMIZERS", "SAMPLINGS"]
+__all__ = ["TrainSettings", "resolve_settings", "OPTIMIZERS", "SAMPLINGS", "SUPPORTS", "PONS_PROTO_EVAL_HOP"]
 
 OPTIMIZERS = ("sgd", "adam")
 SAMPLINGS = ("random", "all", "episodes")
+SUPPORTS = ("episode", "fixed")
+#: The hop, in frames, of the test patches of Pons et al.'s prototypical networks (reference code src/proto.py).
+PONS_PROTO_EVAL_HOP = 42
 _IGNORED = ("source",)  # the paper reference in MODELS[name][2]: documentation, not a setting
 
 
@@ -49,11 +57,18 @@ class TrainSettings:
     The first thirteen fields are a model's paper settings (``MODELS[name][2]``); the rest have the
     trainer's defaults. ``None`` in ``aggregation``, ``segment_hop``, ``eval_hop`` and ``silence_db`` is
     filled in: ``"mean_prob"`` (:meth:`for_model` picks the model's rule), half a patch, a patch (the
-    segment hop for ``sampling="all"``) and -60 dB for ``sampling="all"``.
+    segment hop for ``sampling="all"``; ``min(42, patch_frames)`` for ``sampling="episodes"``, Pons et al.'s
+    prototypical-network test hop) and -60 dB for ``sampling="all"``.
+
+    ``support`` (``"episode"`` or ``"fixed"``, default ``"episode"``) only applies to ``sampling="episodes"``;
+    ``"fixed"`` with another sampling is refused (it would be ignored).
 
     >>> s = TrainSettings.for_model("vgg", {"epochs": 3, "lr": 0.01})
     >>> s.epochs, s.lr, s.optimizer, s.aggregation, s.frontend_lr_scale
     (3, 0.01, 'sgd', 'mean_prob', 1.0)
+    >>> p = TrainSettings.for_model("protonet", {"support": "fixed"})
+    >>> p.support, p.eval_hop, p.patch_frames
+    ('fixed', 42, 128)
     >>> TrainSettings.for_model("vgg", {"epochs": 0})
     Traceback (most recent call last):
     ...
@@ -84,6 +99,7 @@ class TrainSettings:
     query_per_class: int = 5
     support_per_class: int = 5
     frontend_lr_scale: float = 1.0
+    support: str = "episode"                # "episodes": a new support set per episode, or one "fixed" set
 
     def __post_init__(self):
         def name(key):
@@ -97,6 +113,10 @@ class TrainSettings:
         self.decay_layers = one_of(name("decay_layers"), self.decay_layers, ("all", "dense"))
         self.clip_norm = optional(positive_float, name("clip_norm"), self.clip_norm)
         self.sampling = one_of(name("sampling"), self.sampling, SAMPLINGS)
+        self.support = one_of(name("support"), self.support, SUPPORTS)
+        if self.support == "fixed" and self.sampling != "episodes":
+            raise ParameterError(f"train['support']='fixed' needs sampling='episodes' (a prototypical network), "
+                                 f"got sampling={self.sampling!r}")
         for key in ("n_mels", "patch_frames", "max_epochs", "eval_batch_size", "query_per_class",
                     "support_per_class"):
             setattr(self, key, positive_int(name(key), getattr(self, key)))
@@ -115,7 +135,9 @@ class TrainSettings:
             self.segment_hop = max(1, self.patch_frames // 2)
         self.segment_hop = positive_int(name("segment_hop"), self.segment_hop)
         if self.eval_hop is None:
-            self.eval_hop = self.segment_hop if self.sampling == "all" else self.patch_frames
+            self.eval_hop = {"all": self.segment_hop,
+                             "episodes": min(PONS_PROTO_EVAL_HOP, self.patch_frames)}.get(self.sampling,
+                                                                                          self.patch_frames)
         self.eval_hop = positive_int(name("eval_hop"), self.eval_hop)
         if self.silence_db is None and self.sampling == "all":
             self.silence_db = -60.0

@@ -5,6 +5,12 @@ before building, :func:`seed_everything`), the data order and patches of every e
 ``(seed, epoch)`` by hashing, so a resumed run continues exactly as the uninterrupted one) and dropout
 (torch is reseeded at the start of every epoch from ``(seed, epoch)``). Same seed, machine and device:
 same metrics.
+
+Prototypical networks (``sampling="episodes"``), setting ``support``: ``"episode"`` (default) draws a
+support set every episode and evaluates against the class means of every evaluation patch of the training
+clips; ``"fixed"`` draws one support set from ``seed`` (:meth:`Trainer.fixed_support`, re-drawn identically
+and checked on resume) for every episode and for the evaluation prototypes, as Pons et al.'s reference code
+(what that code does, and how melfront differs: :mod:`melfront.train.batches`).
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ from ..checks import finite_float, one_of
 from ..data.sampling import seed_for
 from ..errors import CheckpointError, DivergenceError, ParameterError, TrainingError
 from ..models import kernel_weights
-from .batches import batches, episode_batch, episodes_per_epoch, epoch_order, eval_dataset, train_dataset
+from .batches import (batches, episode_batch, episodes_per_epoch, epoch_order, eval_dataset, fixed_support,
+                      train_dataset)
 from .checkpoint import cpu_state_dict, load_checkpoint, load_weights, save_checkpoint
 from .metrics import aggregate, clip_metrics
 from .settings import TrainSettings
@@ -127,6 +134,8 @@ class Trainer:
         self.finished = False
         self.train_seconds = 0.0  # wall time spent in fit, over every session (kept across resume)
         self._saved_epoch = None  # the epoch whose end state the checkpoint file holds
+        self._support = None  # support="fixed": (x, labels, clip indices), drawn by fit
+        self._checkpoint_support = None  # the fixed support clips a resumed checkpoint was trained with
 
     # ---------------------------------------------------------------- optimiser
     def _make_optimizer(self):
@@ -182,8 +191,9 @@ class Trainer:
             n_episodes = episodes_per_epoch(s, n_train, len(clips_by_class))
             bar = self._batch_bar(epoch, n_episodes, "episode")
             for k in range(n_episodes):
+                support = None if self._support is None else self._support[:2]
                 x, sup_y, qry_y = episode_batch(ds.features, clips_by_class, s, self.kind, self.hop_length,
-                                                self.seed, epoch, k, self.device)
+                                                self.seed, epoch, k, self.device, support=support)
                 z = self.model.features(x)
                 logits = self.model.backbone.logits(z[len(sup_y):], z[:len(sup_y)], sup_y)
                 loss_sum += self._step(nn.functional.cross_entropy(logits, qry_y), epoch, k + 1) * len(qry_y)
@@ -214,17 +224,41 @@ class Trainer:
         return tqdm(total=total, desc=f"epoch {epoch}", unit=unit, leave=False, dynamic_ncols=True)
 
     # ---------------------------------------------------------------- prototypes (protonet)
+    def fixed_support(self, features, labels):
+        """The run's fixed support set (setting ``support="fixed"``): ``(x, labels, clip indices)``.
+
+        Up to ``support_per_class`` training clips per class and one random ``patch_frames`` patch of each,
+        drawn from this trainer's ``seed`` alone (:func:`melfront.train.batches.fixed_support`), so the same
+        seed and clips give the same set, in this session or a resumed one. ``x`` is
+        ``(n_support, n_mels, patch_frames)`` (or samples, for waveform features) on the trainer's device.
+        """
+        by_class: dict[int, list[int]] = {}
+        for i, lab in enumerate(labels):
+            by_class.setdefault(int(lab), []).append(i)
+        return fixed_support(features, by_class, self.s, self.kind, self.hop_length, self.seed, self.device)
+
     @torch.no_grad()
     def set_prototypes(self, features, labels) -> None:
-        """Prototypical network: prototypes from every evaluation patch of the training clips."""
+        """Prototypical network: store the prototypes used by :meth:`predict` (other models: nothing).
+
+        ``support="episode"``: the class means of every evaluation patch (``eval_hop`` apart) of the clips
+        ``features``; ``support="fixed"``: the class means of the fixed support set of those clips
+        (:meth:`fixed_support`), as Pons et al. evaluate. Embeddings are computed in eval mode.
+        """
         backbone = self.model.backbone
         if not hasattr(backbone, "set_prototypes"):
             return
         was = self.model.training
         self.model.eval()
-        ds = self._eval_dataset(features, labels)
         emb, ys = [], []
-        for x, y, _ in batches(ds, range(len(ds)), self.s["eval_batch_size"], self.device):
+        if self.s["support"] == "fixed":
+            x_all, y_all, _ = self.fixed_support(features, labels)
+            parts = [(x_all[b:b + self.s["eval_batch_size"]], y_all[b:b + self.s["eval_batch_size"]])
+                     for b in range(0, len(y_all), self.s["eval_batch_size"])]
+        else:
+            ds = self._eval_dataset(features, labels)
+            parts = ((x, y) for x, y, _ in batches(ds, range(len(ds)), self.s["eval_batch_size"], self.device))
+        for x, y in parts:
             emb.append(backbone.embed(self.model.features(x)))
             ys.append(y)
         backbone.set_prototypes(torch.cat(emb), torch.cat(ys))
@@ -264,7 +298,8 @@ class Trainer:
                         epoch=self.epoch,
                         extra=dict(history=self.history, finished=final, seed=self.seed, best_state_dict=best_state,
                                    early_stopping=dict(score=score, epoch=self.best["epoch"], bad=self.best["bad"]),
-                                   train_seconds=float(self.train_seconds)))
+                                   train_seconds=float(self.train_seconds),
+                                   fixed_support=None if self._support is None else list(self._support[2])))
         self._saved_epoch = self.epoch
 
     def resume(self, path=None) -> bool:
@@ -293,6 +328,7 @@ class Trainer:
                          epoch=es.get("epoch", 0), bad=es.get("bad", 0), state=obj.get("best_state_dict"))
         self.finished = bool(obj.get("finished"))
         self.train_seconds = float(obj.get("train_seconds") or 0.0)
+        self._checkpoint_support = obj.get("fixed_support")
         self._saved_epoch = self.epoch
         return True
 
@@ -327,6 +363,7 @@ class Trainer:
         by_class: dict[int, list[int]] = {}
         for i, lab in enumerate(labels):
             by_class.setdefault(lab, []).append(i)
+        self._support = self._draw_support(features, labels)
         max_epochs = self.s["epochs"] if self.s["epochs"] is not None else self.s["max_epochs"]
         bar = None
         if self.progress:
@@ -356,6 +393,18 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+
+    def _draw_support(self, features, labels):
+        """``support="fixed"``: the run's support set (checked against a resumed checkpoint's); else None."""
+        if self.s["support"] != "fixed":
+            return None
+        support = self.fixed_support(features, labels)
+        saved = self._checkpoint_support
+        if saved is not None and [int(c) for c in saved] != support[2]:
+            raise CheckpointError(f"{self.checkpoint}: cannot resume, the checkpoint was trained with the fixed "
+                                  f"support clips {list(saved)}, these training clips give {support[2]} "
+                                  f"(other training clips or seed?)")
+        return support
 
     def _epoch_start_state(self):
         """What :meth:`_save_interrupted` needs when no checkpoint holds the current epoch's start yet."""
