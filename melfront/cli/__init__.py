@@ -3,6 +3,7 @@
 Each command is a pair in its module's ``COMMANDS``: ``add(subparsers)`` declares its arguments and
 ``run(args)`` does the work. Modules: :mod:`.audio` (show, frontends, equivalence), :mod:`.train`
 (train, evaluate, predict), :mod:`.mst` (learn-mel, mst-study), :mod:`.study` (compare, report),
+:mod:`.presets` (presets),
 :mod:`.data` (download, synth); shared argument groups are in :mod:`.options`.
 Heavy melfront modules (torch models, training, plotting) are imported inside the ``run`` functions,
 the one place in melfront where imports live in functions, to keep ``melfront --help`` fast.
@@ -24,7 +25,7 @@ import sys
 import traceback
 
 from ..errors import MelfrontError
-from . import audio, data, export, mst, study, train
+from . import audio, data, export, mst, presets, study, train
 from .options import split_specs
 from .study import study_config_from_args
 
@@ -38,8 +39,8 @@ EXIT_BUG = 3
 #: Exit status after Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 
-_BY_NAME = {name: (add, run) for module in (audio, train, mst, study, data, export) for name, add, run in module.COMMANDS}
-_ORDER = ["show", "frontends", "train", "evaluate", "predict", "learn-mel", "mst-study", "compare", "report",
+_BY_NAME = {name: (add, run) for module in (audio, train, mst, study, presets, data, export) for name, add, run in module.COMMANDS}
+_ORDER = ["show", "frontends", "train", "evaluate", "predict", "learn-mel", "mst-study", "compare", "report", "presets",
           "download", "synth", "equivalence"]
 
 #: ``(name, add_parser, run)`` of every command, in the order ``melfront --help`` lists them.

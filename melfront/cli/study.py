@@ -30,12 +30,21 @@ def _add_compare(sub):
                                    "official folds), store each finished run in OUTPUT/study.db (re-running resumes), "
                                    "and write the report to OUTPUT/report. With no arguments: the quick profile on "
                                    "the built-in synthetic field-recording set.")
-    p.add_argument("-o", "--output", default="studies/quick", help="study folder (default studies/quick)")
+    p.add_argument("-o", "--output", default=None,
+                   help="study folder (default studies/quick, or studies/NAME with --preset NAME)")
+    p.add_argument("--preset", metavar="NAME",
+                   help="a published protocol (see `melfront presets`): its settings, checked against the data; "
+                        "every other option given here is a declared override")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the grid (trials per model, frontend, n, fold, run) and an estimate of its CPU time "
+                        "from one timed training epoch per model; train nothing")
+    p.add_argument("--no-estimate", action="store_true", help="with --dry-run: skip the timing and the estimate")
     p.add_argument("--config", help="YAML or TOML file with study settings (saved with the results)")
     p.add_argument("--profile", choices=["quick", "paper", "fitted"], default=None,
-                   help="quick: the quick grid on the synthetic set; paper: the published grid and settings; fitted: "
-                        "the quick grid with settings fitted to --dataset (default: fitted for a real data set "
-                        "without --config, else quick)")
+                   help="quick: the quick grid on the synthetic set; paper: melfront's earlier approximation "
+                        "(use --preset pons2019-us8k for the published protocol); fitted: the quick grid with "
+                        "settings fitted to --dataset (default: fitted for a real data set without --config, "
+                        "else quick)")
     p.add_argument("--dataset", help="synth, esc50, esc10, urbansound8k, tut2017, fsdd or folder")
     p.add_argument("--root", help="data set folder")
     p.add_argument("--frontends", help="comma-separated frontend specs, e.g. \"logeps,loglearn\"")
@@ -150,16 +159,65 @@ def _given_win(train: dict, given: dict) -> dict:
     return {**train, **given, **({"models": per_model} if per_model else {})}
 
 
+def preset_overrides(args) -> dict:
+    """The ``compare`` options given with ``--preset``: study fields and mel/training settings, flat (``runs``,
+    ``n_per_class``, ``epochs``, ``hop_length`` ...), each a declared override of the preset.
+
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> _add_compare(parser.add_subparsers())
+    >>> preset_overrides(parser.parse_args(["compare", "--preset", "merlin", "--runs", "2", "--epochs", "3"]))
+    {'runs': {'default': 2}, 'epochs': 3}
+    """
+    overrides = {k: v for k, v in _overrides(args).items() if k not in ("dataset", "root", "dataset_options")}
+    overrides.update(settings_from_args(args))
+    return overrides
+
+
+def _run_preset(args):
+    from ..errors import ParameterError
+    from ..presets import get_preset
+    if args.config or args.profile:
+        raise ParameterError("--preset cannot be combined with --config or --profile: the preset is the study's "
+                             "settings (override single settings with the other options)")
+    preset = get_preset(args.preset)
+    if args.jobs is not None:
+        positive_int("--jobs", args.jobs)
+    plan = preset.plan(root=args.root, dataset=args.dataset, overrides=preset_overrides(args))
+    if args.dry_run:
+        print(preset.dry_run(plan, time_one=not args.no_estimate))
+        return 0
+    for line in plan.reduced:
+        print(f"reduced: {line}")
+    for line in plan.overrides:
+        print(f"override: {line}")
+    return preset.run(plan, args.output or f"studies/{preset.name}", jobs=args.jobs, ray=args.ray, quiet=args.quiet,
+                      retry_failed=args.retry_failed)
+
+
+def _dry_run(config) -> int:
+    from ..study import load_clips, plan
+    from ..presets.compare import grid_lines
+    trials = plan(config, load_clips(config))
+    print("\n".join(grid_lines([dict(model=t.model, frontend=t.frontend, n=t.n, fold=t.fold, run=t.run)
+                                for t in trials])))
+    return 0
+
+
 def _run_compare(args):
     from ..report import check_compare, write_report
     from ..study import run_study
+    if args.preset:
+        return _run_preset(args)
     config, fitted = study_setup(args)
+    if args.dry_run:
+        return _dry_run(config)
     if fitted is not None:
         print(fitted.summary())
     config.compare = [list(p) for p in check_compare(config.compare or [], config.frontends)]  # before training
     if args.jobs is not None:
         positive_int("--jobs", args.jobs)
-    out = Path(args.output)
+    out = Path(args.output or "studies/quick")
     out.mkdir(parents=True, exist_ok=True)
     # config.json is written once the study folder is locked and the config accepted (same or extended study)
     store = run_study(config, out / "study.db", ray_address=args.ray, jobs=args.jobs, quiet=args.quiet,

@@ -32,7 +32,7 @@ from .model import DEFAULT_MEL, SEGMENT_FRAMES, LogMelTarget, MSTModel
 from .segments import load_clips, load_segments, progress_bar, split_clips
 
 __all__ = ["MSTResult", "train_mst", "evaluate_mst", "init_output_layer", "learn_mel_from_clips", "run_learn_mel",
-           "figure_paths"]
+           "figure_paths", "levels_off"]
 
 _TINY = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=16)  # the doctests' mel settings
 
@@ -72,9 +72,12 @@ def evaluate_mst(model: MSTModel, waves: torch.Tensor, targets: torch.Tensor, ba
 class MSTResult:
     """What :func:`train_mst` returns: the kept model, its target, the history and the kept scores.
 
+    ``stopped``: ``"patience"`` (early stopping ended it: converged by the rule) or ``"max_epochs"`` (the cap
+    ended it while the validation MSE may still have been improving: not shown to have converged).
+
     >>> r = MSTResult(None, None, [{"epoch": 0}], 0, {"mse": 1.0, "corr": 0.0}, 0.1)
-    >>> r.best_epoch, r.val["mse"]
-    (0, 1.0)
+    >>> r.best_epoch, r.val["mse"], r.stopped
+    (0, 1.0, 'max_epochs')
     """
 
     model: MSTModel
@@ -83,6 +86,29 @@ class MSTResult:
     best_epoch: int
     val: dict  # {"mse", "corr"} of the kept (best) model
     seconds: float
+    stopped: str = "max_epochs"
+
+
+def levels_off(history: list, key: str = "val_corr", tol: float = 0.005, higher_is_better: bool = True):
+    """The first epoch whose ``key`` is within ``tol`` of the best value of the whole curve: where the
+    validation curve levels off (``None`` for an empty curve).
+
+    ``history`` is :attr:`MSTResult.history` (``{"epoch", key, ...}`` per epoch). With ``tol=0.005`` on the
+    Pearson correlation, the epoch after which at most half a point of correlation was still gained.
+
+    >>> h = [{"epoch": e, "val_corr": c} for e, c in enumerate([0.4, 0.8, 0.93, 0.948, 0.95, 0.951])]
+    >>> levels_off(h), levels_off(h, tol=0.05)
+    (3, 2)
+    """
+    rows = [h for h in history if h.get(key) is not None]
+    if not rows:
+        return None
+    values = [float(h[key]) for h in rows]
+    best = max(values) if higher_is_better else min(values)
+    for h, v in zip(rows, values):
+        if abs(best - v) <= tol:
+            return int(h["epoch"])
+    return None  # pragma: no cover (the best value itself is within tol)
 
 
 @torch.no_grad()
@@ -158,7 +184,9 @@ def train_mst(train_waves: torch.Tensor, val_waves: torch.Tensor, mel: dict | No
         kernel, stride and band count follow them.
     epochs, patience : int
         At most ``epochs`` passes; stop when the validation MSE has not improved for ``patience``
-        epochs and keep the best model (Tax et al.: Adam 3e-4, batch 100, early stopping).
+        epochs and keep (restore) the best model (Tax et al.'s released ``mst_learning.py``: Adam 3e-4,
+        batch 100, at most 800 epochs, stop after 50 epochs without improvement). ``MSTResult.stopped``
+        says which of the two ended the run.
     model_options : dict
         Extra :class:`MSTModel` arguments (``n_filters``, ``n_hidden``; small ones for tests).
     init_output : bool
@@ -193,6 +221,7 @@ def train_mst(train_waves: torch.Tensor, val_waves: torch.Tensor, mel: dict | No
     score = evaluate_mst(model, val_waves, y_val)
     history = [{"epoch": 0, "train_mse": None, "val_mse": score["mse"], "val_corr": score["corr"], "seconds": 0.0}]
     best = (score["mse"], 0, {k: v.detach().clone() for k, v in model.state_dict().items()}, score)
+    stopped = "max_epochs"
     bar = progress_bar(range(1, epochs + 1), progress, desc="learn-mel", unit="epoch")
     for epoch in bar:
         train_mse = _train_epoch(model, opt, train_waves, y_train, batch_size, gen, device, epoch, progress)
@@ -203,10 +232,11 @@ def train_mst(train_waves: torch.Tensor, val_waves: torch.Tensor, mel: dict | No
         if score["mse"] < best[0]:
             best = (score["mse"], epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}, score)
         elif epoch - best[1] >= patience:
+            stopped = "patience"
             break
     model.load_state_dict(best[2])
     model.eval()
-    return MSTResult(model.cpu(), target, history, best[1], best[3], time.perf_counter() - start)
+    return MSTResult(model.cpu(), target, history, best[1], best[3], time.perf_counter() - start, stopped)
 
 
 def figure_paths(checkpoint) -> tuple[Path, Path]:
@@ -260,7 +290,8 @@ def learn_mel_from_clips(clips, output, mel: dict | None = None, epochs: int = 1
                        lr=lr, seed=seed, model_options=model_options, device=device, progress=progress)
     summary = {
         "val_mse": result.val["mse"], "val_corr": result.val["corr"], "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history) - 1, "train_seconds": result.seconds, "prep_seconds": prep_seconds,
+        "epochs_run": len(result.history) - 1, "stopped": result.stopped,
+        "corr_levels_off_epoch": levels_off(result.history), "train_seconds": result.seconds, "prep_seconds": prep_seconds,
         "n_train_clips": len(train_clips), "n_val_clips": len(val_clips),
         "n_train_segments": len(train), "n_val_segments": len(val), "segment_frames": segment_frames,
         "history": result.history, "skipped": [list(s) for s in train.skipped + val.skipped],

@@ -48,7 +48,7 @@ from .learn import learn_mel_from_clips
 from .model import SEGMENT_FRAMES, LogMelTarget, MSTFrontend, MSTModel
 from .segments import load_clips, load_segments, split_clips
 
-__all__ = ["LABELS", "majority_vote", "study_settings", "finetune_branch", "run_mst_study"]
+__all__ = ["LABELS", "majority_vote", "study_settings", "finetune_branch", "train_fold_arms", "run_mst_study"]
 
 LABELS = {
     "a": "(a) log-mel + PiczakCNN",
@@ -144,8 +144,8 @@ def _mst_checkpoint(mst, dataset, root, mst_dataset, mst_root, clips, test_clips
     return output_dir / "mst.pt", summary
 
 
-def _clip_features(segs):
-    """One waveform per clip with segments: its segments end to end; with their labels."""
+def clip_features(segs):
+    """One waveform per clip with segments: its segments end to end (shifted copies' included); with their labels."""
     feats, labels = [], []
     for c in torch.unique(segs.clip_index).tolist():
         m = segs.clip_index == c
@@ -167,6 +167,8 @@ class _Arm:
         self.clock += rec["seconds"] + time.perf_counter() - t0
         self.curve.append({"epoch": rec["epoch"], "test_accuracy": acc, "train_loss": rec["loss"],
                            "seconds": self.clock})
+        if "val_accuracy" in rec:
+            self.curve[-1]["val_accuracy"] = rec["val_accuracy"]
         if branch_at is not None and rec["epoch"] == branch_at:  # (d) branches off (c) "after convergence"
             self.branch = _Arm("d", finetune_branch(self.trainer, finetune_lr_scale), self.test, self.classes,
                                self.curve, self.clock)
@@ -178,34 +180,64 @@ class _Arm:
 
 
 def _frontends(mel, mst_model, target):
-    """The frontends of arms (a), (b), (c), built in this order (their random initialisations follow the seed)."""
+    """The frontends of arms (a), (b), (c), built in this order (their random initialisations follow the seed);
+    (b) has the MSTModel's layer sizes."""
     return {"a": LogMelTarget(mel, stats=target.stats(), normalise_peak=False, top_db=target.top_db),
             "b": MSTModel(n_mels=mel["n_mels"], n_fft=mel["n_fft"], hop_length=mel["hop_length"], batch_norm=False,
-                          dropout=0.5),
+                          dropout=0.5, n_filters=mst_model.n_filters, n_hidden=mst_model.n_hidden),
             "c": MSTFrontend(mst_model, frozen=True)}
 
 
 def _train_arms(frontends, backbone, settings, train, test, classes, epochs, finetune_lr_scale, hop, seed, device,
-                progress) -> dict:
+                progress, val=None) -> dict:
     """Train (a), (b), (c) for ``settings["epochs"]`` epochs, (d) from (c) after ``epochs``; arm key -> _Arm."""
     arms = {}
+    val = tuple(val) if val is not None else (None, None)
     for key, front in frontends.items():
         trainer = Trainer(Classifier(front, backbone()), settings, kind="waveform", hop_length=hop, seed=seed,
                           device=device, progress=False)
         arm = arms[key] = _Arm(key, trainer, test, classes)
         branch_at = epochs if key == "c" and settings["epochs"] > epochs else None
-        trainer.fit(*train, classes=classes, on_epoch=lambda r, a=arm: a.on_epoch(r, branch_at, finetune_lr_scale))
+        trainer.fit(*train, *val, classes=classes,
+                    on_epoch=lambda r, a=arm: a.on_epoch(r, branch_at, finetune_lr_scale))
         _log(progress, f"mst-study: {LABELS[key]}: test accuracy {arm.curve[-1]['test_accuracy']:.3f} after "
                        f"{trainer.epoch} epochs, {arm.clock:.0f} s")
     if arms["c"].branch is not None:
         d = arms["d"] = arms["c"].branch
-        d.trainer.fit(*train, classes=classes, on_epoch=d.on_epoch)
+        d.trainer.fit(*train, *val, classes=classes, on_epoch=d.on_epoch)
         _log(progress, f"mst-study: {LABELS['d']}: test accuracy {d.curve[-1]['test_accuracy']:.3f} after "
                        f"{d.trainer.epoch} epochs, {d.clock:.0f} s")
     return arms
 
 
-# Over 60 lines only through its docstring and signature (the study's options); the body is about 50 lines.
+def train_fold_arms(mst_model: MSTModel, target: LogMelTarget, train, test, classes, *, val=None, epochs: int = 10,
+                    finetune_epochs: int = 5, batch_size: int = 50, optimizer: str = "sgd", lr: float = 5e-3,
+                    finetune_lr_scale: float = 0.1, hidden: int = 5000, segment_frames: int = SEGMENT_FRAMES,
+                    seed: int = 0, device: str | None = None, progress: bool = True) -> dict:
+    """One fold of the (a)-(d) study: train every arm on ``train`` and return ``{arm: summary}``.
+
+    ``train``, ``test`` and ``val`` (optional) are :class:`~melfront.mst.Segments` with labels (cut with
+    ``target``'s mel settings and ``segment_frames``); ``mst_model`` is the fold's MSTModel for (c) and (d),
+    ``target`` its normalisation (arm (a) reads the same normalised log-mel). (a), (b), (c) train
+    ``epochs + finetune_epochs`` epochs; (d) branches off (c) after ``epochs`` (none when
+    ``finetune_epochs`` is 0). Each summary: ``label``, ``curve`` (per epoch: ``epoch``, ``test_accuracy``,
+    ``val_accuracy`` when ``val`` is given, ``train_loss``, ``seconds``), ``final_test_accuracy``,
+    ``best_test_accuracy``, ``seconds``. Settings: :func:`study_settings`.
+    """
+    positive_int("epochs", epochs)
+    nonnegative_int("finetune_epochs", finetune_epochs)
+    mel = target.mel_kwargs
+    settings = study_settings(mel["n_mels"], epochs + finetune_epochs, batch_size, optimizer, lr, segment_frames)
+    seed_everything(seed)
+    arms = _train_arms(_frontends(mel, mst_model, target),
+                       lambda: PiczakCNN(len(classes), n_mels=mel["n_mels"], n_frames=segment_frames, hidden=hidden),
+                       settings, clip_features(train), clip_features(test), list(classes), epochs,
+                       finetune_lr_scale, mel["hop_length"], seed, str(device or default_device()), progress,
+                       val=None if val is None else clip_features(val))
+    return {k: arm.summary() for k, arm in arms.items()}
+
+
+# Over 60 lines only through its docstring and signature (the study's options); the body is about 45 lines.
 def run_mst_study(dataset: str, root, output_dir, mst: str | None = None, mst_dataset: str | None = None,
                   mst_root=None, mst_epochs: int = 20, mst_patience: int = 3, mst_lr: float = 3e-4, epochs: int = 10,
                   finetune_epochs: int = 5, test_fraction: float = 0.25, batch_size: int = 50,
@@ -260,17 +292,13 @@ def run_mst_study(dataset: str, root, output_dir, mst: str | None = None, mst_da
     train = load_segments(train_clips, mel, SEGMENT_FRAMES, progress=progress)
     test = load_segments(test_clips, mel, SEGMENT_FRAMES, progress=progress)
     _log(progress, f"mst-study: {len(train)} training and {len(test)} test segments")
-    settings = study_settings(mel["n_mels"], epochs + finetune_epochs, batch_size, optimizer, lr)
-    seed_everything(seed)
-    arms = _train_arms(_frontends(mel, mst_model, target),
-                       lambda: PiczakCNN(len(clips.classes), n_mels=mel["n_mels"], n_frames=SEGMENT_FRAMES,
-                                         hidden=hidden),
-                       settings, _clip_features(train), _clip_features(test), list(clips.classes), epochs,
-                       finetune_lr_scale, mel["hop_length"], seed, device, progress)
-    curves = {k: arm.summary() for k, arm in arms.items()}
+    curves = train_fold_arms(mst_model, target, train, test, list(clips.classes), epochs=epochs,
+                             finetune_epochs=finetune_epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                             finetune_lr_scale=finetune_lr_scale, hidden=hidden, seed=seed, device=device,
+                             progress=progress)
     fig = plot_study(curves, output_dir / "accuracy_vs_epoch.png",
                      title=f"{dataset}: {len(train_clips)} train / {len(test_clips)} test clips, PiczakCNN "
-                           f"(60x101), {optimizer} lr {lr}", branch_epoch=epochs if "d" in arms else None)
+                           f"(60x101), {optimizer} lr {lr}", branch_epoch=epochs if "d" in curves else None)
     results = {
         "dataset": dataset, "n_train_clips": len(train_clips), "n_test_clips": len(test_clips),
         "n_train_segments": len(train), "n_test_segments": len(test), "classes": list(clips.classes),

@@ -12,7 +12,7 @@ import torch
 
 from .specshow import pyplot, specshow
 
-__all__ = ["plot_target_vs_prediction", "plot_filters", "plot_study"]
+__all__ = ["plot_target_vs_prediction", "plot_filters", "plot_study", "plot_fold_average", "plot_mst_curves"]
 
 
 def _mel_image(ax, data, mel, **kwargs):
@@ -162,3 +162,74 @@ def plot_study(curves: dict, output, title: str = "", branch_epoch: int | None =
     if title:
         ax.set_title(title, fontsize=10)
     return _save(fig, output, 110)
+
+
+_STYLES = {"a": ("tab:blue", "-"), "b": ("tab:orange", "-"), "c": ("tab:green", "-"), "d": ("tab:red", "--")}
+
+
+def plot_fold_average(average: dict, output, title: str = "", branch_epoch: int | None = None) -> Path:
+    """Figure 3 of Tax et al. over folds: test accuracy per epoch averaged over the folds, one line per arm,
+    shaded +- one standard deviation across folds.
+
+    ``average`` maps an arm to ``{"label": str, "curve": [{"epoch", "mean", "std", "n_folds"}, ...]}``
+    (:func:`melfront.mst.protocol.average_curves`); accuracies in [0, 1], drawn in %.
+
+    >>> import tempfile, pathlib
+    >>> a = {"a": {"label": "(a)", "curve": [{"epoch": 1, "mean": 0.5, "std": 0.1, "n_folds": 2}]}}
+    >>> plot_fold_average(a, pathlib.Path(tempfile.mkdtemp()) / "avg.png").is_file()
+    True
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    n_folds = 0
+    for name, arm in average.items():
+        color, ls = _STYLES.get(name[0], (None, "-"))
+        ep = np.array([r["epoch"] for r in arm["curve"]])
+        mean = np.array([100 * r["mean"] for r in arm["curve"]])
+        std = np.array([100 * r["std"] for r in arm["curve"]])
+        n_folds = max([n_folds] + [r["n_folds"] for r in arm["curve"]])
+        ax.plot(ep, mean, ls, color=color, marker="o", ms=2, label=arm["label"])
+        ax.fill_between(ep, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+    if branch_epoch:
+        ax.axvline(branch_epoch + 0.5, color="grey", lw=0.8, ls=":")
+        ax.text(branch_epoch + 0.7, 97, "(d) unfrozen", fontsize=8, color="grey", va="top")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"test accuracy, mean over {n_folds} fold(s) (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", framealpha=0.9)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, output, 110)
+
+
+def plot_mst_curves(histories: dict, output, title: str = "") -> Path:
+    """The MSTModel's validation learning curves: MSE (left) and Pearson correlation (right) per epoch,
+    one line per fold; each fold's kept (best) epoch marked.
+
+    ``histories`` maps a fold name to ``{"history": [{"epoch", "val_mse", "val_corr"}, ...], "best_epoch": int}``.
+
+    >>> import tempfile, pathlib
+    >>> h = {"1-2": {"history": [{"epoch": 0, "val_mse": 0.2, "val_corr": 0.3}, {"epoch": 1, "val_mse": 0.1,
+    ...                                                                          "val_corr": 0.6}], "best_epoch": 1}}
+    >>> plot_mst_curves(h, pathlib.Path(tempfile.mkdtemp()) / "mst.png").is_file()
+    True
+    """
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for fold, item in histories.items():
+        ep = [h["epoch"] for h in item["history"]]
+        line, = ax1.plot(ep, [h["val_mse"] for h in item["history"]], lw=1, label=f"fold {fold}")
+        ax2.plot(ep, [h["val_corr"] for h in item["history"]], lw=1, color=line.get_color())
+        best = item.get("best_epoch")
+        if best is not None and best < len(item["history"]):
+            ax2.plot([best], [item["history"][best]["val_corr"]], "o", ms=4, color=line.get_color())
+    ax1.set_ylabel("validation MSE")
+    ax2.set_ylabel("validation correlation with the target")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, output, 100)

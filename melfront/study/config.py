@@ -37,7 +37,8 @@ def runs_for_n(n: int) -> int:
 
 
 # Profiles: "quick" is the README's main job (the synthetic set, < 10 minutes on 2 CPU cores);
-# "paper" is the published grid and training lengths.
+# "paper": melfront's earlier approximation of Pons et al. (22.05 kHz, hop 512, melfront's evaluation hop); the
+# published protocol is the preset pons2019-us8k (melfront/presets/pons2019.py, `melfront presets --show`).
 PROFILES = {
     "quick": dict(
         dataset="synth", frontends=["logeps", "loglearn", "db", "power", "pcen(trainable=True)"], models=["sbcnn"],

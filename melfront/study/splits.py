@@ -34,7 +34,8 @@ from ..data.sampling import few_shot_subset, grouped_holdout, shortfalls, withou
 from ..errors import DataError, ParameterError
 from .config import StudyConfig
 
-__all__ = ["SPLITS", "study_clips", "complete_folds", "folds_to_test", "resolve_split", "split_for_trial", "check_study"]
+__all__ = ["SPLITS", "study_clips", "complete_folds", "folds_to_test", "fold_split", "resolve_split", "split_for_trial",
+           "check_study"]
 
 #: The split rules a study can use (see the module's text).
 SPLITS = ("folds", "holdout")
@@ -126,7 +127,7 @@ def resolve_split(config: StudyConfig, clips) -> str:
     return split
 
 
-def _fold_split(config: StudyConfig, clips, fold) -> tuple[list, list, str]:
+def fold_split(config: StudyConfig, clips, fold) -> tuple[list, list, str]:
     """``(pool, test, note)`` of one test fold under the study's split rule."""
     in_fold = [c for c in clips if str(c.fold) == str(fold)]
     others = [c for c in clips if str(c.fold) != str(fold)]
@@ -177,7 +178,7 @@ def split_for_trial(config: StudyConfig, clips, fold, n: int, run: int):
     >>> len(train), len(test), note, {c.fold for c in train}
     (4, 10, 'official folds', {2, 3})
     """
-    pool, test, note = _fold_split(config, clips, fold)
+    pool, test, note = fold_split(config, clips, fold)
     if note.startswith("official folds"):
         _too_few(config, clips, pool, fold, n)
     with warnings.catch_warnings():  # a holdout's shortfalls are reported by check_study
@@ -205,7 +206,7 @@ def check_study(config: StudyConfig, clips, trials) -> dict:
     notes, found, pools = {}, [], {}
     for fold, n, run in cells:
         if fold not in pools:
-            pools[fold] = _fold_split(config, clips, fold)
+            pools[fold] = fold_split(config, clips, fold)
             notes[fold] = pools[fold][2]
         pool = pools[fold][0]
         if split == "folds":
