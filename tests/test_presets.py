@@ -10,6 +10,7 @@ import soundfile
 from melfront.errors import ParameterError, StudyError
 from melfront.presets import PRESETS, STATUSES, Plan, Preset, Setting, get_preset, register_preset
 from melfront.presets.merlin import MERLIN_FRONTENDS
+from melfront.train import epoch_budget
 from melfront.study import runs_for_n
 
 # Pons, Serra & Serra 2019, as read in their reference code (src/config_file.py, sl_train.py, sl_evaluate.py,
@@ -215,6 +216,18 @@ def test_merlin_full_folds_resolves_n(tmp_path):
     assert plan.details["config"].n_per_class == [12]  # 4 training folds x 3 clips
     assert plan.reduced == [] and plan.title == "merlin"
     assert len(plan.grid) == 5 * 5 * 6  # folds x runs x frontends
+
+
+def test_merlin_training_budget_follows_the_data_unless_given(tmp_path):
+    root = esc50(tmp_path, per_fold=3)
+    resnet = get_preset("merlin").plan(root=root).details["config"].train["models"]["resnet"]
+    n_train = 12 * 2  # n = 12 clips x the fixture's classes
+    assert (resnet["batch_size"], resnet["epochs"]) == epoch_budget(n_train) == (16, 100)
+    assert resnet["optimizer"] == "adam" and resnet["lr"] == 0.001
+    plan = get_preset("merlin").plan(root=root, overrides=dict(epochs=3))
+    config = plan.details["config"]
+    assert config.train["epochs"] == 3 and "epochs" not in config.train["models"]["resnet"]
+    assert any("train.epochs" in o and "-> 3" in o for o in plan.overrides)
 
 
 def test_overrides_are_declared(tmp_path):

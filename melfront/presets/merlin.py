@@ -82,20 +82,46 @@ class Merlin(ComparePreset):
         Setting("train.resnet.model_options.input_norm", "none",
                 "the min-max after the compression already puts every channel on [0, 1]; no extra input "
                 "normalisation between frontend and ResNet", "unfixed"),
+        Setting("train.resnet.optimizer", "adam", "the blog gives no training recipe for a public data set; "
+                                                  "melfront's fitted recipe (melfront.train.fitted): Adam", "unfixed"),
+        Setting("train.resnet.lr", 0.001, "melfront's fitted recipe: Adam at 1e-3", "unfixed"),
+        Setting("train.resnet.weight_decay", 0.0, "melfront's fitted recipe: no weight decay", "unfixed"),
+        Setting("protocol.epoch_budget", "about 600 steps", "melfront's fitted recipe: about 600 optimiser steps, 20 to 100 "
+                                                 "epochs, batches of 16 (32 from 500 clips), resolved by plan() "
+                                                 "from n x classes (melfront.train.epoch_budget)", "unfixed"),
         Setting("seed", 0, "melfront derives every draw and initialisation from (seed, n, run, fold)", "unfixed"),
     )
     claims = ()
 
     def adjust(self, config, clips, reduced, declared, notes, overrides):
-        """Resolve ``n = "all"``: the largest n every class has in every test fold's training pool."""
+        """Resolve ``n = "all"`` (the largest n every class has in every test fold's training pool) and the
+        epoch budget (unless given)."""
         from .compare import _pool_minimum
-        if "n_per_class" in overrides:
-            return
+        if "n_per_class" not in overrides:
+            self._all_clips(config, clips, notes, _pool_minimum)
+        self._budget(config, clips, notes, overrides)
+
+    @staticmethod
+    def _all_clips(config, clips, notes, _pool_minimum):
         pools = _pool_minimum(config, clips)
         n = min(pools.values())
         config.n_per_class = [n]
         notes.append(f"n_per_class = {n}: the blog trained on all its data; {n} is the largest n every class has in "
                      f"the training pool of every test fold (fewest: fold {min(pools, key=pools.get)})")
+
+    @staticmethod
+    def _budget(config, clips, notes, overrides):
+        """The ResNet's epochs and batch size from the training set's size (melfront's fitted recipe), unless given."""
+        from ..train import epoch_budget
+        resnet = config.train.setdefault("models", {}).setdefault("resnet", {})
+        n_train = max(config.n_per_class) * len(clips.classes)
+        batch, epochs = epoch_budget(n_train)
+        for key, value in (("batch_size", batch), ("epochs", epochs)):
+            if key not in overrides:
+                resnet[key] = value
+        shown = {k: resnet.get(k, config.train.get(k)) for k in ("epochs", "batch_size")}
+        notes.append(f"training: epochs {shown['epochs']}, batches of {shown['batch_size']} for {n_train} training "
+                     f"clips (melfront's budget of about 600 steps, unless given)")
 
     def base_config(self, dataset):
         values = super().base_config(dataset)

@@ -25,7 +25,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_KINDS, CHECKPOINT_VERSION
 from .trainer import Trainer, default_device, seed_everything
 from .trial import classes_of, clip_features, predict_file, run_trial, train_classifier, trainer_for
 from .runs import evaluate_run, fold_value, split_folds, train_run
-from .fitted import DataSurvey, FittedSettings, fit_settings, survey, training_size
+from .fitted import DataSurvey, FittedSettings, epoch_budget, fit_settings, survey, training_size
 
 __all__ = ["DEFAULT_MEL", "AGGREGATIONS", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "resolve_settings",
            "build_classifier", "Trainer", "aggregate", "clip_metrics", "save_checkpoint", "load_checkpoint",

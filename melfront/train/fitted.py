@@ -43,7 +43,7 @@ from .build import backbone_input_shape as _input_shape
 from .runs import fold_value
 
 __all__ = ["DataSurvey", "FittedSettings", "survey", "fit_settings", "mel_bands", "backbone_minimum",
-           "check_backbones", "training_size", "MAX_SAMPLE_RATE", "MAX_PATCH_SECONDS", "TARGET_STEPS"]
+           "check_backbones", "training_size", "epoch_budget", "MAX_SAMPLE_RATE", "MAX_PATCH_SECONDS", "TARGET_STEPS"]
 
 #: The highest sample rate chosen (Hz): clips above it are downsampled.
 MAX_SAMPLE_RATE = 22050
@@ -292,11 +292,21 @@ def _mel(s: DataSurvey, given: dict, notes: dict) -> dict:
 _MEL_EXTRA = ("fmin", "fmax", "power", "htk", "norm", "win_length", "window", "center", "pad_mode")
 
 
+def epoch_budget(n_train: int) -> tuple[int, int]:
+    """``(batch_size, epochs)`` of the fitted recipe for ``n_train`` training clips: batches of 16 (32 from 500
+    clips) and about :data:`TARGET_STEPS` optimiser steps, 20 to 100 epochs.
+
+    >>> epoch_budget(200), epoch_budget(40), epoch_budget(5000)
+    ((16, 47), (16, 100), (32, 20))
+    """
+    batch = 16 if n_train < 500 else 32
+    steps = max(1, math.ceil(n_train / batch))
+    return batch, min(max(math.ceil(TARGET_STEPS / steps), _EPOCHS[0]), _EPOCHS[1])
+
+
 def _recipe(n_train: int, given: dict, notes: dict) -> dict:
     train = dict(optimizer="adam", lr=1e-3, weight_decay=0.0)
-    train["batch_size"] = batch = 16 if n_train < 500 else 32
-    steps = max(1, math.ceil(n_train / batch))
-    train["epochs"] = min(max(math.ceil(TARGET_STEPS / steps), _EPOCHS[0]), _EPOCHS[1])
+    train["batch_size"], train["epochs"] = epoch_budget(n_train)
     train["model_options"] = {"input_norm": "batch"}
     for key, value in given.items():
         if key == "model_options":
