@@ -59,3 +59,17 @@ def test_compare_help_points_to_the_preset(capsys):
         main(["compare", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "melfront's earlier approximation" in out and "--preset pons2019-us8k" in out
+
+
+def test_compare_preset_set_takes_the_presets_own_settings(tmp_path, capsys):
+    from test_tax2017 import _esc50
+    root = tmp_path / "ESC-50"
+    _esc50(root)
+    status = main(["compare", "--preset", "tax2017", "--root", str(root), "--dry-run", "--no-estimate",
+                   "--set", "mst_patience=7", "--epochs", "6"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "override: mst_patience: 50 -> 7" in out and "override: epochs: 200 -> 6" in out
+    assert main(["compare", "--preset", "merlin", "--root", str(root), "--dry-run", "--no-estimate",
+                 "--set", "mst_patience=7"]) == 2  # another preset's setting is refused
+    assert "unknown setting 'mst_patience'" in capsys.readouterr().err

@@ -50,7 +50,10 @@ def _add_mst_study(sub):
     p = sub.add_parser("mst-study", help="PiczakCNN on log-mel vs raw audio, random vs MSTModel-initialised (Tax et al. 2017)",
                        description="Train PiczakCNN (a) on log-mel, (b) on raw audio with randomly initialised conv "
                                    "layers, (c) on raw audio through the frozen MSTModel layers, (d) as (c) then "
-                                   "fine-tuned; writes accuracy_vs_epoch.png and results.json to the output folder.")
+                                   "fine-tuned, on one random split, with short CPU-sized defaults (a quick look, not "
+                                   "the paper's protocol); writes accuracy_vs_epoch.png and results.json to the output "
+                                   "folder. Tax et al.'s per-fold protocol, with the MSTModel early-stopped per fold: "
+                                   "`melfront compare --preset tax2017 --root ESC-50/` (`--dry-run` first).")
     p.add_argument("--dataset", required=True, help="data set to classify (e.g. esc10, esc50)")
     p.add_argument("--root", default=None, help="data set folder")
     p.add_argument("-o", "--output", default="mst-study", help="output folder (default: mst-study)")
@@ -58,7 +61,8 @@ def _add_mst_study(sub):
                                                 "on the audio of --mst-dataset minus the test clips)")
     p.add_argument("--mst-dataset", default=None, help="data set whose audio trains the MSTModel (default: --dataset)")
     p.add_argument("--mst-root", default=None, help="its folder (default: --root)")
-    p.add_argument("--mst-epochs", type=int, default=20, help="MSTModel epochs at most (default 20)")
+    p.add_argument("--mst-epochs", type=int, default=20, help="MSTModel epochs at most (default 20: short, "
+                                                                              "not converged; see --preset tax2017)")
     p.add_argument("--mst-lr", type=float, default=3e-4, help="MSTModel Adam learning rate (default 3e-4)")
     p.add_argument("--epochs", type=int, default=10, help="epochs before fine-tuning starts (default 10)")
     p.add_argument("--finetune-epochs", type=int, default=5, help="epochs of (d) fine-tuning (default 5)")

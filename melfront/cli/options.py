@@ -210,10 +210,11 @@ def add_settings_args(p) -> None:
                             "are refused)")
 
 
-def settings_from_args(args) -> dict:
+def settings_from_args(args, extra_keys=()) -> dict:
     """The settings given on the command line, flat (``hop_length``, ``epochs``, ...), checked.
 
-    ``--set`` keys must be mel or training settings (ParameterError listing them); the options win over
+    ``--set`` keys must be mel or training settings, or one of ``extra_keys`` (a preset's own settings, e.g.
+    tax2017's ``mst_patience``; checked by the preset) (ParameterError listing them); the options win over
     ``--set``.
 
     >>> import argparse
@@ -229,7 +230,7 @@ def settings_from_args(args) -> dict:
     melfront.errors.ParameterError: --epochs must be a positive integer, got 0
     """
     given = key_values(getattr(args, "set", None), "--set")
-    known = sorted(set(MEL_SETTINGS) | set(TrainSettings.known()))
+    known = sorted(set(MEL_SETTINGS) | set(TrainSettings.known()) | set(extra_keys))
     for key in given:
         if key not in known:
             raise ParameterError(f"--set: unknown setting {key!r}; known: {', '.join(known)}")

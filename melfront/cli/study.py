@@ -169,8 +169,9 @@ def preset_overrides(args) -> dict:
     >>> preset_overrides(parser.parse_args(["compare", "--preset", "merlin", "--runs", "2", "--epochs", "3"]))
     {'runs': {'default': 2}, 'epochs': 3}
     """
+    from ..presets import get_preset
     overrides = {k: v for k, v in _overrides(args).items() if k not in ("dataset", "root", "dataset_options")}
-    overrides.update(settings_from_args(args))
+    overrides.update(settings_from_args(args, getattr(get_preset(args.preset), "override_keys", ())))
     return overrides
 
 

@@ -146,6 +146,7 @@ def _complete_folds(clips) -> list:
 class Tax2017(Preset):
     """Tax et al. 2017's per-fold protocol (see the module docstring)."""
 
+    override_keys = OVERRIDE_KEYS  # what `compare --preset tax2017 --set KEY=VALUE` may change
     name = "tax2017"
     citation = ("Tax, Diez Antich, Purwins & Maaløe (2017), Utilizing domain knowledge in end-to-end audio "
                 "processing, NIPS ML4Audio workshop, arXiv:1712.00254")
