@@ -175,7 +175,7 @@ SETTING_OPTIONS = (
     ("--hop", "hop_length", positive_int, "hop length in samples (default: 10 ms)"),
     ("--n-mels", "n_mels", positive_int, "mel bands (default: 40, 64 or 128 by sample rate, none empty)"),
     ("--patch-frames", "patch_frames", positive_int, "patch length in frames (default: the median clip, 3 s at most)"),
-    ("--epochs", "epochs", positive_int, "training epochs (default: about 600 steps, 20-100 epochs)"),
+    ("--epochs", "epochs", positive_int, "training epochs (default: about 1200 steps, 20-100 epochs)"),
     ("--optimizer", "optimizer", lambda name, v: one_of(name, v, OPTIMIZERS), "sgd or adam (default adam)"),
     ("--lr", "lr", positive_float, "learning rate (default 1e-3)"),
     ("--batch-size", "batch_size", positive_int, "batch size (default 16; 32 from 500 training clips)"),

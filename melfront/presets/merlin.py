@@ -86,7 +86,7 @@ class Merlin(ComparePreset):
                                                   "melfront's fitted recipe (melfront.train.fitted): Adam", "unfixed"),
         Setting("train.resnet.lr", 0.001, "melfront's fitted recipe: Adam at 1e-3", "unfixed"),
         Setting("train.resnet.weight_decay", 0.0, "melfront's fitted recipe: no weight decay", "unfixed"),
-        Setting("protocol.epoch_budget", "about 600 steps", "melfront's fitted recipe: about 600 optimiser steps, 20 to 100 "
+        Setting("protocol.epoch_budget", "about 1200 steps", "melfront's fitted recipe: about 1200 optimiser steps, 20 to 100 "
                                                  "epochs, batches of 16 (32 from 500 clips), resolved by plan() "
                                                  "from n x classes (melfront.train.epoch_budget)", "unfixed"),
         Setting("seed", 0, "melfront derives every draw and initialisation from (seed, n, run, fold)", "unfixed"),
@@ -121,7 +121,7 @@ class Merlin(ComparePreset):
                 resnet[key] = value
         shown = {k: resnet.get(k, config.train.get(k)) for k in ("epochs", "batch_size")}
         notes.append(f"training: epochs {shown['epochs']}, batches of {shown['batch_size']} for {n_train} training "
-                     f"clips (melfront's budget of about 600 steps, unless given)")
+                     f"clips (melfront's budget of about 1200 steps, unless given)")
 
     def base_config(self, dataset):
         values = super().base_config(dataset)
