@@ -38,3 +38,14 @@ def wav_file(tmp_path):
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests: tiny convolutions run far faster on one thread than split
+    over two, and a second test process then does not fight for the cores. Restored afterwards."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

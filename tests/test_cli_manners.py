@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from melfront.cli import main
 from melfront.data import dataset
@@ -17,13 +16,7 @@ from conftest import make_field_clip
 SYNTH = dict(n_classes=3, clips_per_class=4, duration=1.0, sample_rate=8000, n_folds=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions run far faster on one intra-op thread (see tests/test_training.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny convolutions: one intra-op thread (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -96,15 +96,6 @@ def test_float32_inside_autocast(spec, dtype, full_scale_mel):
     assert all(torch.isfinite(p.grad).all() for p in f.parameters())
 
 
-@pytest.fixture
-def one_thread():
-    """Many tiny steps: intra-op threads only add synchronisation on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_finite_after_1000_sgd_steps_at_lr_0_1(one_thread):
     """All learned laws at once (a 3-channel stack, per band), trained on random levels and silence."""
     torch.manual_seed(0)

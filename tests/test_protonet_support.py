@@ -15,12 +15,7 @@ MEL = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=32)
 N_CLASSES, PER_CLASS = 3, 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny convolutions: one intra-op thread (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,6 @@ RUNS = [("loglearn", "up"), ("loglearn", "down"), ("power", "up"), ("power", "do
         ("power(per_band=True)", "split"), ("pcen(trainable=True, per_band=True)", "split")]
 
 
-@pytest.fixture
-def one_thread():
-    """Many tiny steps: intra-op threads only add synchronisation on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _batch(g: torch.Generator, step: int) -> torch.Tensor:
     """Mel powers ``(4, N_MELS, 8)``: each example at its own level in [1e-10, 1e6], one silent now and then."""
     scale = 10.0 ** (torch.rand(4, 1, 1, generator=g) * 16 - 10)

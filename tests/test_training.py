@@ -24,14 +24,7 @@ TRAIN = dict(epochs=2, batch_size=4, lr=0.01, patch_frames=32, n_mels=32, model_
 SYNTH = dict(n_classes=3, clips_per_class=4, duration=1.0, sample_rate=8000, n_folds=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions run far faster on one intra-op thread than on two threads fighting a shared
-    machine's load (measured: 0.9 s -> 3 ms per step); the setting is restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny convolutions: one intra-op thread (conftest)
 
 
 @pytest.fixture(scope="module")
