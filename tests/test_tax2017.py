@@ -204,8 +204,9 @@ def test_whole_protocol_runs_to_a_report(tmp_path):
     assert "val_accuracy" in f["arms"]["a"]["curve"][0]
     report = (out / "report.md").read_text()
     for text in ("# tax2017 (reduced)", "- Only fold(s) 4 of folds 1-5", "epochs: 200 -> 2", "## MSTModel per fold",
-                 "| mean ± std |", "open question", "| mst.lr | 0.0003 | read |", "## Failures"):
+                 "one fold: no spread to test against", "open question", "| mst.lr | 0.0003 | read |", "## Failures"):
         assert text in report, text
+    assert "| mean ± std |" not in report and " ± 0.0" not in report  # one fold: no spread is shown
     assert (out / "accuracy_vs_epoch.png").is_file() and (out / "mst_learning_curves.png").is_file()
     assert (out / "fold_holdout" / "mst.pt").is_file()
     # a rerun with the same settings reuses the finished fold
@@ -229,3 +230,17 @@ def test_protocol_averages_folds_and_records_a_failed_fold(tmp_path):
     accs = [f["arms"]["a"]["curve"][0]["test_accuracy"] for f in results["folds"][:2]]
     assert a[0]["mean"] == pytest.approx(np.mean(accs)) and a[0]["std"] == pytest.approx(np.std(accs, ddof=1))
     assert "- fold broken: StudyError" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_claims_reading_follows_the_fold_to_fold_noise():
+    from melfront.mst.protocol import _claims_section
+
+    def fold(a, c):
+        return {"n_test_clips": 80, "arms": {k: {"curve": [{"test_accuracy": v}]} for k, v in (("a", a), ("c", c))}}
+    claim = [{"pair": ["a", "c"], "text": "close"}]
+    steady = _claims_section([fold(0.50, 0.60 + d) for d in (0.0, 0.01, -0.01, 0.02, -0.02)], claim)[-1]
+    assert "+10.0 ± 1.6" in steady and "B better by 10.0 points" in steady and "excludes 0" in steady
+    noisy = _claims_section([fold(0.50, 0.50 + d) for d in (0.10, -0.10, 0.05, -0.04, 0.0)], claim)[-1]
+    assert "within the fold-to-fold noise" in noisy and "better" not in noisy
+    one = _claims_section([fold(0.50, 0.45)], claim)[-1]
+    assert "| -5.0 | 1 |" in one and "one test clip is 1.2 points" in one

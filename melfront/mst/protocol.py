@@ -348,20 +348,48 @@ def _arm_section(ok, average) -> list:
             best = max(curve, key=lambda r: r["test_accuracy"])
             lines.append(f"| {f['name']} | {_pct(curve[-1]['test_accuracy'])} | {_pct(best['test_accuracy'])} "
                          f"({best['epoch']}) |")
-        lines += [f"| mean ± std | {_pm(avg['final'])} | {_pm(avg['best'])} |", ""]
+        if len(ok) > 1:  # one fold has no spread to show
+            lines.append(f"| mean ± std | {_pm(avg['final'])} | {_pm(avg['best'])} |")
+        lines.append("")
     return lines
 
 
 def _claims_section(ok, claims) -> list:
     lines = ["## The paper's claims beside the measured result", "",
-             "| claim | measured: final accuracy B - A, mean ± std over folds (%) | folds |", "|---|---|---|"]
+             "| claim | measured: final accuracy B - A (%), mean ± std over folds | folds | reading |",
+             "|---|---|---|---|"]
     for c in claims:
         a, b = c["pair"]
         diffs = [f["arms"][b]["curve"][-1]["test_accuracy"] - f["arms"][a]["curve"][-1]["test_accuracy"]
                  for f in ok if a in f["arms"] and b in f["arms"]]
-        measured = _pm(dict(zip(("mean", "std"), _mean_std(diffs)))) if diffs else "not measured"
-        lines.append(f"| ({b}) - ({a}): {c['text']} | {measured} | {len(diffs)} |")
+        lines.append(f"| ({b}) - ({a}): {c['text']} | {_measured(diffs)} | {len(diffs)} | "
+                     f"{_reading(diffs, ok)} |")
     return lines
+
+
+def _measured(diffs) -> str:
+    if not diffs:
+        return "not measured"
+    if len(diffs) == 1:
+        return f"{100 * diffs[0]:+.1f}"
+    mean, std = _mean_std(diffs)
+    return f"{100 * mean:+.1f} ± {_pct(std)}"
+
+
+def _reading(diffs, ok) -> str:
+    """What the measured differences can and cannot say (never more than the folds support)."""
+    if not diffs:
+        return "-"
+    clip = 100.0 / max(min(f["n_test_clips"] for f in ok), 1)
+    if len(diffs) == 1:
+        return (f"one fold: no spread to test against; one test clip is {clip:.1f} points and the final epoch "
+                f"alone is noisy")
+    mean, std = _mean_std(diffs)
+    from scipy.stats import t
+    half = float(t.ppf(0.975, len(diffs) - 1)) * std / math.sqrt(len(diffs))  # 95 % CI of the mean over folds
+    if abs(mean) <= half:
+        return f"within the fold-to-fold noise (95 % CI ±{100 * half:.1f} points spans 0)"
+    return f"{'B' if mean > 0 else 'A'} better by {100 * abs(mean):.1f} points (95 % CI ±{100 * half:.1f} excludes 0)"
 
 
 def report_markdown(results: dict) -> str:
