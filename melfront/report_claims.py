@@ -32,8 +32,8 @@ def preset_meta(value) -> dict | None:
     the study is not a preset study (no meta, or not a dict).
 
     >>> sorted(preset_meta({"name": "merlin"}))  # doctest: +NORMALIZE_WHITESPACE
-    ['citation', 'claims', 'headline_metric', 'name', 'notes', 'overrides', 'reduced', 'reproduces', 'settings',
-     'title']
+    ['citation', 'claims', 'claims_note', 'headline_metric', 'name', 'notes', 'overrides', 'reduced', 'reproduces',
+     'settings', 'title']
     >>> preset_meta(None) is None, preset_meta([1]) is None
     (True, True)
     """
@@ -41,6 +41,7 @@ def preset_meta(value) -> dict | None:
         return None
     out = {"name": str(value.get("name") or "preset"), "title": str(value.get("title") or ""),
            "citation": str(value.get("citation") or ""), "reproduces": str(value.get("reproduces") or ""),
+           "claims_note": str(value.get("claims_note") or ""),
            "headline_metric": value.get("headline_metric") or "accuracy"}
     for key in ("reduced", "overrides", "claims", "settings", "notes"):
         items = value.get(key) or []
@@ -216,7 +217,9 @@ def claims_section(meta: dict, family: dict, frontends, n_comparisons: int, sign
     """
     claims = meta.get("claims") or []
     if not claims:
-        return []
+        note = str(meta.get("claims_note") or "")
+        return [("The paper's claims beside this study", note, f"<p class='note'>{html.escape(note)}</p>")] if note \
+            else []
     intro = (f"Each claim of the paper, in our words, then this study's measurement of it: the mean paired "
              f"difference B − A over matching (fold, run) trials in percentage points, "
              f"[{100 * confidence:.0f} % confidence interval, t-based], the number of pairs and the paired t-test's "

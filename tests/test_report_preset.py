@@ -152,6 +152,11 @@ def test_full_protocol_and_no_meta(tmp_path):
     assert "claims beside" not in md  # no claims stated: no section
     assert "## Accuracy (%), mean ± std over runs and folds — the headline metric" in md
     assert "## Difference: pcen − db\n" in md and "+2.0 [+2.0, +2.0] *" in md
+    noted = dict(full, claims_note="The source's results were not available here.")
+    make_store(tmp_path / "noted.db", noted)
+    write_report(tmp_path / "noted.db", tmp_path / "noted", examples=False)
+    said = section((tmp_path / "noted" / "report.md").read_text(), "The paper's claims beside this study")
+    assert said.strip() == "The source's results were not available here."  # no claim: the report says why
     make_store(tmp_path / "plain.db")
     write_report(tmp_path / "plain.db", tmp_path / "plain", examples=False)
     plain = (tmp_path / "plain" / "report.md").read_text()

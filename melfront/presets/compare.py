@@ -177,7 +177,8 @@ class ComparePreset(Preset):
         """The ``preset`` meta the report reads (api.md)."""
         return dict(name=self.name, title=plan.title, citation=self.citation, reproduces=self.reproduces,
                     reduced=list(plan.reduced), overrides=list(plan.overrides),
-                    claims=[c.as_dict() for c in self.claims], headline_metric=self.headline_metric,
+                    claims=[c.as_dict() for c in self.claims], claims_note=self.claims_note,
+                    headline_metric=self.headline_metric,
                     settings=[s.as_dict() for s in self.settings], notes=list(plan.details.get("notes", [])))
 
     def run(self, plan: Plan, output_dir, *, jobs=None, ray=None, quiet=False, retry_failed=False) -> int:

@@ -92,6 +92,8 @@ class Merlin(ComparePreset):
         Setting("seed", 0, "melfront derives every draw and initialisation from (seed, n, run, fold)", "unfixed"),
     )
     claims = ()
+    claims_note = ("The Merlin blog's own results were not available here (its settings are recalled from a "
+                   "second-hand account), so no claim of it is set beside this study's measurement.")
 
     def adjust(self, config, clips, reduced, declared, notes, overrides):
         """Resolve ``n = "all"`` (the largest n every class has in every test fold's training pool) and the

@@ -111,7 +111,8 @@ class Preset:
     """A published protocol. Subclasses set the class attributes and implement ``plan``, ``dry_run``, ``run``.
 
     Attributes: ``name``, ``citation``, ``reproduces`` (one line: what it reproduces), ``default_dataset``,
-    ``settings`` (tuple of :class:`Setting`), ``claims`` (tuple of :class:`Claim`).
+    ``settings`` (tuple of :class:`Setting`), ``claims`` (tuple of :class:`Claim`), ``claims_note`` (why a
+    preset has no claim to set beside its result, said in ``--show`` and the report).
     """
 
     name: str = ""
@@ -120,6 +121,7 @@ class Preset:
     default_dataset: str = ""
     settings: tuple = ()
     claims: tuple = ()
+    claims_note: str = ""
 
     def values(self) -> dict:
         """``{key: value}`` of every setting (the last one wins if a key repeats)."""
@@ -150,6 +152,8 @@ class Preset:
             lines += ["", "claims:"]
             for c in self.claims:
                 lines.append(f"  {c.pair[1]} - {c.pair[0]} ({c.metric}): {c.text}")
+        elif self.claims_note:
+            lines += ["", f"claims: none. {self.claims_note}"]
         return "\n".join(lines)
 
     def plan(self, root=None, dataset=None, overrides: dict | None = None) -> Plan:
