@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from conftest import write_csv
 from melfront.data import Clip, ClipList, MetadataError, available_datasets, dataset, register_dataset
 from melfront.data.registry import dataset_description
 from melfront.errors import DataError, ParameterError
@@ -15,14 +16,6 @@ def _wav(path, seconds=0.05, sr=8000, fmt=None):
     x = (0.1 * np.random.default_rng(len(str(path))).standard_normal(int(sr * seconds))).astype(np.float32)
     soundfile.write(str(path), x, sr, format=fmt)
     return path
-
-
-def _csv(path, header, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -42,7 +35,7 @@ ESC_ROWS = [
 
 def _esc(tmp_path, rows=ESC_ROWS, header=ESC_HEADER, flac=()):
     root = tmp_path / "ESC-50"
-    _csv(root / "meta" / "esc50.csv", header, rows)
+    write_csv(root / "meta" / "esc50.csv", header, rows)
     for r in rows:
         name = r[0]
         if name in flac:
@@ -130,7 +123,7 @@ US_ROWS = [
 
 def _us8k(tmp_path, rows=US_ROWS, header=US_HEADER):
     root = tmp_path / "UrbanSound8K"
-    _csv(root / "metadata" / "UrbanSound8K.csv", header, rows)
+    write_csv(root / "metadata" / "UrbanSound8K.csv", header, rows)
     for r in rows:
         _wav(root / "audio" / f"fold{r[5]}" / r[0])
     return root

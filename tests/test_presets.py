@@ -1,12 +1,11 @@
 """The presets: published values (written out here, so that a later change cannot drift silently), every
 setting's source and status, plan() on tiny fixture data sets (refusals, declared reductions, overrides),
 the dry run's grid, and run() storing the preset's meta before training."""
-import csv
-
 import numpy as np
 import pytest
 import soundfile
 
+from conftest import write_csv
 from melfront.errors import ParameterError, StudyError
 from melfront.presets import PRESETS, STATUSES, Plan, Preset, Setting, get_preset, register_preset
 from melfront.presets.merlin import MERLIN_FRONTENDS
@@ -106,14 +105,6 @@ def _wav(path, seconds=0.05, sr=8000):
     soundfile.write(str(path), x, sr)
 
 
-def _csv(path, header, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
 def us8k(tmp_path, folds=range(1, 11), per_fold=2, classes=("dog_bark", "siren")):
     root = tmp_path / "UrbanSound8K"
     rows = []
@@ -122,7 +113,7 @@ def us8k(tmp_path, folds=range(1, 11), per_fold=2, classes=("dog_bark", "siren")
             for i in range(per_fold):
                 fs = 1000 * fold + 10 * k + i
                 rows.append([f"{fs}-{k}-0-0.wav", fs, 0, 1, 1, fold, k, name])
-    _csv(root / "metadata" / "UrbanSound8K.csv",
+    write_csv(root / "metadata" / "UrbanSound8K.csv",
          ["slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class"], rows)
     for r in rows:
         _wav(root / "audio" / f"fold{r[5]}" / r[0])
@@ -138,7 +129,7 @@ def esc50(tmp_path, folds=(1, 2, 3, 4, 5), per_fold=2, classes=("dog", "rain"), 
     for f, k, i in cells:
         src = 100 * f + 10 * k + i
         rows.append([f"{f}-{src}-A-{k}.wav", f, k, classes[k], "False", src, "A"])
-    _csv(root / "meta" / "esc50.csv", ["filename", "fold", "target", "category", "esc10", "src_file", "take"], rows)
+    write_csv(root / "meta" / "esc50.csv", ["filename", "fold", "target", "category", "esc10", "src_file", "take"], rows)
     for r in rows:
         _wav(root / "audio" / r[0])
     return root

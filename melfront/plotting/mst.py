@@ -151,17 +151,7 @@ def plot_study(curves: dict, output, title: str = "", branch_epoch: int | None =
         ep = [r["epoch"] for r in curve["curve"]]
         acc = [100 * r["test_accuracy"] for r in curve["curve"]]
         ax.plot(ep, acc, ls, color=color, marker="o", ms=3, label=curve["label"])
-    if branch_epoch:
-        ax.axvline(branch_epoch + 0.5, color="grey", lw=0.8, ls=":")
-        ax.text(branch_epoch + 0.7, 97, "(d) unfrozen", fontsize=8, color="grey", va="top")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy, clip majority vote (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", framealpha=0.9)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return _save(fig, output, 110)
+    return _finish_accuracy(fig, ax, output, "test accuracy, clip majority vote (%)", title, branch_epoch)
 
 
 _STYLES = {"a": ("tab:blue", "-"), "b": ("tab:orange", "-"), "c": ("tab:green", "-"), "d": ("tab:red", "--")}
@@ -190,11 +180,16 @@ def plot_fold_average(average: dict, output, title: str = "", branch_epoch: int 
         n_folds = max([n_folds] + [r["n_folds"] for r in arm["curve"]])
         ax.plot(ep, mean, ls, color=color, marker="o", ms=2, label=arm["label"])
         ax.fill_between(ep, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+    return _finish_accuracy(fig, ax, output, f"test accuracy, mean over {n_folds} fold(s) (%)", title, branch_epoch)
+
+
+def _finish_accuracy(fig, ax, output, ylabel: str, title: str, branch_epoch) -> Path:
+    """The accuracy-per-epoch axes of the (a)-(d) figures: the branch mark, labels, 0-100 %, legend; saved."""
     if branch_epoch:
         ax.axvline(branch_epoch + 0.5, color="grey", lw=0.8, ls=":")
         ax.text(branch_epoch + 0.7, 97, "(d) unfrozen", fontsize=8, color="grey", va="top")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(f"test accuracy, mean over {n_folds} fold(s) (%)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", framealpha=0.9)
