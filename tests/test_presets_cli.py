@@ -37,6 +37,7 @@ def test_compare_preset_dry_run_declares_overrides(tmp_path, capsys):
     assert "override: runs:" in out and "override: train.epochs: 199" in out and "override: models:" in out
     assert "reduced: n: [20, 50, 100] dropped" in out
     assert "total: 320 trials" in out  # 10 folds x 4 n x 2 runs x 2 models x 2 frontends
+    assert "test folds ['1', '2', '3', '4', '5', '6', '7', '8', '9', '10']" in out  # numeric order
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 

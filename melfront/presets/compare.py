@@ -160,7 +160,7 @@ class ComparePreset(Preset):
         lines = [f"preset {plan.title}: {self.citation}",
                  f"data: {plan.dataset} at {plan.root or '(default folder)'} ({plan.details.get('n_clips')} clips, "
                  f"{plan.details.get('n_classes')} classes); split {config.split}; test folds "
-                 f"{sorted({str(g['fold']) for g in plan.grid})}"]
+                 f"{sorted({str(g['fold']) for g in plan.grid}, key=_numeric_first)}"]
         for r in plan.reduced:
             lines.append(f"reduced: {r}")
         for o in plan.overrides:
@@ -207,6 +207,11 @@ class ComparePreset(Preset):
 
 
 # -------------------------------------------------------------------- helpers
+def _numeric_first(k: str):
+    """Sort key: numbers in numeric order first ('2' before '10'), then names."""
+    return (not k.isdigit(), int(k) if k.isdigit() else 0, k)
+
+
 def grid_lines(grid: list) -> list:
     """Trials per model, frontend, n, fold and run (numbers in numeric order), and the total.
 
@@ -217,7 +222,7 @@ def grid_lines(grid: list) -> list:
     lines = []
     for key in ("model", "frontend", "n", "fold", "run"):
         counts = Counter(str(g[key]) for g in grid)
-        order = sorted(counts, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+        order = sorted(counts, key=_numeric_first)
         lines.append(f"trials per {key}: " + ", ".join(f"{k}: {counts[k]}" for k in order))
     lines.append(f"total: {len(grid)} trials")
     return lines
