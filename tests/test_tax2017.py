@@ -244,3 +244,13 @@ def test_claims_reading_follows_the_fold_to_fold_noise():
     assert "within the fold-to-fold noise" in noisy and "better" not in noisy
     one = _claims_section([fold(0.50, 0.45)], claim)[-1]
     assert "| -5.0 | 1 |" in one and "one test clip is 1.2 points" in one
+
+
+def test_dry_run_estimate_times_real_steps(tmp_path):
+    root = _esc50(tmp_path / "d", folds=(4,), per_class=5)
+    preset = get_preset("tax2017")
+    text = preset.dry_run(preset.plan(root, overrides=TINY), time_one=True)
+    line = next(t for t in text.splitlines() if t.startswith("estimate (CPU"))
+    hours = float(line.split("about ")[1].split(" h")[0])
+    assert 0 <= hours < 1  # tiny models on tiny clips: seconds, not hours
+    assert "batches of 4" in text and "computed once" in text and "ms/segment" in text

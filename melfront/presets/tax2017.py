@@ -301,14 +301,16 @@ def _estimate(plan: Plan) -> list:
     x = segs.waves[:8]
     per_clip = len(segs) / max(1, len(sample) - len(segs.skipped))
     n_classes = len(plan.details["classes"])
-    y = torch.randint(0, n_classes, (x.shape[0],))
+    batch = min(s.batch_size, 32)  # the arms' steps are timed on a batch like the run's (segments repeated)
+    xb = x.repeat(-(-batch // x.shape[0]), 1)[:batch]
+    y = torch.randint(0, n_classes, (batch,))
     mel = s.mel
 
     def mst():
         return MSTModel(n_mels=mel["n_mels"], n_fft=mel["n_fft"], hop_length=mel["hop_length"],
                         **(s.mst_model_options or {}))
 
-    def step_seconds(model, loss_fn, reps=2):
+    def step_seconds(model, loss_fn, n, reps=2):
         params = [p for p in model.parameters() if p.requires_grad] or [torch.zeros(1, requires_grad=True)]
         opt = torch.optim.SGD(params, lr=1e-6)
         times = []
@@ -318,19 +320,28 @@ def _estimate(plan: Plan) -> list:
             loss_fn(model).backward()
             opt.step()
             times.append(time.perf_counter() - t0)
-        return min(times[1:]) / x.shape[0]  # seconds per segment, first step as warm-up
+        return min(times[1:]) / n  # seconds per segment, first step as warm-up
 
     target = LogMelTarget(mel)
     y_mst = target(x).float()
-    t_mst = step_seconds(mst(), lambda m: torch.nn.functional.mse_loss(m(x), y_mst))
+    t_mst = step_seconds(mst(), lambda m: torch.nn.functional.mse_loss(m(x), y_mst), x.shape[0])
     arms = {"a": target, "b": MSTModel(n_mels=mel["n_mels"], n_fft=mel["n_fft"], hop_length=mel["hop_length"],
                                        batch_norm=False, dropout=0.5, **(s.mst_model_options or {})),
             "c": MSTFrontend(mst(), frozen=True)}
-    t_arm = {}
+    t_arm, t_once = {}, {}
     for k, front in arms.items():
         backbone = PiczakCNN(n_classes, n_mels=mel["n_mels"], n_frames=s.segment_frames, hidden=s.hidden)
-        clf = Classifier(front, backbone)
-        t_arm[k] = step_seconds(clf, lambda m: torch.nn.functional.cross_entropy(m(x), y))
+        if k == "b":  # trained end to end: the frontend runs in every step
+            t_arm[k] = step_seconds(Classifier(front, backbone),
+                                    lambda m: torch.nn.functional.cross_entropy(m(xb), y), batch)
+            continue
+        # frozen frontends, (a) and (c): their output is computed once per segment, then only the backbone trains
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            feats = front(xb)
+        t_once[k] = (time.perf_counter() - t0) / batch
+        feats = feats.unsqueeze(1) if feats.dim() == 3 else feats
+        t_arm[k] = step_seconds(backbone, lambda m: torch.nn.functional.cross_entropy(m(feats), y), batch)
     t_arm["d"] = t_arm["b"]  # (d) trains every layer, as (b) does
     total = 0.0
     n_seg = 0
@@ -340,12 +351,14 @@ def _estimate(plan: Plan) -> list:
         total += n_train * s.mst_epochs * t_mst * 1.1  # + validation forward passes
         for g in (g for g in plan.grid if g["fold"] == split["name"]):
             total += g["epochs"] * (n_train * t_arm[g["arm"]] + n_eval * t_arm[g["arm"]] / 3)
+            total += (n_train + n_eval) * t_once.get(g["arm"], 0.0)
         n_seg = max(n_seg, n_train)
     gib = n_seg * s.mel["hop_length"] * (s.segment_frames - 1) * 4 * 2 / 2 ** 30
     return [f"estimate (CPU, this machine): about {total / 3600:.1f} h in all, an upper bound for the MSTModels "
             f"(timed at their {s.mst_epochs}-epoch cap; early stopping usually ends sooner)",
             f"  how: one training step each of the MSTModel ({1e3 * t_mst:.1f} ms/segment) and arms (a) "
-            f"{1e3 * t_arm['a']:.1f}, (b) {1e3 * t_arm['b']:.1f}, (c) {1e3 * t_arm['c']:.1f} ms/segment, timed on "
+            f"{1e3 * t_arm['a']:.1f}, (b) {1e3 * t_arm['b']:.1f}, (c) {1e3 * t_arm['c']:.1f} ms/segment (batches of "
+            f"{batch}; (a) and (c) train the backbone on their frozen frontend's output, computed once), timed on "
             f"{x.shape[0]} real segments of {len(sample)} training clips ({per_clip:.1f} segments per clip), scaled "
             f"by the segments per fold (copies included) and epochs; evaluation counted as 1/3 of a step per segment",
             f"  memory: about {gib:.1f} GiB for the largest fold's training segments (kept twice: segments and "
