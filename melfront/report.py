@@ -30,7 +30,7 @@ from .train import DEFAULT_MEL, frontend_common
 
 __all__ = ["write_report", "summary_table", "difference_table", "difference_tables", "difference_family",
            "family_size", "paired_difference", "holm",
-           "check_compare", "SIGNIFICANCE", "CONFIDENCE", "WILCOXON_MIN_PAIRS"]
+           "check_compare", "study_to_report", "SIGNIFICANCE", "CONFIDENCE", "WILCOXON_MIN_PAIRS"]
 
 #: Holm-adjusted p-value below which a paired difference is marked significant (``*``, highlighted cells).
 SIGNIFICANCE = 0.05
@@ -471,3 +471,26 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None, ex
     if not title:
         title = claims.report_title(preset, config.dataset) if preset else f"melfront study: {config.dataset}"
     return write_pages(out, title, sections, [i for i in images if i[1]])
+
+
+def study_to_report(config, out_dir, *, accepted, **run_options) -> int:
+    """Run (or resume, or extend) the study ``config`` in ``out_dir/study.db``, then write ``out_dir/report``:
+    the one path of ``melfront compare``, plain or ``--preset``. The comparisons are checked before any
+    training; ``accepted(stored_config)`` runs once the folder is locked and the config accepted;
+    ``run_options`` go to :func:`melfront.study.run_study`. Returns 0, or 1 (said on stderr) when trials failed.
+    """
+    import sys
+
+    from .study import run_study  # looked up at call time (tests stand a fake trial runner in for it)
+    config.compare = [list(p) for p in check_compare(config.compare or [], config.frontends)]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    store = run_study(config, out / "study.db", accepted=accepted, **run_options)
+    page = write_report(store.path, out / "report")
+    print(f"results: {store.path}\nreport:  {page} (and report.md)")
+    failed = store.failures()
+    if failed:  # the study went on; the exit status still says it is not all there
+        print(f"melfront compare: {len(failed)} trial(s) failed (see the report; --retry-failed runs them again)",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..checks import positive_int
@@ -159,7 +158,7 @@ def _given_win(train: dict, given: dict) -> dict:
     return {**train, **given, **({"models": per_model} if per_model else {})}
 
 
-def preset_overrides(args) -> dict:
+def preset_overrides(args, preset=None) -> dict:
     """The ``compare`` options given with ``--preset``: study fields and mel/training settings, flat (``runs``,
     ``n_per_class``, ``epochs``, ``hop_length`` ...), each a declared override of the preset.
 
@@ -170,8 +169,9 @@ def preset_overrides(args) -> dict:
     {'runs': {'default': 2}, 'epochs': 3}
     """
     from ..presets import get_preset
+    preset = preset or get_preset(args.preset)
     overrides = {k: v for k, v in _overrides(args).items() if k not in ("dataset", "root", "dataset_options")}
-    overrides.update(settings_from_args(args, getattr(get_preset(args.preset), "override_keys", ())))
+    overrides.update(settings_from_args(args, getattr(preset, "override_keys", ())))
     return overrides
 
 
@@ -182,9 +182,7 @@ def _run_preset(args):
         raise ParameterError("--preset cannot be combined with --config or --profile: the preset is the study's "
                              "settings (override single settings with the other options)")
     preset = get_preset(args.preset)
-    if args.jobs is not None:
-        positive_int("--jobs", args.jobs)
-    plan = preset.plan(root=args.root, dataset=args.dataset, overrides=preset_overrides(args))
+    plan = preset.plan(root=args.root, dataset=args.dataset, overrides=preset_overrides(args, preset))
     if args.dry_run:
         print(preset.dry_run(plan, time_one=not args.no_estimate))
         return 0
@@ -193,7 +191,7 @@ def _run_preset(args):
     for line in plan.overrides:
         print(f"override: {line}")
     return preset.run(plan, args.output or f"studies/{preset.name}", jobs=args.jobs, ray=args.ray, quiet=args.quiet,
-                      retry_failed=args.retry_failed)
+                      retry_failed=args.retry_failed, ray_num_gpus=args.ray_gpus)
 
 
 def _dry_run(config) -> int:
@@ -206,8 +204,9 @@ def _dry_run(config) -> int:
 
 
 def _run_compare(args):
-    from ..report import check_compare, write_report
-    from ..study import run_study
+    from ..report import study_to_report
+    if args.jobs is not None:
+        positive_int("--jobs", args.jobs)
     if args.preset:
         return _run_preset(args)
     config, fitted = study_setup(args)
@@ -215,23 +214,11 @@ def _run_compare(args):
         return _dry_run(config)
     if fitted is not None:
         print(fitted.summary())
-    config.compare = [list(p) for p in check_compare(config.compare or [], config.frontends)]  # before training
-    if args.jobs is not None:
-        positive_int("--jobs", args.jobs)
     out = Path(args.output or "studies/quick")
-    out.mkdir(parents=True, exist_ok=True)
     # config.json is written once the study folder is locked and the config accepted (same or extended study)
-    store = run_study(config, out / "study.db", ray_address=args.ray, jobs=args.jobs, quiet=args.quiet,
-                      ray_num_gpus=args.ray_gpus, retry_failed=args.retry_failed,
-                      accepted=lambda stored: _accepted(out, stored, fitted))
-    page = write_report(store.path, out / "report")
-    print(f"results: {store.path}\nreport:  {page} (and report.md)")
-    failed = store.failures()
-    if failed:  # the study went on; the exit status still says it is not all there
-        print(f"melfront compare: {len(failed)} trial(s) failed (see the report; --retry-failed runs them again)",
-              file=sys.stderr)
-        return 1
-    return 0
+    return study_to_report(config, out, accepted=lambda stored: _accepted(out, stored, fitted), ray_address=args.ray,
+                           jobs=args.jobs, quiet=args.quiet, ray_num_gpus=args.ray_gpus,
+                           retry_failed=args.retry_failed)
 
 
 def _accepted(out: Path, stored, fitted) -> None:

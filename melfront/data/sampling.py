@@ -143,21 +143,16 @@ def episode(clips_by_class: Mapping[int, Sequence], n_support: int = 5, n_query:
     """
     positive_int("n_support", n_support)
     positive_int("n_query", n_query)
-    if not clips_by_class:
-        raise ParameterError("clips_by_class is empty")
     rng = np.random.default_rng() if rng is None else rng
     support, query = [], []
-    for label in sorted(clips_by_class):
-        group = list(clips_by_class[label])
-        if not group:
-            raise ParameterError(f"class {label!r} has no clips")
-        k = min(n_support, len(group))
-        support.extend((group[j], label) for j in rng.choice(len(group), size=k, replace=False))
-        query.extend((group[j], label) for j in rng.integers(0, len(group), size=n_query))
+    for label, group in _groups(clips_by_class):  # per class: its support, then its queries (the draw order)
+        support.extend(_support_of(group, label, n_support, rng))
+        query.extend(_queries_of(group, label, n_query, rng))
     return support, query
 
 
 def _groups(clips_by_class: Mapping[int, Sequence]) -> list[tuple[int, list]]:
+    """``[(label, clips), ...]`` in sorted label order; ParameterError for no classes or a class without clips."""
     if not clips_by_class:
         raise ParameterError("clips_by_class is empty")
     out = []
@@ -167,6 +162,16 @@ def _groups(clips_by_class: Mapping[int, Sequence]) -> list[tuple[int, list]]:
             raise ParameterError(f"class {label!r} has no clips")
         out.append((label, group))
     return out
+
+
+def _support_of(group: list, label, n: int, rng: np.random.Generator) -> list:
+    """``min(n, len(group))`` distinct clips of one class, as ``(clip, label)``."""
+    return [(group[j], label) for j in rng.choice(len(group), size=min(n, len(group)), replace=False)]
+
+
+def _queries_of(group: list, label, n: int, rng: np.random.Generator) -> list:
+    """``n`` clips of one class drawn with replacement, as ``(clip, label)``."""
+    return [(group[j], label) for j in rng.integers(0, len(group), size=n)]
 
 
 def support_clips(clips_by_class: Mapping[int, Sequence], n_support: int, rng: np.random.Generator) -> list:
@@ -181,11 +186,7 @@ def support_clips(clips_by_class: Mapping[int, Sequence], n_support: int, rng: n
     (True, [0, 0, 1], 3)
     """
     positive_int("n_support", n_support)
-    out = []
-    for label, group in _groups(clips_by_class):
-        k = min(n_support, len(group))
-        out.extend((group[j], label) for j in rng.choice(len(group), size=k, replace=False))
-    return out
+    return [pair for label, group in _groups(clips_by_class) for pair in _support_of(group, label, n_support, rng)]
 
 
 def query_clips(clips_by_class: Mapping[int, Sequence], n_query: int, rng: np.random.Generator) -> list:
@@ -198,10 +199,7 @@ def query_clips(clips_by_class: Mapping[int, Sequence], n_query: int, rng: np.ra
     (6, [0, 0, 0, 1, 1, 1], {2})
     """
     positive_int("n_query", n_query)
-    out = []
-    for label, group in _groups(clips_by_class):
-        out.extend((group[j], label) for j in rng.integers(0, len(group), size=n_query))
-    return out
+    return [pair for label, group in _groups(clips_by_class) for pair in _queries_of(group, label, n_query, rng)]
 
 
 def grouped_holdout(clips: Sequence, per_class: int | None = None, seed: int = 0, fold=0) -> tuple[list, list]:

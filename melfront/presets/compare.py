@@ -69,7 +69,6 @@ class ComparePreset(Preset):
     """A preset whose run is a few-data study (``melfront compare``). Subclasses set the attributes and may
     override :meth:`adjust` (extra protocol decisions on the loaded clips, e.g. merlin's ``n``)."""
 
-    headline_metric = "accuracy"
     needs_folds: tuple = ()          # folds the protocol needs (tut: ("evaluation",)); missing -> refuse
     missing_fix = ""                 # how to get them
 
@@ -126,8 +125,8 @@ class ComparePreset(Preset):
                            f"the official {config.test_folds!r} cross-validation")
         try:
             resolve_split(config, clips)  # a DataError for split folds on one fold
-            self.adjust(config, clips, reduced, declared, notes, overrides or {})
             pools = _pool_minimum(config, clips)
+            self.adjust(config, clips, pools, notes, overrides or {})
         except (DataError, ParameterError) as exc:
             raise StudyError(f"preset {self.name} cannot run on this data: {exc}") from None
         smallest = min(pools.values())
@@ -147,10 +146,11 @@ class ComparePreset(Preset):
         trials = grid_plan(config, clips)
         grid = [dict(model=t.model, frontend=t.frontend, n=t.n, fold=t.fold, run=t.run) for t in trials]
         return Plan(self.name, dataset, config.root, reduced, declared, grid,
-                    dict(config=config, notes=notes, n_clips=len(clips), n_classes=len(clips.classes)))
+                    dict(config=config, notes=notes, clips=clips, n_clips=len(clips), n_classes=len(clips.classes)))
 
-    def adjust(self, config, clips, reduced: list, declared: list, notes: list, overrides: dict) -> None:
-        """Hook: protocol decisions that need the clips (default: none)."""
+    def adjust(self, config, clips, pools: dict, notes: list, overrides: dict) -> None:
+        """Hook: protocol decisions that need the clips (default: none). ``pools``: ``{test fold: fewest
+        training clips of any class}``; ``notes``: where to say what was decided."""
 
     # ---------------------------------------------------------------- dry run
     def dry_run(self, plan: Plan, time_one: bool = True) -> str:
@@ -173,37 +173,23 @@ class ComparePreset(Preset):
         return "\n".join(lines)
 
     # ---------------------------------------------------------------- run
-    def meta(self, plan: Plan) -> dict:
-        """The ``preset`` meta the report reads (api.md)."""
-        return dict(name=self.name, title=plan.title, citation=self.citation, reproduces=self.reproduces,
-                    reduced=list(plan.reduced), overrides=list(plan.overrides),
-                    claims=[c.as_dict() for c in self.claims], claims_note=self.claims_note,
-                    headline_metric=self.headline_metric,
-                    settings=[s.as_dict() for s in self.settings], notes=list(plan.details.get("notes", [])))
-
-    def run(self, plan: Plan, output_dir, *, jobs=None, ray=None, quiet=False, retry_failed=False) -> int:
-        """Run the plan's study into ``output_dir`` (``study.db``, ``config.json``, ``report/``); the ``preset`` meta
-        is stored once the folder is locked and the config accepted, before any trial trains. 0: every trial
-        succeeded; 1: some failed (stored, see the report)."""
+    def run(self, plan: Plan, output_dir, *, jobs=None, ray=None, quiet=False, retry_failed=False,
+            ray_num_gpus=0.0) -> int:
+        """Run the plan's study into ``output_dir`` (``study.db``, ``config.json``, ``report/``) with
+        :func:`melfront.report.study_to_report`; the ``preset`` meta is stored once the folder is locked and the
+        config accepted, before any trial trains. 0: every trial succeeded; 1: some failed (stored, see the report)."""
         from ..fileio import write_json
-        from ..report import check_compare, write_report
-        from ..study import ResultStore, run_study
-        config = copy.deepcopy(plan.details["config"])
-        config.compare = [list(p) for p in check_compare(config.compare or [], config.frontends)]
+        from ..report import study_to_report
+        from ..study import ResultStore
         out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
         meta = self.meta(plan)
 
         def accepted(stored):
             write_json(out / "config.json", stored.to_dict())
             ResultStore(out / "study.db").set_meta("preset", meta)
 
-        store = run_study(config, out / "study.db", ray_address=ray, jobs=jobs, quiet=quiet,
-                          retry_failed=retry_failed, accepted=accepted)
-        page = write_report(store.path, out / "report")
-        print(f"results: {store.path}\nreport:  {page} (and report.md)")
-        failed = store.failures()
-        return 1 if failed else 0
+        return study_to_report(copy.deepcopy(plan.details["config"]), out, accepted=accepted, ray_address=ray,
+                               jobs=jobs, quiet=quiet, retry_failed=retry_failed, ray_num_gpus=ray_num_gpus)
 
 
 # -------------------------------------------------------------------- helpers
@@ -281,10 +267,9 @@ def _estimate(preset, plan: Plan) -> list:
     scaled by each trial's epochs and training-set size."""
     import torch
 
-    from ..study import load_clips, split_for_trial, train_settings
+    from ..study import split_for_trial, train_settings
     from ..train import DEFAULT_MEL, resolve_settings, run_trial
-    config = plan.details["config"]
-    clips = load_clips(config)
+    config, clips = plan.details["config"], plan.details["clips"]
     firsts = {}
     for g in plan.grid:
         firsts.setdefault(g["model"], g)

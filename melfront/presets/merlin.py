@@ -95,21 +95,15 @@ class Merlin(ComparePreset):
     claims_note = ("The Merlin blog's own results were not available here (its settings are recalled from a "
                    "second-hand account), so no claim of it is set beside this study's measurement.")
 
-    def adjust(self, config, clips, reduced, declared, notes, overrides):
+    def adjust(self, config, clips, pools, notes, overrides):
         """Resolve ``n = "all"`` (the largest n every class has in every test fold's training pool) and the
         epoch budget (unless given)."""
-        from .compare import _pool_minimum
         if "n_per_class" not in overrides:
-            self._all_clips(config, clips, notes, _pool_minimum)
+            n = min(pools.values())
+            config.n_per_class = [n]
+            notes.append(f"n_per_class = {n}: the blog trained on all its data; {n} is the largest n every class has "
+                         f"in the training pool of every test fold (fewest: fold {min(pools, key=pools.get)})")
         self._budget(config, clips, notes, overrides)
-
-    @staticmethod
-    def _all_clips(config, clips, notes, _pool_minimum):
-        pools = _pool_minimum(config, clips)
-        n = min(pools.values())
-        config.n_per_class = [n]
-        notes.append(f"n_per_class = {n}: the blog trained on all its data; {n} is the largest n every class has in "
-                     f"the training pool of every test fold (fewest: fold {min(pools, key=pools.get)})")
 
     @staticmethod
     def _budget(config, clips, notes, overrides):

@@ -123,6 +123,17 @@ class Preset:
     claims: tuple = ()
     claims_note: str = ""
 
+    headline_metric: str = "accuracy"
+
+    def meta(self, plan: Plan) -> dict:
+        """What the report states besides the results: title, citation, reductions, overrides, claims (or why
+        none), headline metric, every setting, the plan's notes, data set and root (the ``preset`` meta)."""
+        return dict(name=self.name, title=plan.title, citation=self.citation, reproduces=self.reproduces,
+                    reduced=list(plan.reduced), overrides=list(plan.overrides),
+                    claims=[c.as_dict() for c in self.claims], claims_note=self.claims_note,
+                    headline_metric=self.headline_metric, settings=[s.as_dict() for s in self.settings],
+                    notes=list(plan.details.get("notes", [])), dataset=plan.dataset, root=plan.root)
+
     def values(self) -> dict:
         """``{key: value}`` of every setting (the last one wins if a key repeats)."""
         return {s.key: s.value for s in self.settings}
@@ -164,8 +175,10 @@ class Preset:
         """The grid of ``plan`` and, when ``time_one``, an estimate of its CPU time."""
         raise NotImplementedError
 
-    def run(self, plan: Plan, output_dir, *, jobs=None, ray=None, quiet=False, retry_failed=False) -> int:
-        """Run ``plan`` to a report in ``output_dir``; 0 when every trial succeeded, 1 when some failed."""
+    def run(self, plan: Plan, output_dir, *, jobs=None, ray=None, quiet=False, retry_failed=False,
+            ray_num_gpus=0.0) -> int:
+        """Run ``plan`` to a report in ``output_dir``; 0 when every trial succeeded, 1 when some failed
+        (``jobs``, ``ray``, ``ray_num_gpus``: as :func:`melfront.study.run_study`'s)."""
         raise NotImplementedError
 
     def __repr__(self):

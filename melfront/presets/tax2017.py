@@ -263,19 +263,14 @@ class Tax2017(Preset):
         return "\n".join(lines)
 
     # ---------------------------------------------------------------- run
-    def meta(self, plan: Plan) -> dict:
-        """What the report states besides the results (title, citation, reductions, overrides, settings, claims)."""
-        return dict(name=self.name, title=plan.title, citation=self.citation, reproduces=self.reproduces,
-                    reduced=list(plan.reduced), overrides=list(plan.overrides),
-                    claims=[c.as_dict() for c in self.claims], headline_metric="accuracy",
-                    settings=[x.as_dict() for x in self.settings], dataset=plan.dataset, root=plan.root)
-
-    def run(self, plan: Plan, output_dir, *, jobs=None, ray=None, quiet=False, retry_failed=False) -> int:
+    def run(self, plan: Plan, output_dir, *, jobs=None, ray=None, quiet=False, retry_failed=False,
+            ray_num_gpus=0.0) -> int:
         """Run the protocol (:func:`melfront.mst.protocol.run_protocol`) into ``output_dir``: ``results.json``,
         ``report.md``, the figures, one folder per fold. 0: every fold finished; 1: some failed (see the report).
-        The folds run one after another in this process: ``jobs`` and ``ray`` are not used (said on stderr)."""
+        The folds run one after another in this process: ``jobs``, ``ray`` and ``ray_num_gpus`` are not used (said
+        on stderr)."""
         from ..mst.protocol import run_protocol
-        if (jobs not in (None, 1)) or ray:
+        if (jobs not in (None, 1)) or ray or ray_num_gpus:
             print(f"{self.name}: the folds run one after another in this process; --jobs/--ray are not used",
                   file=sys.stderr)
         results = run_protocol(plan.details["splits"], plan.details["classes"], output_dir,

@@ -147,17 +147,15 @@ def episode_batch(features, clips_by_class, s: dict, kind: str, hop_length: int 
     (True, (4, 4, 8))
     """
     rng = rng_for("episode", seed, epoch, k)
-    if support is not None:
-        sup_x, sup_y = support
-        query = query_clips(clips_by_class, s["query_per_class"], rng)
-        g = torch.Generator().manual_seed(seed_for("episode-crops", seed, epoch, k))
-        patches = [random_crop(features[c], s["patch_frames"], g, kind, hop_length) for c, _ in query]
-        x = torch.cat([sup_x.to(device, torch.float32), torch.stack(patches).to(device, torch.float32)])
-        return x, sup_y.to(device), torch.tensor([lab for _, lab in query], device=device)
-    support, query = episode(clips_by_class, s["support_per_class"], s["query_per_class"], rng)
+    if support is None:
+        drawn, query = episode(clips_by_class, s["support_per_class"], s["query_per_class"], rng)
+    else:
+        drawn, query = [], query_clips(clips_by_class, s["query_per_class"], rng)
     g = torch.Generator().manual_seed(seed_for("episode-crops", seed, epoch, k))
-    patches = [random_crop(features[c], s["patch_frames"], g, kind, hop_length) for c, _ in support + query]
-    x = torch.stack(patches).to(device, torch.float32)
-    sup_y = torch.tensor([lab for _, lab in support], device=device)
-    qry_y = torch.tensor([lab for _, lab in query], device=device)
-    return x, sup_y, qry_y
+    x = torch.stack([random_crop(features[c], s["patch_frames"], g, kind, hop_length)
+                     for c, _ in drawn + query]).to(device, torch.float32)
+    if support is None:
+        sup_y = torch.tensor([lab for _, lab in drawn], device=device)
+    else:
+        x, sup_y = torch.cat([support[0].to(device, torch.float32), x]), support[1].to(device)
+    return x, sup_y, torch.tensor([lab for _, lab in query], device=device)

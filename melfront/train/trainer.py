@@ -252,7 +252,8 @@ class Trainer:
         self.model.eval()
         emb, ys = [], []
         if self.s["support"] == "fixed":
-            x_all, y_all, _ = self.fixed_support(features, labels)
+            # fit drew the set from these training clips already; another caller draws it (the same, by seed)
+            x_all, y_all, _ = self._support or self.fixed_support(features, labels)
             parts = [(x_all[b:b + self.s["eval_batch_size"]], y_all[b:b + self.s["eval_batch_size"]])
                      for b in range(0, len(y_all), self.s["eval_batch_size"])]
         else:
