@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from melfront.report import difference_family, family_size, write_report
-from melfront.report_claims import claim_comparisons, preset_meta, reading
+from melfront.report.claims import claim_comparisons, preset_meta, reading
 from melfront.study import ResultStore, StudyConfig, Trial
 
 RUNS = {"1": 1, "5": 4}   # n=1: one pair (no interval), n=5: four pairs

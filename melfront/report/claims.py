@@ -18,7 +18,7 @@ import html
 import json
 import math
 
-from .report_sections import html_table, md_table
+from .sections import html_table, md_table
 
 __all__ = ["METRICS", "preset_meta", "report_title", "headline_metric", "claim_comparisons", "reading",
            "protocol_section", "claims_section"]

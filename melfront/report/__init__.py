@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from .errors import MelfrontError, ParameterError, StudyError
-from .frontends import frontend as build_frontend
-from .plotting import plot_accuracy_vs_n, plot_learned_parameters, show_clips
-from . import report_claims as claims
-from .report_sections import (account_sections, html_table, md_table, planned_runs, run_counts, settings_section,
-                              write_pages)
-from .study import ResultStore, StudyConfig, load_clips
-from .train import DEFAULT_MEL, frontend_common
+from ..errors import MelfrontError, ParameterError, StudyError
+from ..frontends import frontend as build_frontend
+from ..plotting import plot_accuracy_vs_n, plot_learned_parameters, show_clips
+from ..study import ResultStore, StudyConfig, load_clips
+from ..train import DEFAULT_MEL, frontend_common
+from . import claims
+from .sections import (account_sections, html_table, md_table, planned_runs, run_counts, settings_section,
+                       write_pages)
 
 __all__ = ["write_report", "summary_table", "difference_table", "difference_tables", "difference_family",
            "family_size", "paired_difference", "holm",
@@ -369,7 +369,7 @@ def _short(row) -> bool:
 
 def _table_sections(store, rows, config: StudyConfig, frontends, pairs, preset=None) -> list[tuple[str, str, str]]:
     """The report's text: ``(heading, markdown, html)`` of the intro, the tables and the account sections; with a
-    preset study's meta (:mod:`melfront.report_claims`) its Protocol, its headline metric and its claims too."""
+    preset study's meta (:mod:`melfront.report.claims`) its Protocol, its headline metric and its claims too."""
     failures = store.failures()
     folds, planned = planned_runs(config, rows, failures)
     shortfalls = store.meta("cell_shortfalls", default=[]) or []
@@ -438,7 +438,7 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None, ex
     listing them (:func:`check_compare`). ``examples=False`` skips the example-clip figure (it reads the
     data set). A store without finished trials is a StudyError. A preset study (the meta ``"preset"``) gets the
     preset's title, "(reduced)" when reduced, unless ``title`` is given, a Protocol section, its headline
-    metric first and the paper's claims beside the result (:mod:`melfront.report_claims`). (Drawing the figures takes a few seconds,
+    metric first and the paper's claims beside the result (:mod:`melfront.report.claims`). (Drawing the figures takes a few seconds,
     so the example is not run by the doctests; tests/test_report.py runs it.)
 
     >>> page = write_report("studies/quick/study.db", "studies/quick/report")  # doctest: +SKIP
@@ -481,7 +481,7 @@ def study_to_report(config, out_dir, *, accepted, **run_options) -> int:
     """
     import sys
 
-    from .study import run_study  # looked up at call time (tests stand a fake trial runner in for it)
+    from ..study import run_study  # looked up at call time (tests stand a fake trial runner in for it)
     config.compare = [list(p) for p in check_compare(config.compare or [], config.frontends)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
