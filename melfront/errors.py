@@ -14,7 +14,7 @@ True
 from __future__ import annotations
 
 __all__ = ["MelfrontError", "ParameterError", "AudioError", "DataError", "MetadataError", "DownloadError",
-           "UnsafeArchiveError", "StudyError", "CheckpointError", "TrainingError", "DivergenceError"]
+           "UnsafeArchiveError", "StudyError", "CheckpointError", "TrainingError", "DivergenceError", "PathError"]
 
 
 class MelfrontError(Exception):
@@ -87,3 +87,39 @@ class TrainingError(MelfrontError):
 
 class DivergenceError(TrainingError, FloatingPointError):
     """Training diverged: the loss or a parameter became NaN or infinite."""
+
+
+class PathError(MelfrontError, OSError):
+    """An operating-system error on a user's own path (read-only folder, full disk, a directory where a file
+    was asked for): the message names the path and the errno's meaning, on one line.
+
+    >>> import errno
+    >>> str(PathError.from_os_error(OSError(errno.ENOSPC, "No space left on device"), "out/report.md"))
+    'out/report.md: no space left on device (ENOSPC)'
+    >>> str(PathError.from_os_error(PermissionError(13, "Permission denied", "/ro/x")))
+    '/ro/x: permission denied (EACCES)'
+    """
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path=None, doing: str | None = None) -> "PathError":
+        """The one-line error of ``exc``: ``path`` (else the exception's own file name), what failed (``doing``,
+        e.g. ``"cannot write the report"``) and the errno's meaning with its symbolic name."""
+        import errno as _errno
+        import os as _os
+        if isinstance(exc, PathError):
+            return exc
+        where = path if path is not None else (exc.filename if exc.filename is not None else None)
+        if exc.errno:
+            cause = f"{_os.strerror(exc.errno)[:1].lower()}{_os.strerror(exc.errno)[1:]} " \
+                    f"({_errno.errorcode.get(exc.errno, exc.errno)})"
+        else:
+            cause = " ".join(str(exc).split()) or type(exc).__name__
+        if exc.filename2 is not None:
+            cause += f" (and {exc.filename2})"
+        text = f"{doing}: {cause}" if doing else cause
+        err = cls(f"{where}: {text}" if where is not None else text)
+        err.errno, err.filename, err.strerror = exc.errno, str(where) if where is not None else None, cause
+        return err
+
+    def __str__(self):
+        return self.args[0] if self.args else ""

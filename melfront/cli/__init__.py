@@ -24,7 +24,7 @@ import argparse
 import sys
 import traceback
 
-from ..errors import MelfrontError
+from ..errors import MelfrontError, PathError
 from . import audio, data, export, mst, presets, study, train
 from .options import split_specs
 from .study import study_config_from_args
@@ -92,9 +92,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"melfront {cmd}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (MelfrontError, FileNotFoundError, PermissionError, FloatingPointError) as exc:
+    except (MelfrontError, OSError, FloatingPointError) as exc:  # an OSError is the user's path or disk: name both
         if args.debug:
             traceback.print_exc()
+        if isinstance(exc, OSError) and not isinstance(exc, MelfrontError):
+            exc = PathError.from_os_error(exc)
         print(f"melfront {cmd}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # anything else is a bug in melfront: say so, and how to report it
