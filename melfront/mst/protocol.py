@@ -28,6 +28,7 @@ from ..checks import boolean, finite_float, nonnegative_int, one_of, positive_fl
 from ..errors import MelfrontError, ParameterError, StudyError
 from ..fileio import write_json
 from ..plotting.mst import plot_fold_average, plot_mst_curves
+from ..report.stats import mean_interval, mean_std
 from ..train import default_device
 from .checkpoint import save_mst
 from .learn import levels_off, train_mst
@@ -204,11 +205,6 @@ def run_fold(split: dict, classes, settings: ProtocolSettings, output_dir, *, de
                                                              + test.skipped]}
 
 
-def _mean_std(values) -> tuple:
-    v = np.asarray(values, dtype=float)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
 def average_curves(fold_arms: list) -> dict:
     """Average per-epoch test accuracy over folds: ``fold_arms`` is a list (one per fold) of
     ``{arm: {"label", "curve": [{"epoch", "test_accuracy"}, ...]}}``. Returns ``{arm: {"label", "curve":
@@ -231,10 +227,10 @@ def average_curves(fold_arms: list) -> dict:
                 by_epoch.setdefault(int(r["epoch"]), []).append(float(r["test_accuracy"]))
         curve = []
         for ep in sorted(by_epoch):
-            m, sd = _mean_std(by_epoch[ep])
+            m, sd = mean_std(by_epoch[ep])
             curve.append({"epoch": ep, "mean": m, "std": sd, "n_folds": len(by_epoch[ep])})
-        final = _mean_std([item["curve"][-1]["test_accuracy"] for item in per_fold])
-        best = _mean_std([max(r["test_accuracy"] for r in item["curve"]) for item in per_fold])
+        final = mean_std([item["curve"][-1]["test_accuracy"] for item in per_fold])
+        best = mean_std([max(r["test_accuracy"] for r in item["curve"]) for item in per_fold])
         out[arm] = {"label": per_fold[0].get("label", LABELS.get(arm, arm)), "curve": curve,
                     "final": {"mean": final[0], "std": final[1]}, "best": {"mean": best[0], "std": best[1]}}
     return out
@@ -372,7 +368,7 @@ def _measured(diffs) -> str:
         return "not measured"
     if len(diffs) == 1:
         return f"{100 * diffs[0]:+.1f}"
-    mean, std = _mean_std(diffs)
+    mean, std = mean_std(diffs)
     return f"{100 * mean:+.1f} ± {_pct(std)}"
 
 
@@ -384,9 +380,9 @@ def _reading(diffs, ok) -> str:
     if len(diffs) == 1:
         return (f"one fold: no spread to test against; one test clip is {clip:.1f} points and the final epoch "
                 f"alone is noisy")
-    mean, std = _mean_std(diffs)
-    from scipy.stats import t
-    half = float(t.ppf(0.975, len(diffs) - 1)) * std / math.sqrt(len(diffs))  # 95 % CI of the mean over folds
+    mean = mean_std(diffs)[0]
+    low, high = mean_interval(diffs, 0.95)  # 95 % CI of the mean over folds
+    half = (high - low) / 2
     if abs(mean) <= half:
         return f"within the fold-to-fold noise (95 % CI ±{100 * half:.1f} points spans 0)"
     return f"{'B' if mean > 0 else 'A'} better by {100 * abs(mean):.1f} points (95 % CI ±{100 * half:.1f} excludes 0)"

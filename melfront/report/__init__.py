@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+from scipy.stats import ttest_rel, wilcoxon  # (not `stats`: the name is this package's stats module)
 
 from ..errors import MelfrontError, ParameterError, StudyError
 from ..frontends import frontend as build_frontend
@@ -27,6 +27,7 @@ from ..train import DEFAULT_MEL, frontend_common
 from . import claims
 from .sections import (account_sections, html_table, md_table, planned_runs, run_counts, settings_section,
                        write_pages)
+from .stats import CONFIDENCE, mean_std, paired_interval  # CONFIDENCE: coverage of a paired difference's CI
 
 __all__ = ["write_report", "summary_table", "difference_table", "difference_tables", "difference_family",
            "family_size", "paired_difference", "holm",
@@ -34,21 +35,12 @@ __all__ = ["write_report", "summary_table", "difference_table", "difference_tabl
 
 #: Holm-adjusted p-value below which a paired difference is marked significant (``*``, highlighted cells).
 SIGNIFICANCE = 0.05
-#: Coverage of the confidence interval of a mean paired difference.
-CONFIDENCE = 0.95
 #: Fewest pairs for which the Wilcoxon signed-rank test is given too (its smallest two-sided p is 2 / 2**pairs).
 WILCOXON_MIN_PAIRS = 6
 
 # Example rows of the doctests: "b" beats "a" by 0.1 in each of 3 paired runs.
 _ROWS = [dict(model="sbcnn", frontend=fe, n=1, fold=1, run=run, accuracy=acc + (0.1 if fe == "b" else 0.0))
          for run, acc in enumerate((0.5, 0.6, 0.55)) for fe in ("a", "b")]
-
-
-def _mean_std(values):
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
 def summary_table(rows, metric: str = "accuracy") -> dict:
@@ -63,7 +55,7 @@ def summary_table(rows, metric: str = "accuracy") -> dict:
         groups[(r["model"], r["frontend"], r["n"])].append(r[metric])
     table = defaultdict(dict)
     for (model, fe, n), vals in groups.items():
-        m, s = _mean_std(vals)
+        m, s = mean_std(vals)
         table[(model, fe)][n] = (m, s, len(vals))
     return dict(table)
 
@@ -96,9 +88,9 @@ def _paired_p(x, y, d) -> tuple[float, float]:
     if np.allclose(d, 0.0):  # no difference at all: nothing against the null
         p_t = p_w = 1.0
     elif np.allclose(d, d[0]):  # a constant non-zero difference: t is infinite
-        p_t, p_w = 0.0, float(stats.wilcoxon(y, x).pvalue)
+        p_t, p_w = 0.0, float(wilcoxon(y, x).pvalue)
     else:
-        p_t, p_w = float(stats.ttest_rel(y, x).pvalue), float(stats.wilcoxon(y, x).pvalue)
+        p_t, p_w = float(ttest_rel(y, x).pvalue), float(wilcoxon(y, x).pvalue)
     return p_t, (p_w if len(d) >= WILCOXON_MIN_PAIRS else float("nan"))
 
 
@@ -123,11 +115,8 @@ def paired_difference(rows, model, n, a, b, metric="accuracy"):
     x = np.array([by[a][k] for k in keys], dtype=float)
     y = np.array([by[b][k] for k in keys], dtype=float)
     d = y - x
-    mean, std = _mean_std(d)
-    ci = None
-    if len(d) >= 2:
-        half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(d) - 1)) * std / math.sqrt(len(d))
-        ci = (mean - half, mean + half)
+    mean, std = mean_std(d)
+    ci = paired_interval(y, x, CONFIDENCE)
     p, p_w = _paired_p(x, y, d)
     return dict(mean=mean, std=std, count=len(keys), ci=ci, p=p, p_wilcoxon=p_w, p_holm=p, p_wilcoxon_holm=p_w)
 
