@@ -33,6 +33,7 @@ from ..models import kernel_weights
 from .batches import (batches, episode_batch, episodes_per_epoch, epoch_order, eval_dataset, fixed_support,
                       train_dataset)
 from .checkpoint import cpu_state_dict, load_checkpoint, load_weights, save_checkpoint
+from .dense import clip_patch_logits
 from .metrics import aggregate, clip_metrics
 from .settings import TrainSettings
 
@@ -277,7 +278,11 @@ class Trainer:
         self.model.eval()
         ds = self._eval_dataset(features, [0] * len(features))
         out, idx = [], []
-        for x, _, clips in batches(ds, range(len(ds)), self.s["eval_batch_size"], self.device):
+        if self.kind == "mel":  # exact dense evaluation where it is exact, else batched patches (train/dense.py)
+            logits = clip_patch_logits(self.model, ds.features, ds.index, ds.n_frames, self.s["eval_batch_size"],
+                                       device=self.device)
+            out, idx = [torch.log_softmax(logits.double(), dim=1).cpu()], ds.clip_indices
+        for x, _, clips in ([] if out else batches(ds, range(len(ds)), self.s["eval_batch_size"], self.device)):
             out.append(torch.log_softmax(self.model(x).double(), dim=1).cpu())
             idx.extend(clips)
         log_probs = torch.cat(out)

@@ -1,0 +1,305 @@
+"""Evaluation patches scored in one pass per clip: exact dense evaluation, and batched patches otherwise.
+
+A clip is scored (:meth:`melfront.train.Trainer.predict`) by the mean of its patches' predictions, every
+``patch_frames`` patch ``eval_hop`` frames apart. At hop 1 a frame is recomputed by up to ``patch_frames``
+patches. For a backbone made of **unpadded** (valid) convolutions along time, max-poolings without padding,
+pointwise layers (ReLU, ELU, dropout and batch norm in eval mode) and a dense head on the flattened map
+(SB-CNN, PiczakCNN without deltas) or a global max (TIMBRE), the whole clip can instead run once:
+
+- a stride-1 layer is shift-equivariant, so running it on the clip computes it for every patch at once;
+- a pooling of stride ``k`` along time splits the map into its ``k`` phases (the clip shifted by
+  ``0 .. k-1`` positions, each pooled): the *shift-and-stitch* of Long, Shelhamer & Darrell (2015),
+  equivalently the filter rarefaction of Sermanet et al.'s OverFeat (ICLR 2014). After pools of total
+  stride ``S`` a patch starting at frame ``s`` is position ``s // S`` of phase ``s mod S``; each layer
+  costs about one pass over the clip (the phases of a map together are as long as the map);
+- the dense layer on the flattened ``(C, h, w)`` map is a ``h x w`` convolution over the final maps,
+  the layers after it act per position; a global max is a running max of the patch's width.
+
+The logits equal the patch-by-patch loop's to float rounding (tested at 1e-5 relative, float32) at any
+hop, because every patch's computation is a sub-computation of the dense one. Long clips are cut into
+chunks of ``chunk_frames`` patch starts (a multiple of ``S``) plus the ``patch_frames - 1`` frames the last
+patch needs, so an hour-long clip needs memory for one chunk, not the clip.
+
+The frontend runs on the whole chunk, which equals running it per patch only when it is **frame-local**
+(each output frame a function of the same input frame): the fixed and learned logarithms (logeps, log10000,
+logoffset, loglearn, logfloor), the learned power, ``db`` with a numeric ``ref`` and ``top_db=None``, and
+stacks or chains of these (:func:`frame_local`). ``db`` with ``top_db`` or ``ref="max"``, ``minmax`` and PCEN
+(a recursive smoother over time, started anew in each patch) depend on the patch they see, so these
+classifiers, the padded backbones (VGG, the protonet's VGG, ResNet: zero padding at a patch's edges is not
+the clip's neighbouring frames, so no patch is a sub-computation of the clip's pass), PiczakCNN with deltas
+(the delta filter pads at the patch's edges) and waveform frontends are scored patch by patch, in large
+batches cut from each clip with ``unfold`` (:func:`patch_logits`). :func:`dense_reason` says which path a
+classifier takes and why.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..checks import positive_int
+from ..data.patches import repeat_pad
+from ..frontends import Chain, Decibel, LogFloor, LogLearn, LogOffset, PowerLearn, Stack
+from ..models import PiczakCNN, SBCNN, Timbre
+
+__all__ = ["frame_local", "dense_plan", "dense_reason", "dense_logits", "patch_logits", "clip_patch_logits"]
+
+_POINTWISE = (nn.ReLU, nn.ELU, nn.Identity, nn.Dropout, nn.BatchNorm2d, nn.LeakyReLU)
+_LOCAL_FRONTENDS = (LogOffset, LogLearn, LogFloor, PowerLearn)  # LogEPS and Log10000 derive from LogOffset
+
+
+def frame_local(frontend: nn.Module) -> bool:
+    """Whether each output frame of ``frontend`` depends on the same input frame only.
+
+    >>> from melfront import frontend
+    >>> [frame_local(frontend(s)) for s in ("logeps", "loglearn", "db", "db(top_db=None)", "pcen", "stack(logeps, power)")]
+    [True, True, False, True, False, True]
+    """
+    if isinstance(frontend, (Stack, Chain)):
+        return all(frame_local(f) for f in frontend.frontends)
+    if isinstance(frontend, Decibel):
+        return not frontend._ref_max and frontend.top_db is None
+    return isinstance(frontend, _LOCAL_FRONTENDS)
+
+
+def dense_plan(backbone: nn.Module):
+    """``(trunk, head)`` of a backbone that dense evaluation computes exactly, else None.
+
+    ``trunk``: the layers before the head, each a valid stride-1 convolution along time, an unpadded
+    max-pooling, or a pointwise layer; ``head``: ``("dense", layers)`` (flatten, a linear layer, then layers
+    acting per position) or ``("max", ())`` (global max over the map).
+
+    >>> from melfront import models
+    >>> dense_plan(models.build("sbcnn", 10))[1][0], dense_plan(models.build("vgg", 10)) is None
+    ('dense', True)
+    """
+    if isinstance(backbone, SBCNN):
+        trunk, head = [backbone.input_bn, *backbone.features], ("dense", tuple(backbone.head))
+    elif isinstance(backbone, PiczakCNN) and not backbone.deltas:
+        trunk, head = list(backbone.features), ("dense", tuple(backbone.head))
+    elif isinstance(backbone, Timbre):
+        trunk, head = [backbone.input_bn, backbone.conv], ("max", ())
+    else:
+        return None
+    if not all(_valid_layer(m) for m in trunk):
+        return None
+    if head[0] == "dense" and not (isinstance(head[1][0], nn.Flatten) and _head_ok(head[1][1:])):
+        return None
+    return trunk, head
+
+
+def _valid_layer(m: nn.Module) -> bool:
+    if isinstance(m, nn.Conv2d):
+        return (m.stride[1] == 1 and m.padding in ((0, 0), "valid") and m.dilation[1] == 1
+                and m.padding_mode == "zeros")
+    if isinstance(m, nn.MaxPool2d):
+        k, s, p, d = (v if isinstance(v, tuple) else (v, v) for v in (m.kernel_size, m.stride, m.padding, m.dilation))
+        return p == (0, 0) and d == (1, 1) and not m.ceil_mode
+    return isinstance(m, _POINTWISE)
+
+
+def _head_ok(layers) -> bool:
+    linear = [m for m in layers if isinstance(m, nn.Linear)]
+    return bool(linear) and isinstance(layers[0], (nn.Linear, nn.Dropout)) and \
+        all(isinstance(m, (nn.Linear, nn.ReLU, nn.ELU, nn.Dropout, nn.Identity)) for m in layers)
+
+
+def dense_reason(model: nn.Module, kind: str = "mel") -> str | None:
+    """None when :func:`dense_logits` is exact for ``model`` (a Classifier) in its current mode; else why not.
+
+    >>> from melfront.train import build_classifier
+    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=64)
+    >>> dense_reason(build_classifier("logeps", "sbcnn", 2, mel, 100)[0].eval()) is None
+    True
+    >>> dense_reason(build_classifier("pcen", "sbcnn", 2, mel, 100)[0].eval())
+    'the frontend PCEN is not frame-local'
+    """
+    if kind != "mel":
+        return "waveform features"
+    if model.training:
+        return "the model is in training mode"
+    if not frame_local(model.frontend):
+        return f"the frontend {type(model.frontend).__name__} is not frame-local"
+    if dense_plan(model.backbone) is None:
+        return f"the backbone {type(model.backbone).__name__} has padding or layers that differ per patch"
+    return None
+
+
+def _pool_phases(x: torch.Tensor, pool: nn.MaxPool2d, offsets: list[int], stride_so_far: int):
+    """Pool every time phase of ``x`` ``(K*B, C, M, W)``: ``(st*K*B, C, M, n)`` and the new phase offsets."""
+    kt, st = _pair(pool.kernel_size)[1], _pair(pool.stride if pool.stride else pool.kernel_size)[1]
+    if st == 1:
+        return pool(x), offsets
+    width = x.shape[-1]
+    if width < kt:
+        n = 0
+    else:
+        n = (width - kt) // st + 1
+    need = (n - 1) * st + kt + st - 1
+    if need > width:  # zeros at the far end only reach positions no patch uses
+        x = nn.functional.pad(x, (0, need - width))
+    span = (n - 1) * st + kt
+    out = torch.cat([pool(x[..., r:r + span]) for r in range(st)])
+    return out, [o + r * stride_so_far for r in range(st) for o in offsets]
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+def _trunk(x: torch.Tensor, trunk):
+    """Run the trunk densely: ``(maps (K*B, C, h, W), offsets of the K phases, total time stride)``."""
+    offsets, stride = [0], 1
+    for m in trunk:
+        if isinstance(m, nn.MaxPool2d):
+            x, offsets = _pool_phases(x, m, offsets, stride)
+            stride *= _pair(m.stride if m.stride else m.kernel_size)[1]
+        else:
+            x = m(x)
+    return x, offsets, stride
+
+
+def _head(maps: torch.Tensor, head, patch_shape) -> torch.Tensor:
+    """Logits at every final position: ``(N, positions, n_classes)``; ``patch_shape`` = (h, w) of one patch."""
+    h, w = patch_shape
+    kind, layers = head
+    if kind == "max":
+        z = maps.amax(dim=-2)
+        return nn.functional.max_pool1d(z, w, stride=1).transpose(1, 2)
+    layers = layers[1:]  # after Flatten
+    first = next(i for i, m in enumerate(layers) if isinstance(m, nn.Linear))
+    lin = layers[first]
+    weight = lin.weight.reshape(lin.out_features, maps.shape[1], h, w)
+    z = nn.functional.conv2d(maps, weight, lin.bias).squeeze(2).transpose(1, 2)  # (N, positions, out)
+    for m in layers[first + 1:]:
+        z = m(z)
+    return z
+
+
+def dense_logits(model: nn.Module, features: Sequence[torch.Tensor], index: Sequence[tuple[int, int]],
+                 patch_frames: int, chunk_frames: int = 2048, batch_frames: int = 16384,
+                 device=None) -> torch.Tensor:
+    """Logits ``(len(index), n_classes)`` of the patches ``index`` (``(clip, start frame)`` pairs), exactly.
+
+    Equal to ``model(patch)`` for each patch ``features[clip][..., start:start + patch_frames]`` (clips
+    shorter than a patch repeat-padded, as :func:`melfront.data.patches.crop`), computed densely as the
+    module docstring explains; needs :func:`dense_reason` to be None (else ``ValueError`` is not raised:
+    call it first). ``chunk_frames`` bounds the patch starts scored per pass of a clip (rounded up to a
+    multiple of the backbone's time stride); ``batch_frames`` the frames of equal-length chunks batched
+    together. Mel features ``(n_mels, frames)`` or ``(channels, n_mels, frames)``.
+
+    >>> from melfront.train import build_classifier
+    >>> from melfront.data.patches import PatchDataset
+    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52)
+    >>> clf = build_classifier("logeps", "sbcnn", 3, mel, 100)[0].eval()
+    >>> feats = [torch.rand(52, 130), torch.rand(52, 90)]
+    >>> ds = PatchDataset(feats, [0, 0], n_frames=100, mode="all", hop=7)
+    >>> with torch.no_grad():
+    ...     loop = clf(torch.stack([ds[i][0] for i in range(len(ds))]))
+    ...     dense = dense_logits(clf, feats, ds.index, 100)
+    >>> dense.shape, bool(torch.allclose(dense, loop, rtol=1e-5, atol=1e-5))
+    (torch.Size([7, 3]), True)
+    """
+    patch_frames = positive_int("patch_frames", patch_frames)
+    trunk, head = dense_plan(model.backbone)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    stride = 1
+    for m in trunk:
+        if isinstance(m, nn.MaxPool2d):
+            stride *= _pair(m.stride if m.stride else m.kernel_size)[1]
+    chunk = -(-positive_int("chunk_frames", chunk_frames) // stride) * stride
+    # chunks: (clip, base frame, starts in the chunk as (item, start))
+    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for item, (clip, start) in enumerate(index):
+        groups.setdefault((clip, start // chunk * chunk), []).append((item, start))
+    by_len: dict[int, list] = {}
+    padded = {}
+    for (clip, base), items in groups.items():
+        if clip not in padded:
+            padded[clip] = repeat_pad(features[clip], patch_frames)
+        end = min(padded[clip].shape[-1], max(s for _, s in items) + patch_frames)
+        by_len.setdefault(end - base, []).append((clip, base, items))
+    n_classes = None
+    out = None
+    patch_shape = None
+    for length, chunks in by_len.items():
+        per = max(1, batch_frames // length)
+        for b in range(0, len(chunks), per):
+            part = chunks[b:b + per]
+            x = torch.stack([padded[c][..., base:base + length] for c, base, _ in part]).to(device, torch.float32)
+            z = model.features(x)
+            if patch_shape is None:
+                patch_shape = _trunk(z[:1, ..., :patch_frames], trunk)[0].shape[-2:]
+            maps, offsets, _ = _trunk(z, trunk)
+            logits = _head(maps, head, patch_shape)  # (K*B, positions, n_classes)
+            if out is None:
+                n_classes = logits.shape[-1]
+                out = torch.empty(len(index), n_classes, dtype=logits.dtype, device=logits.device)
+            n_b = len(part)
+            rows, cols, items = [], [], []
+            for j, (_, base, its) in enumerate(part):
+                for item, start in its:
+                    rel = start - base
+                    rows.append(offsets.index(rel % stride) * n_b + j)
+                    cols.append(rel // stride)
+                    items.append(item)
+            out[items] = logits[rows, cols]
+    if out is None:
+        return torch.zeros(0, 0)
+    return out
+
+
+def patch_logits(model: nn.Module, features: Sequence[torch.Tensor], index: Sequence[tuple[int, int]],
+                 patch_frames: int, batch_size: int = 64, device=None) -> torch.Tensor:
+    """Logits ``(len(index), n_classes)`` of the mel patches ``index``, patch by patch in batches.
+
+    The patches of a clip are cut at once (``Tensor.unfold``, a view) and gathered into batches of
+    ``batch_size``: the path for classifiers :func:`dense_logits` cannot compute exactly.
+
+    >>> from melfront.train import build_classifier
+    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=32)
+    >>> clf = build_classifier("pcen", "vgg", 2, mel, 32, {"width": 4})[0].eval()
+    >>> feats = [torch.rand(32, 50)]
+    >>> with torch.no_grad():
+    ...     z = patch_logits(clf, feats, [(0, 0), (0, 18)], 32)
+    ...     ref = clf(torch.stack([feats[0][:, :32], feats[0][:, 18:]]))
+    >>> bool(torch.equal(z, ref))
+    True
+    """
+    patch_frames = positive_int("patch_frames", patch_frames)
+    batch_size = positive_int("batch_size", batch_size)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    views: dict[int, torch.Tensor] = {}
+    outs = []
+    for b in range(0, len(index), batch_size):
+        part = index[b:b + batch_size]
+        rows = []
+        for clip, start in part:
+            if clip not in views:
+                views[clip] = repeat_pad(features[clip], patch_frames).unfold(-1, patch_frames, 1)
+            rows.append(views[clip][..., start, :])
+        outs.append(model(torch.stack(rows).to(device, torch.float32)))
+    return torch.cat(outs) if outs else torch.zeros(0, 0)
+
+
+def clip_patch_logits(model: nn.Module, features, index, patch_frames: int, batch_size: int, kind: str = "mel",
+                      device=None) -> torch.Tensor:
+    """:func:`dense_logits` where exact (:func:`dense_reason` None), else :func:`patch_logits` (mel features).
+
+    Waveform features are not handled here (the caller's patch loop scores them).
+
+    >>> from melfront.train import build_classifier
+    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=108)
+    >>> clf = build_classifier("loglearn", "timbre", 2, mel, 16)[0].eval()
+    >>> feats = [torch.rand(108, 40)]
+    >>> with torch.no_grad():
+    ...     z = clip_patch_logits(clf, feats, [(0, 0), (0, 5), (0, 24)], 16, 64)
+    ...     ref = torch.cat([clf(feats[0][None, :, s:s + 16]) for s in (0, 5, 24)])
+    >>> bool(torch.allclose(z, ref, rtol=1e-5, atol=1e-6))
+    True
+    """
+    if dense_reason(model, kind) is None:
+        return dense_logits(model, features, index, patch_frames, batch_frames=batch_size * patch_frames,
+                            device=device)
+    return patch_logits(model, features, index, patch_frames, batch_size, device=device)
