@@ -37,7 +37,7 @@ from ..data.patches import PatchDataset, random_crop
 from ..data.sampling import episode, query_clips, rng_for, seed_for, support_clips
 
 __all__ = ["train_dataset", "eval_dataset", "batches", "epoch_order", "episode_batch", "episodes_per_epoch",
-           "fixed_support"]
+           "fixed_support", "grid_dataset", "grid_by_class", "grid_queries", "grid_updates_per_epoch"]
 
 
 def train_dataset(features, labels, s: dict, kind: str, hop_length: int | None, seed: int) -> PatchDataset:
@@ -82,17 +82,22 @@ def batches(ds: PatchDataset, order: Sequence[int], batch_size: int, device):
         yield x, y, [it[2] for it in items]
 
 
-def epoch_order(n_items: int, batch_size: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled item order of an epoch; a last batch of one item is dropped (batch norm needs two).
+def epoch_order(n_items: int, batch_size: int, seed: int, epoch: int, drop_last: bool = False) -> list[int]:
+    """The shuffled item order of an epoch; a last batch of one item is dropped (batch norm needs two), and
+    with ``drop_last`` every last partial batch (Tax et al.'s EnvClassification loader, ``loader.py``).
 
     >>> sorted(epoch_order(5, 2, seed=0, epoch=1)) != list(range(5))  # 5 = 2 + 2 + 1: one item dropped
     True
+    >>> len(epoch_order(7, 4, 0, 1)), len(epoch_order(7, 4, 0, 1, drop_last=True))
+    (7, 4)
     >>> epoch_order(6, 4, 0, 1) == epoch_order(6, 4, 0, 1) != epoch_order(6, 4, 0, 2)
     True
     """
     g = torch.Generator().manual_seed(seed_for("order", seed, epoch))
     order = torch.randperm(n_items, generator=g).tolist()
-    if len(order) % batch_size == 1 and len(order) > 1:
+    if drop_last and len(order) >= batch_size:
+        order = order[:len(order) - len(order) % batch_size]
+    elif len(order) % batch_size == 1 and len(order) > 1:
         order = order[:-1]  # a batch of one breaks batch norm in training mode
     return order
 
@@ -159,3 +164,62 @@ def episode_batch(features, clips_by_class, s: dict, kind: str, hop_length: int 
     else:
         x, sup_y = torch.cat([support[0].to(device, torch.float32), x]), support[1].to(device)
     return x, sup_y, torch.tensor([lab for _, lab in query], device=device)
+
+
+# -------------------------------------------------------------------- the reference's patch grid (protonet)
+def grid_dataset(features, labels, s: dict, kind: str, hop_length: int | None, seed: int) -> PatchDataset:
+    """Every ``patch_frames`` patch ``grid_hop`` frames apart from the start of each clip, none added to cover the
+    end: Pons et al.'s training patches (src/sl_train.py ``data_gen``, ``overlap_sampling``, hop 42 in
+    src/config_file.py ``config_proto``).
+
+    >>> len(grid_dataset([torch.rand(4, 50)], [0], dict(patch_frames=8, grid_hop=20), "mel", None, 0))
+    3
+    """
+    return PatchDataset(features, labels, n_frames=s["patch_frames"], mode="all", hop=s["grid_hop"],
+                        kind=kind, hop_length=hop_length, seed=seed, cover_end=False)
+
+
+def grid_by_class(ds: PatchDataset) -> dict[int, list[int]]:
+    """``{label: [item indices of ds]}`` in item order.
+
+    >>> grid_by_class(grid_dataset([torch.rand(4, 30)] * 2, [1, 0], dict(patch_frames=8, grid_hop=10), "mel",
+    ...                            None, 0))
+    {1: [0, 1, 2], 0: [3, 4, 5]}
+    """
+    out: dict[int, list[int]] = {}
+    for item, (clip, _) in enumerate(ds.index):
+        out.setdefault(ds.labels[clip], []).append(item)
+    return out
+
+
+def grid_updates_per_epoch(s: dict, items_by_class: dict) -> int:
+    """Updates per epoch under ``epoch_updates="patch_grid"``: ``total_patches // query_size`` (at least 1), with
+    ``query_size`` the queries of one episode (``min(query_per_class, patches of the class)`` per class), as
+    src/proto.py line 339 (``update % (total_number_of_patches // query_set.shape[0])``).
+
+    >>> grid_updates_per_epoch(dict(query_per_class=5), {0: list(range(30)), 1: list(range(30, 33))})
+    4
+    """
+    total = sum(len(v) for v in items_by_class.values())
+    query = sum(min(s["query_per_class"], len(v)) for v in items_by_class.values())
+    return max(1, total // max(1, query))
+
+
+def grid_queries(ds: PatchDataset, items_by_class: dict, s: dict, seed: int, epoch: int, k: int, device):
+    """Queries of episode ``k`` under ``queries="grid_patches"``: ``(x, labels)``, up to ``query_per_class``
+    distinct grid patches per class drawn without replacement (src/proto.py lines 290 and 303:
+    ``idx = np.random.permutation(...)``, ``idx[:max_patches_per_class]``).
+
+    >>> ds = grid_dataset([torch.rand(4, 30)] * 2, [0, 1], dict(patch_frames=8, grid_hop=10), "mel", None, 0)
+    >>> x, y = grid_queries(ds, grid_by_class(ds), dict(query_per_class=2), 0, 1, 0, "cpu")
+    >>> tuple(x.shape), y.tolist()
+    ((4, 4, 8), [0, 0, 1, 1])
+    """
+    rng = rng_for("grid-queries", seed, epoch, k)
+    chosen = []
+    for label in sorted(items_by_class):
+        items = items_by_class[label]
+        chosen += [items[j] for j in rng.permutation(len(items))[:s["query_per_class"]]]
+    patches = [ds[j] for j in chosen]
+    x = torch.stack([p[0] for p in patches]).to(device, torch.float32)
+    return x, torch.tensor([p[1] for p in patches], device=device)

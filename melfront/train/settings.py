@@ -28,6 +28,41 @@ Pons et al.'s prototypical-network test patches, src/proto.py ``eval``: "42 bein
 settings fitted to the data use ``"batch"``, see :mod:`melfront.train.fitted`), ``episodes_per_epoch`` and
 ``frontend_lr_scale``: the frontend's parameters learn at ``lr * frontend_lr_scale`` (1: as the
 backbone; 0: not at all; e.g. 0.1 to fine-tune a pretrained frontend gently).
+
+Protocol semantics (defaults: melfront's own rules; the presets set the reference codes' rules, see
+:mod:`melfront.presets`):
+
+- ``monitor``: what early stopping watches. ``"auto"`` (default): the validation clip accuracy when a
+  validation set is given, else the training-mode accuracy of the epoch's batches or episodes.
+  ``"train_clip_accuracy"``: after every epoch, the clip accuracy over every training clip in inference
+  mode (patches ``eval_hop`` apart; a prototypical network against its prototypes), as Pons et al.'s
+  src/proto.py (lines 338-351).
+- ``restore_best`` (default True): at the end, restore the weights of the best monitored epoch; False:
+  keep the last weights (Pons et al.'s prototypical networks test the last model, src/proto.py 359-367).
+- ``patience_count``: ``"consecutive"`` (default: epochs without gain since the last gain) or ``"total"``
+  (every epoch without gain counts, the counter is never reset, as src/proto.py's ``not_improve``).
+- ``epoch_updates`` (``sampling="episodes"``): ``"episodes"`` (default, :func:`melfront.train.batches.
+  episodes_per_epoch`) or ``"patch_grid"``: an epoch is ``total_patches // query_size`` updates, where
+  ``total_patches`` counts the ``patch_frames`` patches ``grid_hop`` frames apart in every training clip and
+  ``query_size`` the episode's queries (src/proto.py line 339).
+- ``queries``: ``"clips"`` (default: ``query_per_class`` training clips per class drawn with replacement,
+  one random patch each) or ``"grid_patches"``: up to ``query_per_class`` distinct patches per class from
+  the ``grid_hop`` grid of its training clips (src/proto.py lines 290, 303).
+- ``grid_hop``: the hop of that training grid (default ``eval_hop``; Pons et al.: 42 frames).
+- ``episode_passes``: 1 (default: support and queries embedded in one pass) or 2 (apart, so batch norm
+  sees each set alone, as src/proto.py's two ``models.select`` calls).
+- ``bn_momentum``, ``bn_eps``: set on every batch-norm layer of the backbone (torch convention: the running
+  statistic becomes ``(1 - momentum) * old + momentum * batch``); None keeps the layers' own (torch:
+  0.1, 1e-5). TensorFlow's ``tf.layers.batch_normalization`` defaults, momentum 0.99 and epsilon 1e-3, are
+  ``bn_momentum=0.01, bn_eps=1e-3`` here.
+- ``decay_before_clip`` (default False): False adds ``weight_decay * w`` to the gradient after clipping
+  (torch's optimiser); True adds the L2 term's gradient before clipping, so the clipped norm includes it, as a
+  loss ``+ weight_decay * sum(w^2) / 2`` does (Pons et al.'s src/sl_train.py lines 30-33, 165-166).
+- ``drop_last`` (default False: only a last batch of one item is dropped, batch norm needs two): True drops
+  every last partial batch (Tax et al.'s EnvClassification loader).
+- ``max_epochs`` None: no cap under early stopping (Pons et al.'s ``max_epochs: np.inf``): training then ends
+  only when ``patience`` runs out, which on a network that keeps improving its training accuracy can take
+  long; give a number to bound a run.
 """
 from __future__ import annotations
 
@@ -35,16 +70,20 @@ import copy
 import dataclasses
 from dataclasses import dataclass, fields
 
-from ..checks import boolean, finite_float, one_of, optional, positive_float, positive_int
+from ..checks import boolean, finite_float, one_of, optional, positive_float, positive_int, probability
 from ..errors import ParameterError
 from ..models import default_settings
 from .metrics import AGGREGATIONS
 
-__all__ = ["TrainSettings", "resolve_settings", "OPTIMIZERS", "SAMPLINGS", "SUPPORTS", "PONS_PROTO_EVAL_HOP"]
+__all__ = ["TrainSettings", "resolve_settings", "OPTIMIZERS", "SAMPLINGS", "SUPPORTS", "MONITORS",
+           "EPOCH_UPDATES", "QUERIES", "PONS_PROTO_EVAL_HOP"]
 
 OPTIMIZERS = ("sgd", "adam")
 SAMPLINGS = ("random", "all", "episodes")
 SUPPORTS = ("episode", "fixed")
+MONITORS = ("auto", "train_clip_accuracy")
+EPOCH_UPDATES = ("episodes", "patch_grid")
+QUERIES = ("clips", "grid_patches")
 #: The hop, in frames, of the test patches of Pons et al.'s prototypical networks (reference code src/proto.py).
 PONS_PROTO_EVAL_HOP = 42
 _IGNORED = ("source",)  # the paper reference in MODELS[name][2]: documentation, not a setting
@@ -93,13 +132,24 @@ class TrainSettings:
     segment_hop: int | None = None
     silence_db: float | None = None
     episodes_per_epoch: int | None = None  # "episodes": None -> ceil(n_train_clips / (n_classes * query_per_class))
-    max_epochs: int = 1000                  # cap when epochs is None (early stopping only)
+    max_epochs: int | None = 1000           # cap when epochs is None (early stopping only); None: no cap
     model_options: dict | None = None       # architecture options for melfront.models.build
     eval_batch_size: int = 64
     query_per_class: int = 5
     support_per_class: int = 5
     frontend_lr_scale: float = 1.0
     support: str = "episode"                # "episodes": a new support set per episode, or one "fixed" set
+    monitor: str = "auto"                   # early stopping watches: see the module docstring
+    restore_best: bool = True               # restore the best monitored epoch's weights at the end
+    patience_count: str = "consecutive"     # or "total": non-improving epochs never reset
+    epoch_updates: str = "episodes"         # "episodes" or "patch_grid" (total_patches // query_size)
+    queries: str = "clips"                  # "clips" or "grid_patches" (distinct patches on the grid)
+    grid_hop: int | None = None             # hop of the training patch grid; None: eval_hop
+    episode_passes: int = 1                 # 1: support and queries in one pass; 2: apart
+    bn_momentum: float | None = None        # torch convention; None: the layers' own
+    bn_eps: float | None = None
+    decay_before_clip: bool = False
+    drop_last: bool = False
 
     def __post_init__(self):
         def name(key):
@@ -117,10 +167,23 @@ class TrainSettings:
         if self.support == "fixed" and self.sampling != "episodes":
             raise ParameterError(f"train['support']='fixed' needs sampling='episodes' (a prototypical network), "
                                  f"got sampling={self.sampling!r}")
-        for key in ("n_mels", "patch_frames", "max_epochs", "eval_batch_size", "query_per_class",
-                    "support_per_class"):
+        for key in ("n_mels", "patch_frames", "eval_batch_size", "query_per_class", "support_per_class"):
             setattr(self, key, positive_int(name(key), getattr(self, key)))
-        for key in ("epochs", "patience", "episodes_per_epoch"):
+        self.monitor = one_of(name("monitor"), self.monitor, MONITORS)
+        self.patience_count = one_of(name("patience_count"), self.patience_count, ("consecutive", "total"))
+        self.epoch_updates = one_of(name("epoch_updates"), self.epoch_updates, EPOCH_UPDATES)
+        self.queries = one_of(name("queries"), self.queries, QUERIES)
+        for key in ("epoch_updates", "queries"):
+            if getattr(self, key) != getattr(TrainSettings, key) and self.sampling != "episodes":
+                raise ParameterError(f"train[{key!r}]={getattr(self, key)!r} needs sampling='episodes' (a "
+                                     f"prototypical network), got sampling={self.sampling!r}")
+        if self.episode_passes not in (1, 2) or isinstance(self.episode_passes, bool):
+            raise ParameterError(f"train['episode_passes'] must be 1 or 2, got {self.episode_passes!r}")
+        for key in ("restore_best", "decay_before_clip", "drop_last"):
+            setattr(self, key, boolean(name(key), getattr(self, key)))
+        self.bn_momentum = optional(probability, name("bn_momentum"), self.bn_momentum, open_low=True)
+        self.bn_eps = optional(positive_float, name("bn_eps"), self.bn_eps)
+        for key in ("epochs", "patience", "episodes_per_epoch", "max_epochs", "grid_hop"):
             setattr(self, key, optional(positive_int, name(key), getattr(self, key)))
         if self.batch_size is not None or self.sampling != "episodes":
             self.batch_size = positive_int(name("batch_size"), self.batch_size)
@@ -139,6 +202,8 @@ class TrainSettings:
                              "episodes": min(PONS_PROTO_EVAL_HOP, self.patch_frames)}.get(self.sampling,
                                                                                           self.patch_frames)
         self.eval_hop = positive_int(name("eval_hop"), self.eval_hop)
+        if self.grid_hop is None:
+            self.grid_hop = self.eval_hop
         if self.silence_db is None and self.sampling == "all":
             self.silence_db = -60.0
         self.silence_db = optional(finite_float, name("silence_db"), self.silence_db)

@@ -30,8 +30,9 @@ from ..checks import finite_float, one_of
 from ..data.sampling import seed_for
 from ..errors import CheckpointError, DivergenceError, ParameterError, TrainingError
 from ..models import kernel_weights
+from ..models.protonet import prototype_logits
 from .batches import (batches, episode_batch, episodes_per_epoch, epoch_order, eval_dataset, fixed_support,
-                      train_dataset)
+                      grid_by_class, grid_dataset, grid_queries, grid_updates_per_epoch, train_dataset)
 from .checkpoint import cpu_state_dict, load_checkpoint, load_weights, save_checkpoint
 from .dense import clip_patch_logits
 from .metrics import aggregate, clip_metrics
@@ -129,6 +130,7 @@ class Trainer:
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.config = dict(config or {})
         self.history: list[dict] = []
+        self._set_batch_norm()
         self.optimizer = self._make_optimizer()
         self.epoch = 0  # epochs completed
         self.best = dict(score=-math.inf, epoch=0, bad=0, state=None)
@@ -139,14 +141,25 @@ class Trainer:
         self._checkpoint_support = None  # the fixed support clips a resumed checkpoint was trained with
 
     # ---------------------------------------------------------------- optimiser
+    def _set_batch_norm(self) -> None:
+        """Settings ``bn_momentum`` / ``bn_eps``: set on every batch-norm layer of the backbone (not the frontend's)."""
+        backbone = getattr(self.model, "backbone", self.model)
+        for m in backbone.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                if self.s["bn_momentum"] is not None:
+                    m.momentum = float(self.s["bn_momentum"])
+                if self.s["bn_eps"] is not None:
+                    m.eps = float(self.s["bn_eps"])
+
     def _make_optimizer(self):
         s = self.s
         frontend = getattr(self.model, "frontend", None)
         front_ids = {id(p) for p in frontend.parameters()} if frontend is not None else set()
         decay_ids = {id(p) for p in kernel_weights(self.model.backbone, s["decay_layers"])}
         params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in front_ids]
+        # decay_before_clip: _step adds the decay to the gradient itself, before clipping
         groups = [dict(name="decay", params=[p for p in params if id(p) in decay_ids],
-                       weight_decay=float(s["weight_decay"])),
+                       weight_decay=0.0 if s["decay_before_clip"] else float(s["weight_decay"])),
                   dict(name="no_decay", params=[p for p in params if id(p) not in decay_ids], weight_decay=0.0),
                   dict(name="frontend", params=list(frontend.parameters()) if frontend is not None else [],
                        weight_decay=0.0, lr=s["lr"] * s["frontend_lr_scale"])]
@@ -177,6 +190,12 @@ class Trainer:
                                   + _ADVICE)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.s["decay_before_clip"] and self.s["weight_decay"]:
+            for g in self.optimizer.param_groups:
+                if g.get("name") == "decay":
+                    for p in g["params"]:
+                        if p.grad is not None:
+                            p.grad.add_(p.detach(), alpha=float(self.s["weight_decay"]))
         if self.s["clip_norm"] is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.s["clip_norm"])
         self.optimizer.step()
@@ -189,21 +208,22 @@ class Trainer:
         torch.manual_seed(seed_for(self.seed, "dropout", epoch))
         total, correct, loss_sum = 0, 0, 0.0
         if s["sampling"] == "episodes":
-            n_episodes = episodes_per_epoch(s, n_train, len(clips_by_class))
+            grid = self._grid(ds)
+            if s["epoch_updates"] == "patch_grid":
+                n_episodes = grid_updates_per_epoch(s, grid[1])
+            else:
+                n_episodes = episodes_per_epoch(s, n_train, len(clips_by_class))
             bar = self._batch_bar(epoch, n_episodes, "episode")
             for k in range(n_episodes):
-                support = None if self._support is None else self._support[:2]
-                x, sup_y, qry_y = episode_batch(ds.features, clips_by_class, s, self.kind, self.hop_length,
-                                                self.seed, epoch, k, self.device, support=support)
-                z = self.model.features(x)
-                logits = self.model.backbone.logits(z[len(sup_y):], z[:len(sup_y)], sup_y)
+                x, sup_y, qry_y = self._episode(ds, clips_by_class, grid, epoch, k)
+                logits = self._episode_logits(x, sup_y)
                 loss_sum += self._step(nn.functional.cross_entropy(logits, qry_y), epoch, k + 1) * len(qry_y)
                 correct += int((logits.argmax(1) == qry_y).sum())
                 total += len(qry_y)
                 _tick(bar, loss_sum, total)
         else:
             ds.set_epoch(epoch)
-            order = epoch_order(len(ds), s["batch_size"], self.seed, epoch)
+            order = epoch_order(len(ds), s["batch_size"], self.seed, epoch, drop_last=s["drop_last"])
             bar = self._batch_bar(epoch, math.ceil(len(order) / s["batch_size"]), "batch")
             for b, (x, y, _) in enumerate(batches(ds, order, s["batch_size"], self.device)):
                 logits = self.model(x)
@@ -217,6 +237,42 @@ class Trainer:
             raise DivergenceError(f"training diverged: a parameter became NaN or infinite in epoch {epoch}; "
                                   + _ADVICE)
         return loss_sum / max(total, 1), correct / max(total, 1)
+
+    def _grid(self, ds):
+        """``(grid dataset, {label: items})`` when an epoch or the queries follow the patch grid, else None."""
+        s = self.s
+        if s["epoch_updates"] != "patch_grid" and s["queries"] != "grid_patches":
+            return None
+        if getattr(self, "_grid_cache", None) is None or self._grid_cache[0] is not ds:
+            g = grid_dataset(ds.features, ds.labels, s, self.kind, self.hop_length, self.seed)
+            self._grid_cache = (ds, (g, grid_by_class(g)))
+        return self._grid_cache[1]
+
+    def _episode(self, ds, clips_by_class, grid, epoch: int, k: int):
+        """Episode ``k`` of ``epoch``: ``(x, support_labels, query_labels)``, support rows first."""
+        s = self.s
+        support = None if self._support is None else self._support[:2]
+        if s["queries"] == "grid_patches":
+            q, qry_y = grid_queries(grid[0], grid[1], s, self.seed, epoch, k, self.device)
+            if support is None:  # a support set per episode, drawn as with queries="clips"
+                x, sup_y, _ = episode_batch(ds.features, clips_by_class, s, self.kind, self.hop_length, self.seed,
+                                            epoch, k, self.device)
+                support = (x[:len(sup_y)], sup_y)
+            return torch.cat([support[0].to(self.device, torch.float32), q]), support[1].to(self.device), qry_y
+        return episode_batch(ds.features, clips_by_class, s, self.kind, self.hop_length, self.seed, epoch, k,
+                             self.device, support=support)
+
+    def _episode_logits(self, x, sup_y):
+        """Query logits of an episode; ``episode_passes=2`` embeds support and queries apart (batch norm sees
+        each set alone, as src/proto.py's two ``models.select`` calls), 1 in one pass."""
+        n = len(sup_y)
+        if self.s["episode_passes"] == 2:
+            zs, zq = self.model.features(x[:n]), self.model.features(x[n:])
+            backbone = self.model.backbone
+            embs, embq = backbone.embed(zs), backbone.embed(zq)
+            return prototype_logits(embq, backbone.compute_prototypes(embs, sup_y))
+        z = self.model.features(x)
+        return self.model.backbone.logits(z[n:], z[:n], sup_y)
 
     def _batch_bar(self, epoch: int, total: int, unit: str):
         """The per-batch progress bar of one epoch (None without ``progress``); it disappears when the epoch ends."""
@@ -344,8 +400,10 @@ class Trainer:
         """Train; returns the history (one dict per epoch: epoch, loss, accuracy, val_accuracy, val_map, seconds).
 
         Continues after :meth:`resume` from the epoch reached. With ``patience``, stops when the monitored
-        accuracy (validation clip accuracy if a validation set is given, else training accuracy) has not
-        improved for ``patience`` epochs and restores the best weights.
+        accuracy (setting ``monitor``: validation clip accuracy if a validation set is given, else training
+        accuracy; or the inference-mode clip accuracy of the training clips) has not improved for ``patience``
+        epochs (``patience_count``: consecutive or in total) and restores the best weights (unless
+        ``restore_best`` is False: then the last weights stay).
 
         ``on_epoch(record)``, if given, is called with each epoch's history record right after the epoch
         (before early stopping and the checkpoint), e.g. to evaluate a test set for a learning curve;
@@ -371,15 +429,17 @@ class Trainer:
             by_class.setdefault(lab, []).append(i)
         self._support = self._draw_support(features, labels)
         max_epochs = self.s["epochs"] if self.s["epochs"] is not None else self.s["max_epochs"]
+        if max_epochs is None:  # max_epochs=None: no cap, patience alone ends training (see TrainSettings)
+            max_epochs = math.inf
         bar = None
         if self.progress:
-            bar = tqdm(total=max_epochs, initial=self.epoch, desc="epochs", unit="epoch", leave=True,
+            bar = tqdm(total=max_epochs if math.isfinite(max_epochs) else None, initial=self.epoch, desc="epochs", unit="epoch", leave=True,
                        dynamic_ncols=True)
         start = self._epoch_start_state()
         t0 = time.perf_counter()
         try:
             while self.epoch < max_epochs:
-                rec = self._epoch(ds, by_class, features, labels, val)
+                rec = self._epoch(ds, by_class, features, labels, val, classes)
                 if on_epoch is not None:
                     on_epoch(rec)
                 stop = self._early_stopping(rec, val is not None)
@@ -434,7 +494,7 @@ class Trainer:
             del self.history[start["history"]:]
         self._save()
 
-    def _epoch(self, ds, by_class, features, labels, val) -> dict:
+    def _epoch(self, ds, by_class, features, labels, val, classes=None) -> dict:
         """Train one epoch, evaluate the validation set; append and return the history record."""
         epoch = self.epoch + 1
         t0 = time.perf_counter()
@@ -442,6 +502,8 @@ class Trainer:
         rec = dict(epoch=epoch, loss=loss, accuracy=acc)
         if self.s["sampling"] == "episodes":
             self.set_prototypes(features, labels)
+        if self.s["monitor"] == "train_clip_accuracy":
+            rec["train_clip_accuracy"] = self.evaluate(features, labels, classes)["accuracy"]
         if val is not None:
             m = self.evaluate(*val)
             rec.update(val_accuracy=m["accuracy"], val_map=m["map"])
@@ -454,15 +516,20 @@ class Trainer:
         """Track the best monitored accuracy; True when ``patience`` epochs passed without gain."""
         if self.s["patience"] is None:
             return False
-        score = rec["val_accuracy"] if has_val else rec["accuracy"]
+        if self.s["monitor"] == "train_clip_accuracy":
+            score = rec["train_clip_accuracy"]
+        else:
+            score = rec["val_accuracy"] if has_val else rec["accuracy"]
         if score > self.best["score"]:
-            self.best.update(score=score, epoch=rec["epoch"], bad=0, state=cpu_state_dict(self.model))
+            bad = 0 if self.s["patience_count"] == "consecutive" else self.best["bad"]
+            state = cpu_state_dict(self.model) if self.s["restore_best"] else None
+            self.best.update(score=score, epoch=rec["epoch"], bad=bad, state=state)
             return False
         self.best["bad"] += 1
         return self.best["bad"] >= self.s["patience"]
 
     def _finish(self, features, labels) -> list[dict]:
-        if self.s["patience"] is not None and self.best["state"] is not None:
+        if self.s["patience"] is not None and self.s["restore_best"] and self.best["state"] is not None:
             self.model.load_state_dict(self.best["state"])
         if self.s["sampling"] == "episodes":
             self.set_prototypes(features, labels)
