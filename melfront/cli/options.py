@@ -14,11 +14,12 @@ import json
 from ..checks import one_of, positive_float, positive_int
 from ..errors import ParameterError
 from ..frontends import MelSpectrogram
+from ..study.preflight import MAX_EPOCHS
 from ..train import OPTIMIZERS, TrainSettings
 
 __all__ = ["split_specs", "parse_value", "key_values", "int_list", "add_mel_args", "add_dataset_args",
            "add_split_args", "cache_arg", "MEL_DEFAULTS", "SETTING_OPTIONS", "MEL_SETTINGS", "add_settings_args",
-           "settings_from_args", "split_settings"]
+           "settings_from_args", "split_settings", "check_setting_type", "MAX_EPOCHS"]
 
 #: Defaults of the mel options of ``show`` and ``equivalence`` (``train`` defaults to the model's settings).
 MEL_DEFAULTS = dict(sample_rate=22050, n_fft=1024, hop=512, n_mels=128)
@@ -75,8 +76,32 @@ def key_values(items, what: str) -> dict:
         if "=" not in item:
             raise ParameterError(f"{what} must look like KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
+        depth = _nesting(value)
+        if depth > MAX_VALUE_DEPTH:
+            raise ParameterError(f"{what} {key.strip()}: the value is nested {depth} levels deep; at most "
+                                 f"{MAX_VALUE_DEPTH} are accepted")
         out[key.strip()] = parse_value(value)
     return out
+
+
+#: The deepest nesting of brackets a ``KEY=VALUE`` value may have (a settings dict needs two or three).
+MAX_VALUE_DEPTH = 32
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket nesting in ``text`` (quotes ignored: an over-count only refuses absurd values).
+
+    >>> _nesting('{"a": [1, {"b": 2}]}'), _nesting("3")
+    (3, 0)
+    """
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]})":
+            depth -= 1
+    return deepest
 
 
 def int_list(text: str, what: str) -> list[int]:
@@ -182,7 +207,8 @@ SETTING_OPTIONS = (
 )
 
 #: The mel settings ``--set`` accepts (those of :class:`melfront.MelSpectrogram`); the rest are training settings.
-MEL_SETTINGS = tuple(MelSpectrogram(sample_rate=16000).config())
+_MEL_DEFAULT_CONFIG = MelSpectrogram(sample_rate=16000).config()
+MEL_SETTINGS = tuple(_MEL_DEFAULT_CONFIG)
 
 
 def add_settings_args(p) -> None:
@@ -234,11 +260,58 @@ def settings_from_args(args, extra_keys=()) -> dict:
     for key in given:
         if key not in known:
             raise ParameterError(f"--set: unknown setting {key!r}; known: {', '.join(known)}")
+    for key, value in given.items():
+        check_setting_type(f"--set {key}", key, value)
     for flag, key, check, _ in SETTING_OPTIONS:
         value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is not None:
-            given[key] = check(flag, value)
+            value = check(flag, value)
+            check_setting_type(flag, key, value)
+            if key in given and given[key] != value:
+                raise ParameterError(f"{flag} {value} and --set {key}={given[key]!r} disagree: give the setting once")
+            given[key] = value
     return given
+
+
+def check_setting_type(name: str, key: str, value) -> None:
+    """ParameterError when ``value`` is not of the type of setting ``key`` (a mel setting: the type of
+    :class:`melfront.MelSpectrogram`'s default; a training setting: :class:`melfront.train.TrainSettings`'
+    field type); ranges are checked where the settings are used. ``model_options`` must be a mapping of
+    option names; epochs are bounded by :data:`MAX_EPOCHS`.
+
+    >>> check_setting_type("--set lr", "lr", 0.1)
+    >>> check_setting_type("--set lr", "lr", "0.001")
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: --set lr must be a number, got '0.001' (a string: write lr=0.001)
+    >>> check_setting_type("--set model_options", "model_options", [1, 2])
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: --set model_options must be a mapping of option names, e.g. {"width": 8}; got [1, 2]
+    """
+    import dataclasses
+    if key in MEL_SETTINGS:
+        default = _MEL_DEFAULT_CONFIG.get(key)
+        kinds = "float" if isinstance(default, float) else type(default).__name__ if default is not None else ""
+        kinds += " | None" if key in ("fmax", "win_length", "norm") else ""
+    else:
+        kinds = {f.name: str(f.type) for f in dataclasses.fields(TrainSettings)}.get(key, "")
+    if (value is None and ("None" in kinds or not kinds)) or key == "norm":  # norm: 'slaney', None or a number
+        return
+    if "dict" in kinds:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ParameterError(f"{name} must be a mapping of option names, e.g. {{\"width\": 8}}; got {value!r}")
+        return
+    base = kinds.split("|")[0].strip()
+    ok = {"float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str)}.get(base)
+    if ok is not None and not ok(value):
+        what = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a text"}[base]
+        hint = f" (a string: write {key}={value})" if isinstance(value, str) and base != "str" else ""
+        raise ParameterError(f"{name} must be {what}, got {value!r}{hint}")
+    if key in ("epochs", "max_epochs") and isinstance(value, int) and value > MAX_EPOCHS:
+        raise ParameterError(f"{name} must be at most {MAX_EPOCHS} epochs, got {value}")
 
 
 def split_settings(given: dict) -> tuple[dict, dict]:

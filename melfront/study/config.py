@@ -82,6 +82,7 @@ class StudyConfig:
     holdout_per_class: int | None = None            # holdout split: test clips per class (default a third)
     split: str | None = None                        # "folds" | "holdout"; None: folds if >= 2 folds (study.splits)
     group_by: str | None = None                     # regex on file names giving each clip's group (speaker...)
+    subsets: str = "nested"                         # few-shot subsets across n: "nested" or "independent" draws
 
     @classmethod
     def from_profile(cls, profile: str = "quick", **overrides) -> "StudyConfig":
@@ -92,7 +93,7 @@ class StudyConfig:
         >>> StudyConfig.from_profile("quick", colour="red")
         Traceback (most recent call last):
         ...
-        melfront.errors.ParameterError: unknown study setting(s) ['colour']; known: ['compare', 'dataset', 'dataset_options', 'frontends', 'group_by', 'holdout_per_class', 'mel', 'models', 'n_per_class', 'root', 'runs', 'seed', 'split', 'test_folds', 'train']
+        melfront.errors.ParameterError: unknown study setting(s) ['colour']; known: ['compare', 'dataset', 'dataset_options', 'frontends', 'group_by', 'holdout_per_class', 'mel', 'models', 'n_per_class', 'root', 'runs', 'seed', 'split', 'subsets', 'test_folds', 'train']
         """
         if profile not in PROFILES:
             raise ParameterError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
@@ -197,6 +198,7 @@ class StudyConfig:
             self.holdout_per_class = positive_int("holdout_per_class", self.holdout_per_class)
         if self.split is not None:
             self.split = one_of("split", self.split, ("folds", "holdout"))
+        self.subsets = one_of("subsets", self.subsets, ("nested", "independent"))
         if self.group_by is not None:
             if not isinstance(self.group_by, str) or not self.group_by:
                 raise ParameterError(f"group_by must be a regular expression (text), got {self.group_by!r}")
@@ -207,7 +209,8 @@ class StudyConfig:
 
     def validate(self):
         """ParameterError naming the field for a setting the study cannot run with (the fields' types and
-        ranges, then every frontend spec, model name and training setting).
+        ranges, then every frontend spec, model name and training setting, then
+        :func:`melfront.study.preflight.preflight`: the mel bands and every model built with every frontend).
 
         >>> StudyConfig(n_per_class=[1]).validate()
         >>> config = StudyConfig(); config.n_per_class = [0]; config.validate()
@@ -222,6 +225,8 @@ class StudyConfig:
             if m not in MODELS:
                 raise ParameterError(f"models: unknown model {m!r}; choose from {sorted(MODELS)}")
             resolve_settings(m, train_settings(self, m))  # a clear error for a bad training setting
+        from .preflight import preflight  # (preflight imports this module)
+        preflight(self)  # mel bands, hop, every model x frontend built at the study's input size
 
     def extended_by(self, new: "StudyConfig") -> "StudyConfig":
         """The config a store holds once ``new`` runs on a study begun with this one: more frontends, models,
@@ -263,6 +268,8 @@ class Trial:
                      holdout=c["holdout_per_class"], split=c["split"], group_by=c["group_by"],
                      fold=str(self.fold), n=self.n, run=self.run,
                      model=self.model, frontend=self.frontend)
+        if c.get("subsets", "nested") != "nested":  # keys of nested-subset trials stay as they were
+            ident["subsets"] = c["subsets"]
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
