@@ -169,7 +169,8 @@ def split_for_trial(config: StudyConfig, clips, fold, n: int, run: int):
     """``(train_clips, test_clips, note)`` for one trial; the note says which split was used.
 
     ``train_clips`` is :func:`melfront.data.sampling.few_shot_subset` of the fold's pool (``n`` per class,
-    reproducible from ``(seed, n, run, fold)``). Under official folds a class with fewer than ``n`` pool
+    reproducible from ``(seed, n, run, fold)``; nested across ``n``, or drawn independently for each ``n`` when
+    ``config.subsets == "independent"``, as Pons et al.'s src/shared.py ``random.sample`` per run). Under official folds a class with fewer than ``n`` pool
     clips is a DataError; under a holdout it gives all it has (see :func:`check_study`).
 
     >>> from melfront.data import Clip, ClipList
@@ -183,7 +184,8 @@ def split_for_trial(config: StudyConfig, clips, fold, n: int, run: int):
         _too_few(config, clips, pool, fold, n)
     with warnings.catch_warnings():  # a holdout's shortfalls are reported by check_study
         warnings.simplefilter("ignore", UserWarning)
-        train = few_shot_subset(pool, n, seed=config.seed, run=run, fold=fold)
+        train = few_shot_subset(pool, n, seed=config.seed, run=run, fold=fold,
+                                nested=getattr(config, "subsets", "nested") == "nested")
     return list(train), list(test), note
 
 
