@@ -33,7 +33,7 @@ __all__ = ["ComparePreset", "study_dict", "grid_lines", "OVERRIDE_KEYS"]
 _MODELS_KNOWN = ("sbcnn", "vgg", "timbre", "piczak", "protonet", "resnet")
 #: Study-level keys a user may override (``--runs``, ``--n``, ...); any other key is a mel or training setting.
 OVERRIDE_KEYS = ("dataset", "root", "frontends", "models", "n_per_class", "runs", "test_folds", "seed", "split",
-                 "group_by", "compare", "dataset_options")
+                 "group_by", "compare", "dataset_options", "subsets")
 
 
 def _put(tree: dict, parts: list, value):
@@ -98,6 +98,7 @@ class ComparePreset(Preset):
                 declared.append(f"test_folds: {_fmt(own['test_folds'])} -> \"all\" (they belong to "
                                 f"{self.default_dataset})")
         values["root"] = None if root is None else str(root)
+        declared += _drop_orphan_pairs(values, overrides or {})
         declared += _apply_overrides(values, dict(overrides or {}), study_dict(self.settings))
         try:
             config = StudyConfig.from_dict(values)
@@ -248,6 +249,28 @@ def _apply_overrides(values: dict, overrides: dict, display: dict | None = None)
             if key != "model_options" or not olds:
                 train[key] = new
             said.append(f"train.{key}: {shown} -> {_fmt(new)}")
+    return said
+
+
+def _drop_orphan_pairs(values: dict, overrides: dict) -> list:
+    """When ``--frontends`` leaves out a frontend of a compared pair (and ``--compare`` is not given), drop the
+    pair and say so: ``["compare: pair A vs B dropped (B not among --frontends)"]``.
+
+    >>> v = dict(frontends=["logeps"], compare=[["logeps", "loglearn"]])
+    >>> _drop_orphan_pairs(v, {"frontends": ["logeps"]}), v["compare"]
+    (["compare: pair logeps vs loglearn dropped ('loglearn' not among --frontends); no difference table"], [])
+    """
+    if "frontends" not in overrides or "compare" in overrides:
+        return []
+    kept, said = [], []
+    for pair in values.get("compare") or []:
+        missing = [f for f in pair if f not in values["frontends"]]
+        if missing:
+            said.append(f"compare: pair {pair[0]} vs {pair[1]} dropped ({', '.join(map(repr, missing))} not among "
+                        f"--frontends); no difference table")
+        else:
+            kept.append(pair)
+    values["compare"] = kept
     return said
 
 
