@@ -197,7 +197,9 @@ def _run_preset(args):
 def _dry_run(config) -> int:
     from ..study import load_clips, plan
     from ..presets.compare import grid_lines
+    from ..study.preflight import preflight
     config.validate()  # the real run's checks (run_study), before the grid is shown
+    preflight(config)
     trials = plan(config, load_clips(config))
     print("\n".join(grid_lines([dict(model=t.model, frontend=t.frontend, n=t.n, fold=t.fold, run=t.run)
                                 for t in trials])))

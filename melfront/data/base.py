@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_info
-from ..errors import AudioError, DataError, MetadataError, ParameterError
+from ..errors import AudioError, DataError, MetadataError
+from ..safe_regex import search_all
 
 __all__ = ["Clip", "ClipList", "MetadataError", "AUDIO_EXTENSIONS", "require_root", "read_csv", "parse_int",
            "find_audio", "label_map", "compact_labels", "group_of", "with_groups", "check_clips", "class_counts"]
@@ -244,7 +244,8 @@ def with_groups(clips: ClipList, pattern: str | None) -> ClipList:
 
     The group is the first capture group of ``pattern`` (or the whole match when it has none), e.g.
     ``^([^_]+)_nohash_`` takes the speaker of ``0a7c2a8d_nohash_1.wav``. None leaves ``clips`` as they
-    are. A bad pattern is a ParameterError; file names it does not match are a DataError naming the count
+    are. A bad pattern, or one that takes too long (the searches run with a deadline, see
+    :mod:`melfront.safe_regex`), is a ParameterError; file names it does not match are a DataError naming the count
     and the first of them (a clip with no group could leak across a split).
 
     >>> clips = ClipList([Clip("/d/yes/ann_nohash_0.wav", 0, "yes", 1), Clip("/d/no/bob_nohash_1.wav", 1, "no", 1)],
@@ -258,17 +259,14 @@ def with_groups(clips: ClipList, pattern: str | None) -> ClipList:
     """
     if pattern is None:
         return clips
-    try:
-        regex = re.compile(pattern)
-    except (re.error, TypeError) as exc:
-        raise ParameterError(f"group_by: not a valid regular expression {pattern!r} ({exc})") from None
+    names = [Path(c.path).name for c in clips]
+    groups = search_all("--group-by", pattern, names)  # compile check, bounded in time (melfront.safe_regex)
     out, unmatched = [], []
-    for c in clips:
-        m = regex.search(Path(c.path).name)
-        if m is None or not (m.group(1) if regex.groups else m.group(0)):
-            unmatched.append(Path(c.path).name)
+    for c, name, group in zip(clips, names, groups):
+        if not group:
+            unmatched.append(name)
             continue
-        out.append(dataclasses.replace(c, source_id=m.group(1) if regex.groups else m.group(0)))
+        out.append(dataclasses.replace(c, source_id=group))
     if unmatched:
         raise DataError(f"--group-by {pattern!r} matches {len(clips) - len(unmatched)} of {len(clips)} file names "
                         f"(first not matched: {unmatched[0]}); every clip needs a group, fix the pattern")

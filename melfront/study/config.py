@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..checks import nonnegative_int, one_of, positive_int
 from ..errors import ParameterError, StudyError
 from ..frontends import frontend
 from ..models import MODELS
+from ..safe_regex import compile_pattern
 from ..train import DEFAULT_MEL, MEL_KEYS, frontend_common, resolve_settings
 
 __all__ = ["StudyConfig", "Trial", "PROFILES", "runs_for_n", "train_settings", "read_settings_file",
@@ -199,17 +199,12 @@ class StudyConfig:
         if self.split is not None:
             self.split = one_of("split", self.split, ("folds", "holdout"))
         self.subsets = one_of("subsets", self.subsets, ("nested", "independent"))
-        if self.group_by is not None:
-            if not isinstance(self.group_by, str) or not self.group_by:
-                raise ParameterError(f"group_by must be a regular expression (text), got {self.group_by!r}")
-            try:
-                re.compile(self.group_by)
-            except re.error as exc:
-                raise ParameterError(f"group_by: not a valid regular expression {self.group_by!r} ({exc})") from None
+        if self.group_by is not None:  # compiled and length-bounded here; searched with a deadline (safe_regex)
+            compile_pattern("group_by", self.group_by)
 
     def validate(self):
         """ParameterError naming the field for a setting the study cannot run with (the fields' types and
-        ranges, then every frontend spec, model name and training setting, then
+        ranges, then every frontend spec, model name and training setting; a study that trains also runs
         :func:`melfront.study.preflight.preflight`: the mel bands and every model built with every frontend).
 
         >>> StudyConfig(n_per_class=[1]).validate()
@@ -225,8 +220,6 @@ class StudyConfig:
             if m not in MODELS:
                 raise ParameterError(f"models: unknown model {m!r}; choose from {sorted(MODELS)}")
             resolve_settings(m, train_settings(self, m))  # a clear error for a bad training setting
-        from .preflight import preflight  # (preflight imports this module)
-        preflight(self)  # mel bands, hop, every model x frontend built at the study's input size
 
     def extended_by(self, new: "StudyConfig") -> "StudyConfig":
         """The config a store holds once ``new`` runs on a study begun with this one: more frontends, models,

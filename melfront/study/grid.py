@@ -15,6 +15,7 @@ from ..errors import StudyError
 from ..train import DEFAULT_MEL, run_trial
 from .config import StudyConfig, Trial, train_settings
 from .execution import execute_local, execute_ray
+from .preflight import preflight
 from .splits import check_study, folds_to_test, split_for_trial, study_clips
 from .store import ResultStore, StudyLock
 
@@ -168,6 +169,8 @@ def run_study(config: StudyConfig, store_path, *, ray_address: str | None = None
     4
     """
     config.validate()
+    if trial_fn is None:  # real training: mel bands, epochs, every model x frontend built before the first trial
+        preflight(config)
     jobs = os.cpu_count() or 1 if jobs is None else positive_int("jobs", jobs)
     with StudyLock(Path(store_path).parent):
         return _run_locked(config, store_path, ray_address=ray_address, jobs=jobs, progress=progress, quiet=quiet,

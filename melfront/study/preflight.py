@@ -32,6 +32,7 @@ from ..data.cache import full_mel_config
 from ..errors import MelfrontError, ParameterError
 from ..functional import mel_filterbank
 from ..train import DEFAULT_MEL, build_classifier, resolve_settings
+from .config import train_settings
 
 __all__ = ["preflight", "study_mel", "check_mel", "MAX_EPOCHS"]
 
@@ -73,7 +74,6 @@ def check_mel(mel: dict) -> None:
 def preflight(config) -> None:
     """Check the study's mel configuration and build every model with every frontend at the study's input size;
     ParameterError naming the model, frontend and cause at the first problem."""
-    from .config import train_settings
     for m in config.models:
         s = resolve_settings(m, train_settings(config, m))
         for key in ("epochs", "max_epochs"):
