@@ -28,6 +28,8 @@ from . import claims
 from .sections import (account_sections, html_table, md_table, planned_runs, run_counts, settings_section,
                        write_pages)
 from .stats import CONFIDENCE, mean_std, paired_interval  # CONFIDENCE: coverage of a paired difference's CI
+from .movement import movement, movement_note
+from .verdict import DELTA, sequential_planned, store_verdict, verdict_section, verdicts
 
 __all__ = ["write_report", "summary_table", "difference_table", "difference_tables", "difference_family",
            "family_size", "paired_difference", "holm",
@@ -356,11 +358,14 @@ def _short(row) -> bool:
     return isinstance(actual, (int, float)) and actual < row["n"]
 
 
-def _table_sections(store, rows, config: StudyConfig, frontends, pairs, preset=None) -> list[tuple[str, str, str]]:
-    """The report's text: ``(heading, markdown, html)`` of the intro, the tables and the account sections; with a
-    preset study's meta (:mod:`melfront.report.claims`) its Protocol, its headline metric and its claims too."""
+def _table_sections(store, rows, config: StudyConfig, frontends, pairs, preset=None, delta=DELTA) -> list:
+    """The report's text: ``(heading, markdown, html)`` of the verdict (:mod:`.verdict`), the intro, the tables and
+    the account sections; with a preset study's meta (:mod:`melfront.report.claims`) its Protocol, its headline
+    metric and its claims too."""
     failures = store.failures()
     folds, planned = planned_runs(config, rows, failures)
+    sequential = store.meta("sequential")
+    planned = sequential_planned(sequential, planned, len(folds))
     shortfalls = store.meta("cell_shortfalls", default=[]) or []
     short_ns = {int(s["n"]) for s in shortfalls if isinstance(s, dict) and "n" in s}
     short = {(r["model"], r["frontend"], r["n"]) for r in rows if r["n"] in short_ns or _short(r)}
@@ -372,7 +377,8 @@ def _table_sections(store, rows, config: StudyConfig, frontends, pairs, preset=N
                   "one-vs-rest average precision of the clip scores averaged over the classes present), in the "
                   "first table, the differences and the first plot; accuracy is given second.")
         intro += f" {missing} finished trial(s) have no MAP and are left out of its numbers." if missing else ""
-    sections = [("", intro, f"<p>{html.escape(intro).replace('**', '')}</p>")]
+    sections = [verdict_section(verdicts(rows, frontends, metric, delta), sequential),
+                ("The study", intro, f"<p>{html.escape(intro).replace('**', '')}</p>")]
     if preset:
         sections.append(claims.protocol_section(preset, metric_note))
     sections += settings_section(store.meta("derived_settings", default={}) or {})
@@ -407,7 +413,7 @@ def _figures(store, rows, config, out: Path, examples: bool, metric: str = "accu
     if metric == "map":
         images = [(images[1][0] + " (the headline metric)", images[1][1]), images[0]]
     if plot_learned_parameters(rows, out / "learned_parameters.png", mel):
-        images.append(("Learned frontend parameters", "learned_parameters.png"))
+        images.append(("Learned frontend parameters", "learned_parameters.png", movement_note(movement(rows, mel))))
     if examples:
         example = _plot_examples(config, mel, out / "frontends_example.png")
         if (out / "frontends_example.png").exists():
@@ -417,7 +423,8 @@ def _figures(store, rows, config, out: Path, examples: bool, metric: str = "accu
     return images
 
 
-def write_report(store_path, out_dir, compare=None, title: str | None = None, examples: bool = True) -> Path:
+def write_report(store_path, out_dir, compare=None, title: str | None = None, examples: bool = True,
+                 delta: float = DELTA) -> Path:
     """Write report.md, report.html and the PNGs for the study in ``store_path``; returns the HTML path.
 
     The store is opened read-only (:meth:`~melfront.study.ResultStore.open_readonly`: a file that is not a
@@ -427,7 +434,9 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None, ex
     listing them (:func:`check_compare`). ``examples=False`` skips the example-clip figure (it reads the
     data set). A store without finished trials is a StudyError. A preset study (the meta ``"preset"``) gets the
     preset's title, "(reduced)" when reduced, unless ``title`` is given, a Protocol section, its headline
-    metric first and the paper's claims beside the result (:mod:`melfront.report.claims`). (Drawing the figures takes a few seconds,
+    metric first and the paper's claims beside the result (:mod:`melfront.report.claims`). The report opens with
+    the verdict (:mod:`.verdict`; ``delta``: the points of its runs-needed estimates), and gives how far learned
+    parameters moved (:mod:`.movement`) beside their figure. (Drawing the figures takes a few seconds,
     so the example is not run by the doctests; tests/test_report.py runs it.)
 
     >>> page = write_report("studies/quick/study.db", "studies/quick/report")  # doctest: +SKIP
@@ -452,9 +461,9 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None, ex
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     preset = claims.preset_meta(store.meta("preset"))
-    sections = _table_sections(store, rows, config, frontends, pairs, preset)
+    sections = _table_sections(store, rows, config, frontends, pairs, preset, delta)
     images = _figures(store, rows, config, out, examples, claims.headline_metric(preset)[0])
-    notes = [h for h, f in images if not f]
+    notes = [i[0] for i in images if not i[1]]
     for note in notes:
         sections.append(("Example clip", note, f"<p class='note'>{html.escape(note)}</p>"))
     if not title:
@@ -462,11 +471,14 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None, ex
     return write_pages(out, title, sections, [i for i in images if i[1]])
 
 
-def study_to_report(config, out_dir, *, accepted, **run_options) -> int:
+def study_to_report(config, out_dir, *, accepted, rule=None, delta=None, **run_options) -> int:
     """Run (or resume, or extend) the study ``config`` in ``out_dir/study.db``, then write ``out_dir/report``:
     the one path of ``melfront compare``, plain or ``--preset``. The comparisons are checked before any
     training; ``accepted(stored_config)`` runs once the folder is locked and the config accepted;
-    ``run_options`` go to :func:`melfront.study.run_study`. Returns 0, or 1 (said on stderr) when trials failed.
+    ``run_options`` go to :func:`melfront.study.run_study`; with ``rule`` (a
+    :class:`~melfront.study.sequential.SequentialRule`) the study runs until decided
+    (:func:`~melfront.study.sequential.run_until_decided`); ``delta``: the verdict's points (default the rule's,
+    else :data:`.verdict.DELTA`). The verdict is printed. Returns 0, or 1 (said on stderr) when trials failed.
     """
     import sys
 
@@ -474,8 +486,14 @@ def study_to_report(config, out_dir, *, accepted, **run_options) -> int:
     config.compare = [list(p) for p in check_compare(config.compare or [], config.frontends)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    store = run_study(config, out / "study.db", accepted=accepted, **run_options)
-    page = write_report(store.path, out / "report")
+    if rule is not None:
+        from ..study.sequential import run_until_decided
+        store = run_until_decided(config, out / "study.db", rule=rule, accepted=accepted, **run_options)
+    else:
+        store = run_study(config, out / "study.db", accepted=accepted, **run_options)
+    delta = delta if delta is not None else rule.delta if rule is not None else DELTA
+    page = write_report(store.path, out / "report", delta=delta)
+    print("\n".join(store_verdict(store, delta)))
     print(f"results: {store.path}\nreport:  {page} (and report.md)")
     failed = store.failures()
     if failed:  # the study went on; the exit status still says it is not all there

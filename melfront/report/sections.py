@@ -287,7 +287,8 @@ table.claims td:last-child,table.claims th:last-child{text-align:left}
 
 
 def write_pages(out: Path, title: str, sections, images) -> Path:
-    """Write report.md and the self-contained report.html (PNGs embedded); returns the HTML path."""
+    """Write report.md and the self-contained report.html (PNGs embedded); returns the HTML path. An image is
+    ``(heading, file name)`` or ``(heading, file name, (markdown, html))``: a note shown under the picture."""
     md = [f"# {title}", ""]
     body = [f"<h1>{html.escape(title)}</h1>"]
     for heading, m, h in sections:
@@ -296,10 +297,12 @@ def write_pages(out: Path, title: str, sections, images) -> Path:
             body.append(f"<h2>{html.escape(heading)}</h2>")
         md += [m, ""]
         body.append(h)
-    for heading, fname in images:
-        md += [f"## {heading}", "", f"![{heading}]({fname})", ""]
+    for heading, fname, *note in images:
+        note_md, note_html = note[0] if note and note[0] else ("", "")
+        md += [f"## {heading}", "", f"![{heading}]({fname})", ""] + ([note_md, ""] if note_md else [])
         data = base64.b64encode((out / fname).read_bytes()).decode()
-        body.append(f"<h2>{html.escape(heading)}</h2><img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>")
+        body.append(f"<h2>{html.escape(heading)}</h2><img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>"
+                    + note_html)
     (out / "report.md").write_text("\n".join(md))
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")

@@ -27,8 +27,10 @@ from scipy import stats as sp
 
 from ..study.config import runs_for_n
 from ..study.sequential import rule_text
+from . import claims
 
-__all__ = ["DELTA", "POWER", "runs_needed", "cell_verdict", "verdicts", "verdict_lines", "verdict_section"]
+__all__ = ["DELTA", "POWER", "runs_needed", "cell_verdict", "verdicts", "verdict_lines", "verdict_section",
+           "sequential_planned", "store_verdict"]
 
 #: Default interval half-width and smallest difference of interest, in percentage points.
 DELTA = 2.0
@@ -149,9 +151,7 @@ def verdict_lines(vs, sequential: dict | None = None) -> list[str]:
     if not vs:
         lines.append("No cell has two frontends with results: nothing to compare.")
     if sequential and sequential.get("rounds"):
-        final = {}
-        for rnd in sequential["rounds"]:
-            final.update(rnd["cells"])
+        final = _final_cells(sequential)
         used = ", ".join(f"{k.replace('|', ' n=')}: {c['status']} at {c['runs']} runs (fixed: "
                          f"{runs_for_n(int(k.split('|')[1]))})" for k, c in sorted(final.items()))
         lines.append(f"Sequential study, {len(sequential['rounds'])} round(s): {used}.")
@@ -169,6 +169,54 @@ def verdict_section(vs, sequential: dict | None = None) -> tuple[str, str, str]:
     page = (f"<ul class='verdict'>{body}</ul><p class='note'>{html.escape(note)}</p>"
             + (f"<p class='note'>{html.escape(rule)}</p>" if rule else ""))
     return "Verdict", md, page
+
+
+def store_verdict(store, delta: float = DELTA) -> list[str]:
+    """The verdict lines (plain text, no Markdown) of the study in ``store`` (a
+    :class:`~melfront.study.ResultStore`), in its headline metric: what ``melfront report`` prints.
+
+    >>> import tempfile, pathlib
+    >>> from melfront.study import ResultStore, StudyConfig, Trial
+    >>> from melfront.report import _ROWS
+    >>> store = ResultStore(pathlib.Path(tempfile.mkdtemp()) / "study.db")
+    >>> config = StudyConfig(frontends=["a", "b"])
+    >>> for r in _ROWS:
+    ...     _ = store.add(f"{r['frontend']}{r['run']}", Trial(1, 1, r["run"], "sbcnn", r["frontend"]), config,
+    ...                   dict(accuracy=r["accuracy"]))
+    >>> store_verdict(store)[0][:40]
+    'sbcnn, n=1: b (65.0 %) is best; every ot'
+    """
+    config, rows = store.config(), store.rows()
+    names = list(config.frontends) if config else []
+    frontends = [f for f in names if any(r["frontend"] == f for r in rows)]
+    frontends += sorted({r["frontend"] for r in rows} - set(frontends))
+    metric = claims.headline_metric(claims.preset_meta(store.meta("preset")))[0]
+    lines = verdict_lines(verdicts(rows, frontends, metric, delta), store.meta("sequential"))
+    return [line.replace("**", "") for line in lines]
+
+
+def _final_cells(sequential) -> dict:
+    final = {}
+    for rnd in (sequential or {}).get("rounds", []):
+        final.update(rnd["cells"])
+    return final
+
+
+def sequential_planned(sequential: dict | None, planned: dict, folds: int) -> dict:
+    """``planned`` (``{n: runs x folds}``) of a sequential study: the fewest runs its rule gave a cell at ``n``
+    (cells decided early are not incomplete); unchanged for a study without the meta ``sequential``.
+
+    >>> state = {"rounds": [{"cells": {"sbcnn|5": {"runs": 3}}}, {"cells": {"vgg|5": {"runs": 6}}}]}
+    >>> sequential_planned(state, {5: 60}, 2), sequential_planned(None, {5: 60}, 2)
+    ({5: 6}, {5: 60})
+    """
+    out = dict(planned)
+    final = _final_cells(sequential)
+    for n in planned:
+        runs = [c["runs"] for k, c in final.items() if int(k.split("|")[1]) == int(n)]
+        if runs:
+            out[n] = min(runs) * folds
+    return out
 
 
 def _strong(line: str) -> str:
