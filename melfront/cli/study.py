@@ -63,6 +63,13 @@ def _add_compare(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
     p.add_argument("--retry-failed", action="store_true",
                    help="run again the trials stored as failed (by default a rerun skips them)")
+    p.add_argument("--until-decided", action="store_true",
+                   help="sequential study: 3 runs per cell (model, n), then 3 more per round only to the cells "
+                        "still undecided, until each other frontend is significantly worse than the best or within "
+                        "±DELTA points (alpha spending over the looks: see the report), or --max-runs")
+    p.add_argument("--delta", type=float, default=None,
+                   help="points: the equivalence margin of --until-decided and the report's runs-needed (default 2)")
+    p.add_argument("--max-runs", type=int, default=None, help="with --until-decided: runs per cell at most (default 20)")
     add_settings_args(p)
 
 
@@ -206,10 +213,31 @@ def _dry_run(config) -> int:
     return 0
 
 
+def _sequential_rule(args):
+    """The :class:`~melfront.study.sequential.SequentialRule` of ``--until-decided`` (None without it); the
+    options that contradict it are refused, never ignored."""
+    from ..errors import ParameterError
+    from ..study.sequential import DELTA, MAX_RUNS, SequentialRule
+    if args.delta is not None:
+        SequentialRule(delta=args.delta)  # a positive number of points, else a ParameterError naming --delta
+    if not args.until_decided:
+        if args.max_runs is not None:
+            raise ParameterError("--max-runs only applies to --until-decided (use --runs for a fixed number of runs)")
+        return None
+    if args.runs is not None:
+        raise ParameterError("--runs and --until-decided: the sequential rule sets the runs (3, then +3 per round "
+                             "while undecided); give --max-runs instead")
+    if args.preset:
+        raise ParameterError("--until-decided cannot be combined with --preset: a preset's runs are its paper's")
+    return SequentialRule(delta=DELTA if args.delta is None else args.delta,
+                          max_runs=MAX_RUNS if args.max_runs is None else args.max_runs)
+
+
 def _run_compare(args):
     from ..report import study_to_report
     if args.jobs is not None:
         positive_int("--jobs", args.jobs)
+    rule = _sequential_rule(args)
     if args.preset:
         return _run_preset(args)
     config, fitted = study_setup(args)
@@ -221,7 +249,7 @@ def _run_compare(args):
     # config.json is written once the study folder is locked and the config accepted (same or extended study)
     return study_to_report(config, out, accepted=lambda stored: _accepted(out, stored, fitted), ray_address=args.ray,
                            jobs=args.jobs, quiet=args.quiet, ray_num_gpus=args.ray_gpus,
-                           retry_failed=args.retry_failed)
+                           retry_failed=args.retry_failed, rule=rule, delta=args.delta)
 
 
 def _accepted(out: Path, stored, fitted) -> None:
@@ -237,6 +265,8 @@ def _add_report(sub):
     p.add_argument("study", help="study.db written by melfront compare (or its folder)")
     p.add_argument("-o", "--output", help="report folder (default: report/ next to the study)")
     p.add_argument("--compare", action="append", metavar="A,B", help="two frontends to difference (repeatable)")
+    p.add_argument("--delta", type=float, default=2.0,
+                   help="points: the runs needed for a ±DELTA 95 %% interval, and for 80 %% power at DELTA (default 2)")
 
 
 def _run_report(args):
@@ -247,7 +277,13 @@ def _run_report(args):
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such study (run melfront compare first)")
     out = Path(args.output) if args.output else path.parent / "report"
-    page = write_report(path, out, compare=[split_specs(c) for c in args.compare] if args.compare else None)
+    from ..report.verdict import store_verdict
+    from ..study import ResultStore
+    from ..study.sequential import SequentialRule
+    delta = SequentialRule(delta=args.delta).delta  # checked: a positive number of points
+    page = write_report(path, out, compare=[split_specs(c) for c in args.compare] if args.compare else None,
+                        delta=delta)
+    print("\n".join(store_verdict(ResultStore.open_readonly(path), delta)))
     print(f"report: {page} (and report.md)")
 
 
