@@ -217,12 +217,37 @@ class ResultStore:
                            f"ON CONFLICT(key) DO UPDATE SET {update} WHERE results.status != 'ok'", values) == 1
 
     def rows(self) -> list[dict]:
-        """All finished (ok) trials as dicts (metrics and learned parameters decoded)."""
+        """All finished (ok) trials as dicts (metrics and learned parameters decoded).
+
+        Every row is checked to be one this store writes (:meth:`add`): text model and frontend, integer n and
+        run, a finite accuracy in [0, 1], a MAP that is empty or in [0, 1], JSON objects in ``metrics`` and
+        ``learned``, one row per trial (model, frontend, n, fold, run). Anything else was written by someone
+        else and is never averaged in: a StudyError names the file, the row and the cause.
+
+        >>> import tempfile, pathlib, sqlite3
+        >>> store = ResultStore(pathlib.Path(tempfile.mkdtemp()) / "study.db")
+        >>> store.add("k", Trial(1, 2, 0, "sbcnn", "db"), StudyConfig(), dict(accuracy=0.5))
+        True
+        >>> with sqlite3.connect(store.path) as db:
+        ...     _ = db.execute("UPDATE results SET accuracy = 'high'")
+        >>> store.rows()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        melfront.errors.StudyError: .../study.db, results row 1 (key 'k'): accuracy 'high' is not a number; melfront did not...
+        """
         where = " WHERE status = 'ok'" if self._has_status() else ""
-        out = self._read(f"SELECT * FROM results{where} ORDER BY fold, n, run, model, frontend")
+        out = self._read(f"SELECT rowid AS _rowid, * FROM results{where} ORDER BY fold, n, run, model, frontend")
+        cells = {}
         for d in out:
-            d["metrics"] = json.loads(d["metrics"] or "{}")
-            d["learned"] = json.loads(d["learned"] or "{}")
+            rowid = d.pop("_rowid")
+            where = f"{self.path}, results row {rowid} (key {d.get('key')!r})"
+            _check_row(d, where)
+            cell = (d["model"], d["frontend"], d["n"], d["fold"], d["run"])
+            if cell in cells:
+                raise StudyError(f"{where}: the same trial (model {cell[0]!r}, frontend {cell[1]!r}, n {cell[2]}, "
+                                 f"fold {cell[3]}, run {cell[4]}) is also stored under key {cells[cell]!r}: melfront "
+                                 f"stores one row per trial; this store was edited (remove the foreign row)")
+            cells[cell] = d.get("key")
             d.setdefault("status", "ok")
             d.setdefault("error", None)
         return out
@@ -253,7 +278,43 @@ class ResultStore:
         if self.readonly and "meta" not in self._tables:
             return default
         rows = self._read("SELECT value FROM meta WHERE name = ?", (str(name),))
-        return json.loads(rows[0]["value"]) if rows else default
+        if not rows:
+            return default
+        try:
+            return json.loads(rows[0]["value"])
+        except (ValueError, TypeError, RecursionError):
+            raise StudyError(f"{self.path}, meta {name!r}: not JSON; melfront did not write this value") from None
+
+
+def _check_row(d: dict, where: str) -> None:
+    """StudyError (``where``: file and row) for a results row :meth:`ResultStore.add` would not have written;
+    decodes ``metrics`` and ``learned`` in place."""
+    def refuse(cause):
+        raise StudyError(f"{where}: {cause}; melfront did not write this row (restore the store, or remove the row)")
+
+    for name in ("key", "model", "frontend", "fold"):
+        if not isinstance(d.get(name), str) or not d[name]:
+            refuse(f"{name} {d.get(name)!r} is not a non-empty text")
+    for name, low in (("n", 1), ("run", 0)):
+        if not isinstance(d.get(name), int) or d[name] < low:
+            refuse(f"{name} {d.get(name)!r} is not an integer >= {low}")
+    for name, required in (("accuracy", True), ("map", False), ("train_seconds", False)):
+        value = d.get(name)
+        if value is None and not required:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            refuse(f"{name} {value!r} is not a number")
+        high = math.inf if name == "train_seconds" else 1.0
+        if not (math.isfinite(value) and 0.0 <= value <= high):
+            refuse(f"{name} {value!r} is not a finite number in [0, {high:g}]")
+    for name in ("metrics", "learned"):
+        try:
+            value = json.loads(d.get(name) or "{}")
+        except (ValueError, TypeError, RecursionError):
+            refuse(f"{name} is not JSON ({str(d.get(name))[:40]!r})")
+        if not isinstance(value, dict):
+            refuse(f"{name} is not a JSON object (got {type(value).__name__})")
+        d[name] = value
 
 
 def _jsonable(value):
