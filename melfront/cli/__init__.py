@@ -25,6 +25,7 @@ import sys
 import traceback
 
 from ..errors import MelfrontError, PathError
+from ..runtime import tune_allocator
 from . import audio, data, export, mst, presets, study, train
 from .options import split_specs
 from .study import study_config_from_args
@@ -87,6 +88,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     cmd = args.command
+    tune_allocator()  # glibc malloc for tensor-sized blocks (melfront/runtime.py), before any work
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

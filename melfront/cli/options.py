@@ -204,6 +204,8 @@ SETTING_OPTIONS = (
     ("--optimizer", "optimizer", lambda name, v: one_of(name, v, OPTIMIZERS), "sgd or adam (default adam)"),
     ("--lr", "lr", positive_float, "learning rate (default 1e-3)"),
     ("--batch-size", "batch_size", positive_int, "batch size (default 16; 32 from 500 training clips)"),
+    ("--precision", "precision", lambda name, v: one_of(name, v, ("fp32", "bf16")),
+     "fp32 (default) or bf16: the backbone under torch.autocast in bfloat16, frontends float32 (opt-in)"),
 )
 
 #: The mel settings ``--set`` accepts (those of :class:`melfront.MelSpectrogram`); the rest are training settings.
@@ -226,8 +228,8 @@ def add_settings_args(p) -> None:
     group = p.add_argument_group("settings", "mel and training settings; every one not given is fitted to the "
                                              "data (see --profile)")
     for flag, _, check, text in SETTING_OPTIONS:
-        kind = str if flag == "--optimizer" else float if flag == "--lr" else int
-        metavar = {"--sample-rate": "HZ", "--optimizer": "NAME", "--lr": "LR"}.get(flag, "N")
+        kind = str if flag in ("--optimizer", "--precision") else float if flag == "--lr" else int
+        metavar = {"--sample-rate": "HZ", "--optimizer": "NAME", "--lr": "LR", "--precision": "P"}.get(flag, "N")
         group.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
     group.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
                        help="any other mel or training setting, e.g. fmin=50, patience=10, "

@@ -98,6 +98,11 @@ class _InputConv2dFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conf
         grad_x = grad_w = grad_b = None
+        # Under torch.autocast the forward ran in bfloat16 (or float16) and ``grad`` arrives in that type while
+        # the saved x and weight are float32: the gradients are computed in the saved tensors' common type.
+        dtype = torch.promote_types(x.dtype, weight.dtype)
+        x_in, grad = x, grad.to(dtype)
+        x, weight = x.to(dtype), weight.to(dtype)
         if ctx.needs_input_grad[0]:
             enabled = torch._C._get_mkldnn_enabled()
             torch._C._set_mkldnn_enabled(False)  # (torch.backends.mkldnn.flags() warns about TF32 each call)
@@ -110,6 +115,8 @@ class _InputConv2dFunction(torch.autograd.Function):
                                                          [0, 0], groups, [False, True, False])[1]
         if ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))
+        if grad_x is not None:
+            grad_x = grad_x.to(x_in.dtype)
         return grad_x, grad_w, grad_b, None, None, None, None
 
 

@@ -27,7 +27,9 @@ Pons et al.'s prototypical-network test patches, src/proto.py ``eval``: "42 bein
 ``"none"``, the normalisation between frontend and backbone, see :class:`melfront.train.build.InputNorm`;
 settings fitted to the data use ``"batch"``, see :mod:`melfront.train.fitted`), ``episodes_per_epoch`` and
 ``frontend_lr_scale``: the frontend's parameters learn at ``lr * frontend_lr_scale`` (1: as the
-backbone; 0: not at all; e.g. 0.1 to fine-tune a pretrained frontend gently).
+backbone; 0: not at all; e.g. 0.1 to fine-tune a pretrained frontend gently), ``precision`` (``"fp32"``, the
+default, or ``"bf16"``: the backbone runs under ``torch.autocast`` in bfloat16 for training and evaluation, the
+frontend stays float32 (:class:`melfront.frontends.Frontend` switches autocast off inside); opt-in).
 
 Protocol semantics (defaults: melfront's own rules; the presets set the reference codes' rules, see
 :mod:`melfront.presets`):
@@ -86,6 +88,8 @@ EPOCH_UPDATES = ("episodes", "patch_grid")
 QUERIES = ("clips", "grid_patches")
 #: The hop, in frames, of the test patches of Pons et al.'s prototypical networks (reference code src/proto.py).
 PONS_PROTO_EVAL_HOP = 42
+#: ``precision``: float32 everywhere, or the backbone in bfloat16 under ``torch.autocast`` (opt-in).
+PRECISIONS = ("fp32", "bf16")
 _IGNORED = ("source",)  # the paper reference in MODELS[name][2]: documentation, not a setting
 
 
@@ -138,6 +142,7 @@ class TrainSettings:
     query_per_class: int = 5
     support_per_class: int = 5
     frontend_lr_scale: float = 1.0
+    precision: str = "fp32"                 # or "bf16": the backbone under torch.autocast (frontends fp32)
     support: str = "episode"                # "episodes": a new support set per episode, or one "fixed" set
     monitor: str = "auto"                   # early stopping watches: see the module docstring
     restore_best: bool = True               # restore the best monitored epoch's weights at the end
@@ -190,6 +195,7 @@ class TrainSettings:
         if self.epochs is None and self.patience is None:
             raise ParameterError("give train['epochs'] or train['patience'] (early stopping)")
         self.frontend_lr_scale = finite_float(name("frontend_lr_scale"), self.frontend_lr_scale, 0.0)
+        self.precision = one_of(name("precision"), self.precision, PRECISIONS)
         if self.model_options is not None and not isinstance(self.model_options, dict):
             raise ParameterError(f"train['model_options'] must be a dict, got {self.model_options!r}")
         self.model_options = copy.deepcopy(dict(self.model_options or {}))

@@ -30,6 +30,7 @@ from ..checks import finite_float, one_of
 from ..data.sampling import seed_for
 from ..errors import CheckpointError, DivergenceError, ParameterError, TrainingError
 from ..models import kernel_weights
+from ..runtime import autocast, channels_last, tune_allocator
 from ..models.protonet import prototype_logits
 from .batches import (batches, episode_batch, episodes_per_epoch, epoch_order, eval_dataset, fixed_support,
                       grid_by_class, grid_dataset, grid_queries, grid_updates_per_epoch, train_dataset)
@@ -122,6 +123,7 @@ class Trainer:
         one_of("kind", kind, ("mel", "waveform"))
         if kind == "waveform" and hop_length is None:
             raise ParameterError("hop_length is needed for waveform features")
+        tune_allocator()  # glibc malloc for tensor-sized blocks, once per process (melfront/runtime.py)
         self.device = torch.device(device or default_device())
         self.model = classifier.to(self.device)
         self.s = TrainSettings.from_dict(settings).as_dict()
@@ -334,13 +336,14 @@ class Trainer:
         self.model.eval()
         ds = self._eval_dataset(features, [0] * len(features))
         out, idx = [], []
-        if self.kind == "mel":  # exact dense evaluation where it is exact, else batched patches (train/dense.py)
-            logits = clip_patch_logits(self.model, ds.features, ds.index, ds.n_frames, self.s["eval_batch_size"],
-                                       device=self.device)
-            out, idx = [torch.log_softmax(logits.double(), dim=1).cpu()], ds.clip_indices
-        for x, _, clips in ([] if out else batches(ds, range(len(ds)), self.s["eval_batch_size"], self.device)):
-            out.append(torch.log_softmax(self.model(x).double(), dim=1).cpu())
-            idx.extend(clips)
+        with autocast(self.device, self.s["precision"]), channels_last(self.model.backbone):
+            if self.kind == "mel":  # exact dense evaluation where it is exact, else batched patches (train/dense.py)
+                logits = clip_patch_logits(self.model, ds.features, ds.index, ds.n_frames,
+                                           self.s["eval_batch_size"], device=self.device)
+                out, idx = [torch.log_softmax(logits.double(), dim=1).cpu()], ds.clip_indices
+            for x, _, clips in ([] if out else batches(ds, range(len(ds)), self.s["eval_batch_size"], self.device)):
+                out.append(torch.log_softmax(self.model(x).double(), dim=1).cpu())
+                idx.extend(clips)
         log_probs = torch.cat(out)
         if not torch.isfinite(log_probs).all():
             raise DivergenceError("the classifier outputs NaN or infinite values (training diverged?); " + _ADVICE)
@@ -498,7 +501,8 @@ class Trainer:
         """Train one epoch, evaluate the validation set; append and return the history record."""
         epoch = self.epoch + 1
         t0 = time.perf_counter()
-        loss, acc = self._train_epoch(ds, by_class, len(features), epoch)
+        with autocast(self.device, self.s["precision"]):  # "bf16": the backbone in bfloat16, frontends float32
+            loss, acc = self._train_epoch(ds, by_class, len(features), epoch)
         rec = dict(epoch=epoch, loss=loss, accuracy=acc)
         if self.s["sampling"] == "episodes":
             self.set_prototypes(features, labels)
