@@ -60,6 +60,8 @@ def _add_compare(sub):
                    help="run every trial as a Ray task: 'auto' attaches to the running cluster (ray start --head) "
                         "or starts a local one when none runs; 'local' always starts one; or HOST:6379")
     p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task (default 0)")
+    p.add_argument("--ray-timeout", type=float, default=None, metavar="S",
+                   help="seconds connecting to Ray may take before it ends in an error naming the cause (default 30)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
     p.add_argument("--retry-failed", action="store_true",
                    help="run again the trials stored as failed (by default a rerun skips them)")
@@ -197,6 +199,9 @@ def _run_preset(args):
         print(f"reduced: {line}")
     for line in plan.overrides:
         print(f"override: {line}")
+    from ..presets.compare import ComparePreset
+    if isinstance(preset, ComparePreset):
+        _connect_ray(args)
     return preset.run(plan, args.output or f"studies/{preset.name}", jobs=args.jobs, ray=args.ray, quiet=args.quiet,
                       retry_failed=args.retry_failed, ray_num_gpus=args.ray_gpus)
 
@@ -246,14 +251,25 @@ def _run_compare(args):
     if fitted is not None:
         print(fitted.summary())
     out = Path(args.output or "studies/quick")
+    _connect_ray(args)
     # config.json is written once the study folder is locked and the config accepted (same or extended study)
     return study_to_report(config, out, accepted=lambda stored: _accepted(out, stored, fitted), ray_address=args.ray,
                            jobs=args.jobs, quiet=args.quiet, ray_num_gpus=args.ray_gpus,
                            retry_failed=args.retry_failed, rule=rule, delta=args.delta)
 
 
+def _connect_ray(args) -> None:
+    """With ``--ray``: connect now, within ``--ray-timeout`` seconds (a StudyError naming the cause otherwise),
+    so that the study's Ray tasks use this connection."""
+    if args.ray:
+        from ..study.ray_connect import RAY_TIMEOUT, connect_ray
+        connect_ray(args.ray, say=lambda line: None if args.quiet else print(line),
+                    timeout=RAY_TIMEOUT if args.ray_timeout is None else args.ray_timeout)
+
+
 def _accepted(out: Path, stored, fitted) -> None:
     """Once the study folder is locked and the config accepted: ``config.json`` and the derived settings."""
+    from ..study import ResultStore
     write_json(out / "config.json", stored.to_dict())
     if fitted is not None:
         ResultStore(out / "study.db").set_meta("derived_settings", fitted.as_dict())
