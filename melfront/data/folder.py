@@ -11,6 +11,7 @@ audio is left out. A folder tree has no group metadata: every clip is its own gr
 unless the clips' groups are taken from their file names with a regular expression
 (:func:`melfront.data.base.with_groups`; ``--group-by REGEX`` of ``compare`` and ``train``). A flat tree
 (fold 1 only) is split by a stratified, grouped holdout (:func:`melfront.data.sampling.grouped_holdout`).
+:func:`group_hint` notices file names that share an id with repeats and suggests the ``--group-by`` pattern.
 """
 from __future__ import annotations
 
@@ -21,11 +22,63 @@ from ..errors import MetadataError
 from .base import AUDIO_EXTENSIONS, Clip, ClipList, require_root
 from .registry import register_dataset
 
-__all__ = ["load_folder"]
+__all__ = ["load_folder", "group_hint", "GROUP_PATTERNS"]
 
 _SPLITS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev", "development",
            "eval", "evaluation"}
 _FOLD = re.compile(r"^fold[_-]?(\d+)$", re.IGNORECASE)
+
+
+#: ``(pattern, what it takes)`` that :func:`group_hint` tries on file names (plain, linear-time expressions).
+GROUP_PATTERNS = (
+    (r"^([^_]+)_", "the id before the first underscore, <id>_<rest>"),
+    (r"^([^-]+)-", "the id before the first hyphen, <id>-<rest>"),
+    (r"^(.+)-[^-]*$", "the recording before the last hyphen, <recording>-<slice>"),
+)
+
+
+def group_hint(clips) -> str | None:
+    """A sentence when the clips have no groups but their file names share an id with repeats, suggesting the
+    ``--group-by`` pattern (never applied: the user decides); None otherwise.
+
+    Of :data:`GROUP_PATTERNS`, those matching every file name, giving two ids or more, some id on two clips
+    or more, and not just the class again (every id in one class and no more ids than classes) qualify; the
+    one giving the fewest ids (the coarsest grouping) is suggested.
+
+    >>> from melfront.data.base import Clip
+    >>> clips = [Clip(f"/d/{c}/{spk}_{c}_{i}.wav", k, c, 1) for k, c in enumerate("ab") for spk in ("ann", "bob")
+    ...          for i in range(3)]
+    >>> print(group_hint(clips))
+    file names share ids with repeats (2 ids over 12 clips, e.g. 'ann' on 6): clips of one id can fall on both sides of the split; not applied: to keep each id on one side, add --group-by '^([^_]+)_' (the id before the first underscore, <id>_<rest>)
+    >>> group_hint([Clip(f"/d/a/{i}.wav", 0, "a", 1) for i in range(4)]) is None
+    True
+    """
+    clips = list(clips)
+    if len(clips) < 2 or any(getattr(c, "source_id", "") for c in clips):
+        return None
+    names = [Path(c.path).name for c in clips]
+    found = []
+    for pattern, what in GROUP_PATTERNS:
+        rx = re.compile(pattern)
+        ids = [m.group(1) if m else None for m in map(rx.search, names)]
+        if None in ids:
+            continue
+        counts = {}
+        classes = {}
+        for i, c in zip(ids, clips):
+            counts[i] = counts.get(i, 0) + 1
+            classes.setdefault(i, set()).add(c.label)
+        n_classes = len({c.label for c in clips})
+        is_label = all(len(v) == 1 for v in classes.values()) and len(counts) <= n_classes
+        if len(counts) >= 2 and max(counts.values()) >= 2 and not is_label:
+            found.append((len(counts), pattern, what, counts))
+    if not found:
+        return None
+    n_ids, pattern, what, counts = min(found, key=lambda f: f[0])
+    top = max(counts, key=counts.get)
+    return (f"file names share ids with repeats ({n_ids} ids over {len(clips)} clips, e.g. {top!r} on {counts[top]}): "
+            f"clips of one id can fall on both sides of the split; not applied: to keep each id on one side, add "
+            f"--group-by '{pattern}' ({what})")
 
 
 def _subdirs(path: Path) -> list[Path]:

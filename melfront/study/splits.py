@@ -17,6 +17,9 @@ Groups (``Clip.source_id``: ESC-50 ``src_file``, UrbanSound8K ``fsID``, FSDD spe
 ``group_by`` the pool also loses every clip whose group is in the test fold. Official folds are kept as
 published: where they share groups between train and test (FSDD's split is by take, so every speaker is on
 both sides) the split note says how many.
+A data set without groups whose file names share an id with repeats (``<id>_<rest>.wav``,
+``<recording>-<slice>.wav``) gets a hint on the split line with the ``--group-by`` pattern to use
+(:func:`melfront.data.folder.group_hint`); it is never applied silently.
 
 >>> from melfront.data import Clip, ClipList
 >>> clips = ClipList([Clip(f"{i}.wav", i % 2, "ab"[i % 2], 1) for i in range(12)], classes=["a", "b"])
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from ..data import dataset
 from ..data.base import ClipList, check_clips, class_counts, group_of, with_groups
+from ..data.folder import group_hint
 from ..data.sampling import few_shot_subset, grouped_holdout, shortfalls, without_groups_of
 from ..errors import DataError, ParameterError
 from .config import StudyConfig
@@ -232,9 +236,11 @@ def _lines(config, clips, split, notes, found) -> list[str]:
                "set split: folds to refuse)")
     else:
         why = " (the data set's folds)"
-    lines.append(f"split: {split}{why}; " + "; ".join(f"fold {f}: {note}" for f, note in notes.items()))
     group_by = getattr(config, "group_by", None)
     n_groups = len({group_of(c) for c in clips if c.source_id})
+    hint = None if group_by or n_groups else group_hint(clips)  # suggested, never applied
+    lines.append(f"split: {split}{why}; " + "; ".join(f"fold {f}: {note}" for f, note in notes.items())
+                 + (f"; {hint}" if hint else ""))
     if group_by:
         lines.append(f"groups: {n_groups} from the file names (group_by {group_by!r})")
     elif n_groups:
