@@ -213,3 +213,40 @@ def test_protocol_settings_are_range_checked(bad):
 def test_grid_settings_need_episodes():
     with pytest.raises(ParameterError, match="episodes"):
         resolve_settings("vgg", dict(epoch_updates="patch_grid"))
+
+
+def test_piczak_dropout_before_pool_runs_in_that_order():
+    from melfront.models.piczak import PiczakCNN
+    order = {}
+    for before in (False, True):
+        net = PiczakCNN(3, n_mels=60, n_frames=41, hidden=8, dropout_before_pool=before).train()
+        seen = []
+        hooks = [m.register_forward_hook(lambda m, i, o: seen.append(type(m).__name__))
+                 for m in net.features[2:4]]
+        net(torch.rand(2, 1, 60, 41))
+        for h in hooks:
+            h.remove()
+        order[before] = seen
+    assert order[False] == ["MaxPool2d", "Dropout"] and order[True] == ["Dropout", "MaxPool2d"]
+    # the same weights either way
+    a = PiczakCNN(3, n_mels=60, n_frames=41, hidden=8)
+    PiczakCNN(3, n_mels=60, n_frames=41, hidden=8, dropout_before_pool=True).load_state_dict(a.state_dict())
+
+
+def test_mst_batch_norm_as_slim_no_scale_decay_0999():
+    from melfront.mst.model import MSTModel
+    m = MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=3, n_hidden=2, bn_scale=False, bn_momentum=0.001,
+                 bn_eps=1e-3)
+    names = [n for n, _ in m.named_parameters()]
+    assert "bn1.bias" in names and "bn1.weight" not in names  # a learned shift, no gamma
+    x = torch.randn(5, 3, 7) * 2 + 4
+    m.bn1.train()
+    with torch.no_grad():
+        m.bn1.bias.fill_(0.5)
+        y = m.bn1(x)
+    assert torch.allclose(m.bn1.running_mean, 0.001 * x.mean(dim=(0, 2)), atol=1e-6)
+    expected = (x - x.mean(dim=(0, 2), keepdim=True)) / torch.sqrt(x.var(dim=(0, 2), unbiased=False,
+                                                                        keepdim=True) + 1e-3) + 0.5
+    assert torch.allclose(y, expected, atol=1e-5)
+    assert MSTModel(**m.config()).config() == m.config()  # a checkpoint rebuilds the same layers
+    assert "bn_scale" not in MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=3, n_hidden=2).config()

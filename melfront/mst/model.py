@@ -41,6 +41,26 @@ SEGMENT_FRAMES = 101
 # --------------------------------------------------------------------------------------------
 # The network
 # --------------------------------------------------------------------------------------------
+class ShiftBatchNorm1d(nn.BatchNorm1d):
+    """Batch norm with a learned shift and no scale (TF-slim's ``batch_norm`` default, ``scale=False``).
+
+    >>> bn = ShiftBatchNorm1d(3)
+    >>> bn.weight is None, [n for n, _ in bn.named_parameters()]
+    (True, ['bias'])
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=False)
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    # forward is BatchNorm1d's: F.batch_norm(x, ..., weight=None, bias=self.bias) shifts without scaling
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if getattr(self, "bias", None) is not None:
+            nn.init.zeros_(self.bias)
+
+
 class MSTModel(nn.Module):
     r"""Three 1-D convolutions from the waveform to a log-mel-like image (Tax et al. 2017).
 
@@ -72,6 +92,12 @@ class MSTModel(nn.Module):
         randomly initialised raw-waveform baseline has none: ``batch_norm=False, dropout=0.5``.
     dropout : float
         Dropout probability after each layer's activation (default 0).
+    bn_scale : bool
+        A learned scale (gamma) in each batch norm (default True, torch's). Tax et al.'s MSTmodel/MSTmodel.py
+        (lines 66-82) uses ``slim.batch_norm`` with its defaults: a learned shift, no scale (``scale=False``).
+    bn_momentum, bn_eps : float
+        Running-statistics momentum (torch convention) and epsilon, default 0.1 and 1e-5 (torch's).
+        ``slim.batch_norm``'s defaults, decay 0.999 and epsilon 0.001, are ``bn_momentum=0.001, bn_eps=1e-3``.
 
     Weights are Xavier(Glorot)-uniform, biases zero (the paper's initialisation).
 
@@ -82,22 +108,32 @@ class MSTModel(nn.Module):
     >>> m = MSTModel(n_mels=16, n_fft=256, hop_length=64, n_filters=8, n_hidden=8).eval()
     >>> tuple(m(torch.zeros(2, 640)).shape)  # 1 + 640 // 64 frames
     (2, 16, 11)
+    >>> tf = MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=2, n_hidden=2, bn_scale=False,
+    ...               bn_momentum=0.001, bn_eps=1e-3)
+    >>> tf.bn1.weight is None, tf.bn1.bias.shape, tf.bn1.momentum, tf.bn1.eps
+    (True, torch.Size([2]), 0.001, 0.001)
     """
 
     input_kind = "waveform"
     out_channels = 1
 
     def __init__(self, n_mels: int = 60, n_fft: int = 1024, hop_length: int = 512, n_filters: int = 512,
-                 n_hidden: int = 256, batch_norm: bool = True, dropout: float = 0.0):
+                 n_hidden: int = 256, batch_norm: bool = True, dropout: float = 0.0, bn_scale: bool = True,
+                 bn_momentum: float = 0.1, bn_eps: float = 1e-5):
         super().__init__()
         self.n_mels, self.n_fft = positive_int("n_mels", n_mels), positive_int("n_fft", n_fft)
         self.hop_length = positive_int("hop_length", hop_length)
         self.n_filters, self.n_hidden = positive_int("n_filters", n_filters), positive_int("n_hidden", n_hidden)
         self.batch_norm = boolean("batch_norm", batch_norm)
         self.dropout = finite_float("dropout", dropout, 0.0, 1.0, high_open=True)
+        self.bn_scale = boolean("bn_scale", bn_scale)
+        self.bn_momentum = finite_float("bn_momentum", bn_momentum, 0.0, 1.0, low_open=True)
+        self.bn_eps = finite_float("bn_eps", bn_eps, 0.0, low_open=True)
 
         def bn(c):
-            return nn.BatchNorm1d(c) if batch_norm else nn.Identity()
+            if not batch_norm:
+                return nn.Identity()
+            return (nn.BatchNorm1d if bn_scale else ShiftBatchNorm1d)(c, eps=bn_eps, momentum=bn_momentum)
 
         def drop():
             return nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -139,8 +175,11 @@ class MSTModel(nn.Module):
         >>> MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=2, n_hidden=3).config()["n_hidden"]
         3
         """
-        return dict(n_mels=self.n_mels, n_fft=self.n_fft, hop_length=self.hop_length, n_filters=self.n_filters,
-                    n_hidden=self.n_hidden, batch_norm=self.batch_norm, dropout=self.dropout)
+        out = dict(n_mels=self.n_mels, n_fft=self.n_fft, hop_length=self.hop_length, n_filters=self.n_filters,
+                   n_hidden=self.n_hidden, batch_norm=self.batch_norm, dropout=self.dropout)
+        if (self.bn_scale, self.bn_momentum, self.bn_eps) != (True, 0.1, 1e-5):  # older configs stay as they were
+            out.update(bn_scale=self.bn_scale, bn_momentum=self.bn_momentum, bn_eps=self.bn_eps)
+        return out
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.ndim == 0:
