@@ -55,7 +55,13 @@ def _relative(end, start) -> float:
 
 def movement(rows, mel: dict) -> dict:
     """``{(frontend, parameter): dict(start, end, median, largest, runs)}``: the relative movement (a fraction)
-    over the runs that learned it; ``start``/``end``: the start and the median end (lists)."""
+    over the runs that learned it; ``start``/``end``: the start and the median end (lists).
+
+    >>> rows = [dict(frontend="power", learned={"exponent": [e]}) for e in (0.55, 0.6, 0.75)]
+    >>> m = movement(rows, dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=8))[("power", "exponent")]
+    >>> m["start"], round(m["median"], 3), round(m["largest"], 3), m["runs"]
+    ([0.5], 0.2, 0.5, 3)
+    """
     starts, found = {}, defaultdict(list)
     for r in rows:
         for name, values in (r.get("learned") or {}).items():
@@ -103,7 +109,14 @@ def movement_lines(moved: dict) -> list[str]:
 
 
 def movement_note(moved: dict) -> tuple[str, str]:
-    """``(markdown, html)`` beside the learned-parameters figure: the lines and a table of every parameter."""
+    """``(markdown, html)`` beside the learned-parameters figure: the lines and a table of every parameter
+    (empty strings when nothing was learned).
+
+    >>> md, page = movement_note({("power", "exponent"): dict(start=[0.5], end=[0.6], median=0.2, largest=0.3,
+    ...                                                       runs=2)})
+    >>> md.splitlines()[2], movement_note({})
+    ('- power: moved most in exponent (20 % median over runs, 30 % at most).', ('', ''))
+    """
     if not moved:
         return "", ""
     lines = movement_lines(moved)

@@ -87,7 +87,12 @@ def cell_verdict(rows, model, n, frontends, metric: str = "accuracy", delta: flo
 
 
 def verdicts(rows, frontends, metric: str = "accuracy", delta: float = DELTA) -> list[dict]:
-    """:func:`cell_verdict` of every (model, n) with two frontends or more, by model then n."""
+    """:func:`cell_verdict` of every (model, n) with two frontends or more, by model then n.
+
+    >>> from melfront.report import _ROWS
+    >>> [(v["model"], v["n"], v["best"]) for v in verdicts(_ROWS + [dict(r, n=2) for r in _ROWS], ["a", "b"])]
+    [('sbcnn', 1, 'b'), ('sbcnn', 2, 'b')]
+    """
     out = []
     for model in sorted({r["model"] for r in rows}):
         for n in sorted({r["n"] for r in rows if r["model"] == model}):
@@ -152,14 +157,29 @@ def verdict_lines(vs, sequential: dict | None = None) -> list[str]:
         lines.append("No cell has two frontends with results: nothing to compare.")
     if sequential and sequential.get("rounds"):
         final = _final_cells(sequential)
-        used = ", ".join(f"{k.replace('|', ' n=')}: {c['status']} at {c['runs']} runs (fixed: "
-                         f"{runs_for_n(int(k.split('|')[1]))})" for k, c in sorted(final.items()))
-        lines.append(f"Sequential study, {len(sequential['rounds'])} round(s): {used}.")
+        delta = (sequential.get("rule") or {}).get("delta", DELTA)
+        used = "; ".join(f"{k.replace('|', ' n=')}: {c['status']} at {c['runs']} runs (fixed protocol: "
+                         f"{runs_for_n(int(k.split('|')[1]))}){_rule_calls(c, delta)}" for k, c in sorted(final.items()))
+        lines.append(f"Sequential study, {len(sequential['rounds'])} round(s) — {used}. The rule's decisions are "
+                     f"the ones whose error rates hold under its repeated looks; the sentences above use the "
+                     f"fixed-sample tests on the runs it stopped at.")
     return lines
 
 
+def _rule_calls(cell: dict, delta: float) -> str:
+    calls = [f"{fe} {o['verdict'].replace('±D', f'±{delta:g} points')}"
+             for fe, o in (cell.get("others") or {}).items()]
+    return f", best {cell['best']}: " + ", ".join(calls) if cell.get("best") and calls else ""
+
+
 def verdict_section(vs, sequential: dict | None = None) -> tuple[str, str, str]:
-    """``(heading, markdown, html)`` of the verdict (the first section of the report), the rule too."""
+    """``(heading, markdown, html)`` of the verdict (the first section of the report), the rule too.
+
+    >>> from melfront.report import _ROWS
+    >>> heading, md, page = verdict_section(verdicts(_ROWS, ["a", "b"]))
+    >>> heading, md.splitlines()[0][:28], page[:22]
+    ('Verdict', '- sbcnn, n=1: **b** (65.0 %)', "<ul class='verdict'><l")
+    """
     lines = verdict_lines(vs, sequential)
     rule = rule_text(sequential["rule"]) if sequential and sequential.get("rule") else ""
     note = ("Best by mean; 'not told apart': paired t-test against the best over matching (fold, run) trials, "

@@ -178,6 +178,7 @@ class SequentialRule:
         self._alphas = dict(zip(self.schedule, look_alphas(self.schedule, self.max_runs, self.alpha)))
 
     def as_dict(self) -> dict:
+        """The settings as stored with the study (meta ``sequential``)."""
         return dict(delta=self.delta, max_runs=self.max_runs, start=self.start, step=self.step, alpha=self.alpha)
 
     def alpha_at(self, runs: int) -> float:
@@ -185,7 +186,11 @@ class SequentialRule:
         return self._alphas.get(int(runs), 0.0)
 
     def next_runs(self, runs: int) -> int:
-        """The runs of the look after ``runs`` (``max_runs`` at most)."""
+        """The runs of the look after ``runs`` (``max_runs`` at most).
+
+        >>> SequentialRule(max_runs=10).next_runs(3), SequentialRule(max_runs=10).next_runs(9)
+        (6, 10)
+        """
         return next((r for r in self.schedule if r > runs), self.max_runs)
 
 
