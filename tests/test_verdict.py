@@ -49,7 +49,7 @@ def test_nothing_told_apart_says_why_and_the_line_across_cells():
     rows = [r for r in rows if r["frontend"] != "c"] + [dict(r, n=5) for r in _rows(n=5)]
     vs = verdicts(rows, ["a", "b", "c"])
     lines = verdict_lines(vs)
-    assert "nothing can be told apart" in lines[0] and "3 paired run(s), paired spread" in lines[0]
+    assert "nothing can be told apart" in lines[0] and "3 paired runs, paired spread" in lines[0]
     assert lines[-1].startswith("Across the 2 cells") and "**b** (2 of 2)" in lines[-1]
 
 

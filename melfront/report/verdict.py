@@ -114,10 +114,13 @@ def _sentence(v: dict) -> str:
     best = f"**{v['best']}** ({100 * v['mean']:.1f} %)"
     if not v["below"] and v["tied"]:
         spreads = [100 * d["std"] for _, d in v["tied"] if d["count"] >= 2]
-        why = (f"{v['pairs']} paired run(s)" + (f", paired spread {min(spreads):.1f}-{max(spreads):.1f} points"
-                                               if spreads else ", too few to test"))
-        text = (f"{head}nothing can be told apart: {best} has the best mean, but none of the {len(v['tied'])} "
-                f"other(s) differs from it ({why}).")
+        spread = (f"{min(spreads):.1f}-{max(spreads):.1f}" if len(spreads) > 1 else
+                  f"{spreads[0]:.1f}" if spreads else "")
+        why = (f"{v['pairs']} paired run{'s' if v['pairs'] != 1 else ''}"
+               + (f", paired spread {spread} points" if spreads else ", too few to test"))
+        others = ("the other frontend does not differ from it" if len(v["tied"]) == 1 else
+                  f"none of the {len(v['tied'])} others differs from it")
+        text = f"{head}nothing can be told apart: {best} has the best mean, but {others} ({why})."
     else:
         text = f"{head}{best} is best"
         text += (f"; not told apart from it: {', '.join(_diff_text(f, d) for f, d in v['tied'])}" if v["tied"]
@@ -158,12 +161,19 @@ def verdict_lines(vs, sequential: dict | None = None) -> list[str]:
     if sequential and sequential.get("rounds"):
         final = _final_cells(sequential)
         delta = (sequential.get("rule") or {}).get("delta", DELTA)
-        used = "; ".join(f"{k.replace('|', ' n=')}: {c['status']} at {c['runs']} runs (fixed protocol: "
+        used = "; ".join(f"{k.replace('|', ' n=')}: {_status(c)} (fixed protocol: "
                          f"{runs_for_n(int(k.split('|')[1]))}){_rule_calls(c, delta)}" for k, c in sorted(final.items()))
         lines.append(f"Sequential study, {len(sequential['rounds'])} round(s) — {used}. The rule's decisions are "
                      f"the ones whose error rates hold under its repeated looks; the sentences above use the "
                      f"fixed-sample tests on the runs it stopped at.")
     return lines
+
+
+def _status(cell: dict) -> str:
+    """"decided at 9 runs", "undecided at max runs (20)", "undecided at 6 runs"."""
+    if cell["status"] == "undecided at max runs":
+        return f"undecided at max runs ({cell['runs']})"
+    return f"{cell['status']} at {cell['runs']} runs"
 
 
 def _rule_calls(cell: dict, delta: float) -> str:

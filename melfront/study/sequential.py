@@ -309,8 +309,9 @@ def run_until_decided(config: StudyConfig, store_path, *, rule: SequentialRule |
         rounds.append(dict(round=len(rounds) + 1, cells=record))
         state["next_runs"] = {f"{m}|{n}": r for (m, n), r in targets.items()}
         store.set_meta("sequential", state)
-        say(f"round {len(rounds)}: " + "; ".join(f"{k.replace('|', ' n=')}: {c['status']} at {c['runs']} runs"
-                                                for k, c in record.items()))
+        say(f"round {len(rounds)}: " + "; ".join(
+            f"{k.replace('|', ' n=')}: {c['status']} " + (f"({c['runs']})" if c["status"].endswith("max runs") else
+                                                         f"at {c['runs']} runs") for k, c in record.items()))
     return store
 
 
