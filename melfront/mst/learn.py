@@ -7,14 +7,13 @@ processing", NIPS ML4Audio workshop (arXiv:1712.00254): :func:`train_mst` trains
 stopping on a validation split. :func:`run_learn_mel` is ``melfront learn-mel``: data set -> segments ->
 training -> checkpoint and the paper's Figure 1 (target vs prediction) and Figure 2 (first-layer filters).
 
-This regression loop is not a classifier's, so it is not :class:`melfront.train.Trainer`; it shares
-the trainer's seeding (:func:`~melfront.train.seed_everything`), device choice
-(:func:`~melfront.train.default_device`), atomic checkpoints (:func:`~melfront.mst.save_mst`, the one
-format of :mod:`melfront.train.checkpoint`) and its ``DivergenceError`` on a non-finite loss.
+The regression trains in the one training loop, :class:`melfront.train.Trainer`, through its mean-squared-error
+task (:class:`melfront.train.regression.Regression`): the trainer's optimiser, update step and
+``DivergenceError`` on a non-finite loss, its early stopping on the validation MSE and its best-state restore.
+Checkpoints are :func:`~melfront.mst.save_mst` (the one format of :mod:`melfront.train.checkpoint`).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,14 @@ from torch import nn
 
 from ..audio import load_audio
 from ..checks import positive_float, positive_int
-from ..errors import DataError, DivergenceError, ParameterError
+from ..data.sampling import grouped_holdout
+from ..errors import DataError, ParameterError
 from ..plotting.mst import plot_filters, plot_target_vs_prediction
-from ..train import default_device, seed_everything
+from ..train import Trainer, default_device, seed_everything
+from ..train.regression import Regression, regression_scores
 from .checkpoint import save_mst
 from .model import DEFAULT_MEL, SEGMENT_FRAMES, LogMelTarget, MSTModel
-from .segments import load_clips, load_segments, progress_bar, split_clips
+from .segments import load_clips, load_segments, split_clips
 
 __all__ = ["MSTResult", "train_mst", "evaluate_mst", "init_output_layer", "learn_mel_from_clips", "run_learn_mel",
            "figure_paths", "levels_off"]
@@ -59,13 +60,9 @@ def evaluate_mst(model: MSTModel, waves: torch.Tensor, targets: torch.Tensor, ba
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pred = _batched(lambda b: model(b.to(device)).cpu(), waves, batch_size).double()
+    pred = _batched(lambda b: model(b.to(device)).cpu(), waves, batch_size)
     model.train(was_training)
-    t = targets.double()
-    mse = float(((pred - t) ** 2).mean())
-    p, q = pred.flatten() - pred.mean(), t.flatten() - t.mean()
-    corr = float((p @ q) / (p.norm() * q.norm()).clamp_min(1e-12))
-    return {"mse": mse, "corr": corr}
+    return regression_scores(pred, targets)
 
 
 @dataclass
@@ -129,7 +126,8 @@ def init_output_layer(model: MSTModel, y_train: torch.Tensor, scale: float = 0.1
     std = y_train.double().std(dim=(0, 2)).nan_to_num(0.0)
     if isinstance(model.bn3, nn.BatchNorm1d):
         model.bn3.bias.copy_(torch.atanh(mean).to(model.bn3.bias))
-        model.bn3.weight.copy_((scale * std).clamp_min(1e-3).to(model.bn3.weight))
+        if model.bn3.weight is not None:  # (no scale to set under bn_scale=False, slim's batch norm)
+            model.bn3.weight.copy_((scale * std).clamp_min(1e-3).to(model.bn3.weight))
     else:
         model.conv3.bias.copy_(torch.atanh(mean).to(model.conv3.bias))
         model.conv3.weight.mul_(scale)
@@ -142,29 +140,6 @@ def _check_training_args(train_waves, val_waves, epochs, patience, batch_size, l
     positive_float("lr", lr)
     if train_waves.ndim != 2 or val_waves.ndim != 2 or train_waves.shape[0] == 0 or val_waves.shape[0] == 0:
         raise ParameterError("train_waves and val_waves must be non-empty (n, samples) tensors")
-
-
-def _train_epoch(model, opt, train_waves, y_train, batch_size, gen, device, epoch, progress):
-    """One pass over the shuffled training segments; the mean training MSE. Non-finite loss: DivergenceError."""
-    model.train()
-    order = torch.randperm(train_waves.shape[0], generator=gen)
-    total, count = 0.0, 0
-    for b, i in enumerate(progress_bar(range(0, len(order), batch_size), progress, desc=f"epoch {epoch}",
-                                       unit="batch")):
-        idx = order[i:i + batch_size]
-        if len(idx) < 2 and count > 0:  # batch norm needs 2+ samples; drop a last singleton
-            continue
-        x, y = train_waves[idx].to(device), y_train[idx].to(device)
-        loss = nn.functional.mse_loss(model(x), y)
-        if not torch.isfinite(loss.detach()):
-            raise DivergenceError(f"learn-mel: the training loss became {float(loss.detach())} in epoch {epoch}, batch {b}; "
-                                  "lower lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += float(loss.detach()) * len(idx)
-        count += len(idx)
-    return total / max(count, 1)
 
 
 # Over 60 lines only through its docstring (parameters and a doctest); the body is about 30 lines.
@@ -206,37 +181,29 @@ def train_mst(train_waves: torch.Tensor, val_waves: torch.Tensor, mel: dict | No
     mel = dict(DEFAULT_MEL if mel is None else mel)
     device = torch.device(device or default_device())
     seed_everything(seed)
-    gen = torch.Generator().manual_seed(seed)
     target = LogMelTarget(mel, normalise_peak=False)
     train_db = _batched(target.db, train_waves)
     target.fit([train_db])
     y_train = target.normalise(train_db).float()
     y_val = _batched(target, val_waves).float()
     model = MSTModel(n_mels=target.mel.n_mels, n_fft=target.mel.n_fft, hop_length=target.mel.hop_length,
-                     **(model_options or {})).to(device)
+                     **(model_options or {}))
     if init_output:
         init_output_layer(model, y_train)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    task = Regression(train_waves, y_train, val_waves, y_val, batch_size=batch_size)
+    trainer = Trainer(model, Regression.settings(lr, epochs, patience, batch_size), task=task, seed=seed,
+                      device=str(device), progress=progress)
     start = time.perf_counter()
-    score = evaluate_mst(model, val_waves, y_val)
-    history = [{"epoch": 0, "train_mse": None, "val_mse": score["mse"], "val_corr": score["corr"], "seconds": 0.0}]
-    best = (score["mse"], 0, {k: v.detach().clone() for k, v in model.state_dict().items()}, score)
-    stopped = "max_epochs"
-    bar = progress_bar(range(1, epochs + 1), progress, desc="learn-mel", unit="epoch")
-    for epoch in bar:
-        train_mse = _train_epoch(model, opt, train_waves, y_train, batch_size, gen, device, epoch, progress)
-        score = evaluate_mst(model, val_waves, y_val)
-        history.append({"epoch": epoch, "train_mse": train_mse, "val_mse": score["mse"],
-                        "val_corr": score["corr"], "seconds": time.perf_counter() - start})
-        bar.set_postfix(train=f"{train_mse:.4f}", val=f"{score['mse']:.4f}", corr=f"{score['corr']:.3f}")
-        if score["mse"] < best[0]:
-            best = (score["mse"], epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}, score)
-        elif epoch - best[1] >= patience:
-            stopped = "patience"
-            break
-    model.load_state_dict(best[2])
-    model.eval()
-    return MSTResult(model.cpu(), target, history, best[1], best[3], time.perf_counter() - start, stopped)
+    history, clock = [], 0.0
+    for h in trainer.fit():  # the trainer's records, under learn-mel's names (seconds: since the start)
+        clock += h["seconds"]
+        history.append({"epoch": h["epoch"], "train_mse": h["loss"], "val_mse": h["val_mse"],
+                        "val_corr": h["val_corr"], "seconds": clock})
+    best = int(trainer.best["epoch"])
+    stopped = "patience" if trainer.best["bad"] >= patience else "max_epochs"
+    kept = next(h for h in history if h["epoch"] == best)
+    return MSTResult(trainer.model.cpu().eval(), target, history, best, {"mse": kept["val_mse"], "corr": kept["val_corr"]},
+                     time.perf_counter() - start, stopped)
 
 
 def figure_paths(checkpoint) -> tuple[Path, Path]:

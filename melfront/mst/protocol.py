@@ -39,6 +39,10 @@ from .study import LABELS, train_fold_arms
 __all__ = ["FOLD_PAIRS", "ProtocolSettings", "fold_splits", "holdout_split", "run_fold", "average_curves",
            "run_protocol", "report_markdown"]
 
+#: The MSTmodel's batch norm as Tax et al.'s MSTmodel/MSTmodel.py (lines 66-82): slim.batch_norm's defaults,
+#: a learned shift and no scale, decay 0.999 (torch momentum 0.001), epsilon 0.001.
+MST_SLIM_BN = dict(bn_scale=False, bn_momentum=0.001, bn_eps=1e-3)
+
 #: (validation fold, test fold) pairs of Tax et al.'s released scripts (``mst_learning.sh``,
 #: ``classifier_training.sh``); the other three folds train.
 FOLD_PAIRS = ((1, 2), (2, 3), (3, 4), (4, 5), (5, 1))
@@ -187,7 +191,8 @@ def run_fold(split: dict, classes, settings: ProtocolSettings, output_dir, *, de
                    f"({counts['n_train_segments_from_copies']} from shifted copies), {len(val)} validation, "
                    f"{len(test)} test ({time.perf_counter() - t0:.0f} s to prepare)")
     result = train_mst(train.waves, val.waves, s.mel, epochs=s.mst_epochs, patience=s.mst_patience,
-                       batch_size=s.mst_batch_size, lr=s.mst_lr, seed=s.seed, model_options=s.mst_model_options,
+                       batch_size=s.mst_batch_size, lr=s.mst_lr, seed=s.seed,
+                       model_options={**MST_SLIM_BN, **s.mst_model_options},
                        device=device, progress=progress, init_output=s.mst_init_output)
     mst = {"history": result.history, "best_epoch": result.best_epoch, "val_mse": result.val["mse"],
            "val_corr": result.val["corr"], "stopped": result.stopped, "epochs_run": len(result.history) - 1,

@@ -97,7 +97,8 @@ def study_settings(n_mels: int, epochs: int, batch_size: int = 50, optimizer: st
     return resolve_settings("piczak", dict(
         optimizer=optimizer, lr=lr, momentum=0.9, nesterov=True, weight_decay=0.0, clip_norm=None,
         batch_size=batch_size, epochs=epochs, patience=None, n_mels=n_mels, patch_frames=segment_frames,
-        sampling="all", segment_hop=hop, eval_hop=hop, silence_db=-200.0, aggregation="vote"))
+        sampling="all", segment_hop=hop, eval_hop=hop, silence_db=-200.0, aggregation="vote",
+        drop_last=True))  # EnvClassification/loader.py lines 137-141: only whole batches
 
 
 def finetune_branch(trainer: Trainer, finetune_lr_scale: float = 0.1) -> Trainer:
@@ -230,7 +231,8 @@ def train_fold_arms(mst_model: MSTModel, target: LogMelTarget, train, test, clas
     settings = study_settings(mel["n_mels"], epochs + finetune_epochs, batch_size, optimizer, lr, segment_frames)
     seed_everything(seed)
     arms = _train_arms(_frontends(mel, mst_model, target),
-                       lambda: PiczakCNN(len(classes), n_mels=mel["n_mels"], n_frames=segment_frames, hidden=hidden),
+                       lambda: PiczakCNN(len(classes), n_mels=mel["n_mels"], n_frames=segment_frames, hidden=hidden,
+                                         dropout_before_pool=True),  # their PiczakCNN.py lines 62-64
                        settings, clip_features(train), clip_features(test), list(classes), epochs,
                        finetune_lr_scale, mel["hop_length"], seed, str(device or default_device()), progress,
                        val=None if val is None else clip_features(val))
