@@ -3,7 +3,9 @@
 A user (or the CLI) can catch every deliberate failure with ``except melfront.MelfrontError``; the
 message is one line naming the file or argument and the cause. Subclasses also derive from the
 built-in exception a caller would have caught before (``ValueError``, ``OSError``,
-``FloatingPointError``), so existing ``except ValueError`` code keeps working.
+``FileNotFoundError``, ``RuntimeError``, ``FloatingPointError``), so existing ``except ValueError`` code keeps
+working. Nothing in melfront raises a bare ``ValueError`` or ``RuntimeError`` on purpose
+(``tests/test_conventions.py`` walks the source).
 
 >>> from melfront.errors import MelfrontError, ParameterError
 >>> issubclass(ParameterError, ValueError) and issubclass(ParameterError, MelfrontError)
@@ -13,8 +15,9 @@ True
 """
 from __future__ import annotations
 
-__all__ = ["MelfrontError", "ParameterError", "AudioError", "DataError", "MetadataError", "DownloadError",
-           "UnsafeArchiveError", "StudyError", "CheckpointError", "TrainingError", "DivergenceError", "PathError"]
+__all__ = ["MelfrontError", "ParameterError", "AudioError", "DataError", "DataNotFoundError", "MetadataError",
+           "DownloadError", "UnsafeArchiveError", "StudyError", "CheckpointError", "TrainingError", "DivergenceError",
+           "PathError", "ModelStateError"]
 
 
 class MelfrontError(Exception):
@@ -44,6 +47,18 @@ class AudioError(MelfrontError, ValueError):
 
 class DataError(MelfrontError, ValueError):
     """A data set that cannot be used as asked: missing folder, no clips, unknown fold, too few clips."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A data set root, study folder, checkpoint or file that does not exist.
+
+    Caught by ``except MelfrontError`` (and ``DataError``) as well as by ``except FileNotFoundError``
+    (or ``OSError``); the message names the path and, where there is one, how to get it.
+
+    >>> e = DataNotFoundError("esc50: root folder '/no/such' does not exist")
+    >>> isinstance(e, MelfrontError), isinstance(e, FileNotFoundError), str(e)
+    (True, True, "esc50: root folder '/no/such' does not exist")
+    """
 
 
 class MetadataError(DataError):
@@ -87,6 +102,10 @@ class TrainingError(MelfrontError):
 
 class DivergenceError(TrainingError, FloatingPointError):
     """Training diverged: the loss or a parameter became NaN or infinite."""
+
+
+class ModelStateError(MelfrontError, RuntimeError):
+    """A model used before it is ready, e.g. a prototypical network asked for logits before it has prototypes."""
 
 
 class PathError(MelfrontError, OSError):

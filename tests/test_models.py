@@ -5,6 +5,7 @@ from torch import nn
 
 from melfront import functional as F
 from melfront import models
+from melfront.errors import MelfrontError, ModelStateError, ParameterError
 from melfront.models import Classifier, build
 
 NAMES = ["sbcnn", "vgg", "timbre", "piczak", "protonet", "resnet"]
@@ -116,7 +117,7 @@ class TestShapes:
     def test_wrong_channel_count_is_refused(self, name):
         n_mels, n_frames = SMALL[name]
         m = ready(build(name, 4, n_mels=n_mels, n_frames=n_frames, in_channels=3, **FAST[name]), name)
-        with pytest.raises(ValueError, match="in_channels=3"):
+        with pytest.raises(ParameterError, match="in_channels=3"):
             m(torch.randn(2, 1, n_mels, n_frames))
 
     def test_resnet_takes_any_size(self):
@@ -134,7 +135,7 @@ class TestShapes:
         ("piczak", 60, 19, "n_frames", 20),
     ])
     def test_too_small_input_is_a_clear_error(self, name, n_mels, n_frames, axis, minimum):
-        with pytest.raises(ValueError, match=rf"{axis} >= {minimum}, got"):
+        with pytest.raises(ParameterError, match=rf"{axis} >= {minimum}, got"):
             build(name, 10, n_mels=n_mels, n_frames=n_frames)
 
     @pytest.mark.parametrize("name,n_mels,n_frames", [
@@ -142,6 +143,48 @@ class TestShapes:
     def test_smallest_accepted_input_runs(self, name, n_mels, n_frames):
         m = build(name, 3, n_mels=n_mels, n_frames=n_frames, **FAST[name]).eval()
         assert m(torch.randn(2, 1, n_mels, n_frames)).shape == (2, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# min_input: what each backbone says it needs, checked by building it
+# --------------------------------------------------------------------------------------------
+# Options that change the minimum, beside the defaults.
+MIN_OPTIONS = [(name, {}) for name in NAMES] + [
+    ("vgg", {"n_blocks": 3}), ("timbre", {"filter_mels": 34, "filter_frames": 5}),
+    ("piczak", {"deltas": True, "delta_width": 25}), ("piczak", {"deltas": True}), ("resnet", {"layers": (1, 1, 1, 1)})]
+
+
+class TestMinInput:
+    @pytest.mark.parametrize("name,options", MIN_OPTIONS)
+    def test_minimum_builds_and_runs_and_one_less_is_refused(self, name, options):
+        n_mels, n_frames = models.min_input(name, **options)
+        assert (n_mels, n_frames) == models.MODELS[name][0].min_input(**options)
+        opts = {**FAST[name], **options}
+        m = ready(build(name, 3, n_mels=n_mels, n_frames=n_frames, **opts).eval(), name)
+        assert m(torch.randn(2, 1, n_mels, n_frames)).shape == (2, 3)
+        for axis, smaller in (("n_mels", (n_mels - 1, n_frames)), ("n_frames", (n_mels, n_frames - 1))):
+            if min(smaller) < 1:
+                continue  # resnet takes 1 x 1: nothing smaller to refuse (0 is not a size)
+            with pytest.raises(ParameterError, match=rf"needs {axis} >= {dict(n_mels=n_mels, n_frames=n_frames)[axis]}"):
+                build(name, 3, n_mels=smaller[0], n_frames=smaller[1], **opts)
+
+    def test_known_minima(self):
+        assert {n: models.min_input(n) for n in NAMES} == {
+            "sbcnn": (32, 100), "vgg": (32, 32), "timbre": (108, 7), "piczak": (60, 20), "protonet": (32, 32),
+            "resnet": (1, 1)}
+        assert models.min_input("piczak", deltas=True, delta_width=25) == (60, 25)
+
+    def test_minimum_ignores_shape_and_allocates_nothing(self):
+        # options that do not change the minimum are accepted; no network is built (a 5000 x 5000 layer would be)
+        assert models.min_input("piczak", hidden=5000, dropout=0.1) == (60, 20)
+
+    @pytest.mark.parametrize("name,options,match", [
+        ("vgg", {"widht": 8}, "widht"), ("vgg", {"n_blocks": 0}, "n_blocks"),
+        ("timbre", {"filter_mels": 2.5}, "filter_mels"), ("piczak", {"deltas": True, "delta_width": 4}, "delta_width"),
+        ("alexnet", {}, "unknown model")])
+    def test_bad_options_are_parameter_errors(self, name, options, match):
+        with pytest.raises(ParameterError, match=match):
+            models.min_input(name, **options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,15 +234,16 @@ class TestPiczakDeltas:
         assert torch.allclose(with_d(x), plain(stacked), atol=1e-5)
 
     def test_deltas_need_enough_frames(self):
-        with pytest.raises(ValueError, match="delta_width"):
+        with pytest.raises(ParameterError, match="delta_width"):
             build("piczak", 6, n_frames=41, deltas=True, delta_width=4)
 
 
 class TestProtoNet:
     def test_forward_without_prototypes_is_refused(self):
         m = build("protonet", 3, n_mels=32, n_frames=32, width=4)
-        with pytest.raises(RuntimeError, match="set_prototypes"):
+        with pytest.raises(ModelStateError, match="set_prototypes") as err:
             m(torch.randn(1, 1, 32, 32))
+        assert isinstance(err.value, RuntimeError) and isinstance(err.value, MelfrontError)  # both catch it
 
     def test_logits_are_minus_mean_squared_distance_to_class_means(self):
         m = build("protonet", 3, n_mels=32, n_frames=32, width=4).eval()
@@ -238,7 +282,7 @@ class TestProtoNet:
         ([0, 0, 1], "none for class"), ([0, 1, 3], r"\[0, 2\]"), ([0.0, 1.0, 2.0], "integer")])
     def test_bad_support_labels(self, labels, match):
         m = build("protonet", 3, n_mels=32, n_frames=32, width=4)
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(ParameterError, match=match):
             m.set_prototypes(torch.randn(3, 10), torch.tensor(labels))
 
 
@@ -292,11 +336,11 @@ class TestClassifier:
         assert clf(torch.randn(3, 3200)).shape == (3, 4)
 
     def test_channel_mismatch_is_refused(self):
-        with pytest.raises(ValueError, match="2 channel"):
+        with pytest.raises(ParameterError, match="2 channel"):
             Classifier(FakeWaveformFrontend(), build("vgg", 4, n_mels=40, n_frames=32, in_channels=1))
 
     def test_frontend_without_input_kind_is_refused(self):
-        with pytest.raises(ValueError, match="input_kind"):
+        with pytest.raises(ParameterError, match="input_kind"):
             Classifier(nn.Identity(), build("sbcnn", 10))
 
 
@@ -305,20 +349,20 @@ class TestClassifier:
 # --------------------------------------------------------------------------------------------
 class TestBuild:
     def test_unknown_name_lists_the_models(self):
-        with pytest.raises(ValueError) as err:
+        with pytest.raises(ParameterError) as err:
             build("alexnet", 10)
         for name in NAMES:
             assert name in str(err.value)
 
     def test_unknown_option_names_it(self):
-        with pytest.raises(ValueError, match="widht"):
+        with pytest.raises(ParameterError, match="widht"):
             build("vgg", 10, widht=128)
 
     @pytest.mark.parametrize("kwargs,match", [
         ({"n_classes": 0}, "n_classes"), ({"n_classes": 2.5}, "n_classes"),
         ({"n_classes": 3, "in_channels": 0}, "in_channels"), ({"n_classes": 3, "n_mels": -1}, "n_mels")])
     def test_bad_shape_arguments(self, kwargs, match):
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(ParameterError, match=match):
             build("sbcnn", **kwargs)
 
     def test_registry_has_every_model_with_settings(self):

@@ -19,10 +19,9 @@ the user override any.
 """
 from __future__ import annotations
 
-import inspect
-
 from torch import nn
 
+from ..errors import ParameterError
 from .classifier import Backbone, Classifier, glorot_init, kernel_weights
 from .piczak import PiczakCNN
 from .protonet import ProtoNet, prototype_logits
@@ -33,7 +32,7 @@ from .vgg import VGG
 
 __all__ = ["build", "MODELS", "Classifier", "Backbone", "kernel_weights", "glorot_init",
            "SBCNN", "VGG", "Timbre", "PiczakCNN", "ProtoNet", "ResNet", "prototype_logits",
-           "default_settings"]
+           "default_settings", "min_input"]
 
 # Pons, Serrà & Serra 2019, as in their code (github.com/jordipons/neural-classifiers-with-few-audio,
 # src/config_file.py and src/sl_train.py): plain SGD, lr 0.1, gradients clipped to global norm 5,
@@ -95,14 +94,35 @@ MODELS = {
 
 
 def default_settings(name: str) -> dict:
-    """A copy of the paper's training settings for model ``name`` (see the module docstring)."""
+    """A copy of the paper's training settings for model ``name`` (see the module docstring).
+
+    >>> s = default_settings("piczak")
+    >>> s["optimizer"], s["n_mels"], s["patch_frames"], s["sampling"]
+    ('sgd', 60, 41, 'all')
+    """
     _check_name(name)
     return dict(MODELS[name][2])
 
 
 def _check_name(name) -> None:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if not isinstance(name, str) or name not in MODELS:
+        raise ParameterError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+def min_input(name: str, **options) -> tuple[int, int]:
+    """The smallest ``(n_mels, n_frames)`` that backbone ``name`` accepts with architecture ``options``.
+
+    The same as ``MODELS[name][0].min_input(**options)`` (:meth:`Backbone.min_input`); nothing is built.
+    :func:`build` with a smaller ``n_mels`` or ``n_frames`` raises a
+    :class:`~melfront.errors.ParameterError` naming the axis and this minimum.
+
+    >>> {name: min_input(name) for name in MODELS}
+    {'sbcnn': (32, 100), 'vgg': (32, 32), 'timbre': (108, 7), 'piczak': (60, 20), 'protonet': (32, 32), 'resnet': (1, 1)}
+    >>> min_input("timbre", filter_mels=86), min_input("piczak", deltas=True, delta_width=25)
+    ((86, 7), (60, 25))
+    """
+    _check_name(name)
+    return MODELS[name][0].min_input(**options)
 
 
 def build(name: str, n_classes: int, n_mels: int | None = None, n_frames: int | None = None,
@@ -131,16 +151,25 @@ def build(name: str, n_classes: int, n_mels: int | None = None, n_frames: int | 
 
     Raises
     ------
-    ValueError
-        Unknown name or option, or an input too small for the architecture.
+    ParameterError
+        Unknown name or option, a bad value, or an input smaller than :func:`min_input`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = build("vgg", 10, n_mels=64, n_frames=96, width=8)
+    >>> tuple(net(torch.randn(2, 1, 64, 96)).shape), sum(p.numel() for p in net.parameters())
+    ((2, 10), 2988)
+    >>> build("vgg", 10, widht=8)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: unknown option(s) ['widht'] for model 'vgg'; accepted: width, ...
     """
     _check_name(name)
     cls, _, settings = MODELS[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters
-                if p not in ("self", "n_classes", "n_mels", "n_frames", "in_channels")]
-    unknown = sorted(set(options) - set(accepted))
+    unknown = sorted(set(options) - set(cls.options()))
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for model {name!r}; accepted: {', '.join(accepted)}")
+        raise ParameterError(f"unknown option(s) {unknown} for model {name!r}; accepted: {', '.join(cls.options())}")
     n_mels = settings["n_mels"] if n_mels is None else n_mels
     n_frames = settings["patch_frames"] if n_frames is None else n_frames
     return cls(n_classes, n_mels=n_mels, n_frames=n_frames, in_channels=in_channels, **options)

@@ -5,9 +5,17 @@ import torch
 from torch import nn
 
 from .. import functional as F
+from ..checks import boolean, positive_int, probability
+from ..errors import ParameterError
 from .classifier import Backbone, InputConv2d, glorot_init
 
 __all__ = ["PiczakCNN"]
+
+
+def _check_delta_width(width) -> int:
+    if positive_int("delta_width", width) < 3 or width % 2 == 0:
+        raise ParameterError(f"delta_width must be an odd integer >= 3, got {width!r}")
+    return width
 
 
 class PiczakCNN(Backbone):
@@ -50,6 +58,15 @@ class PiczakCNN(Backbone):
     >>> PiczakCNN(10, hidden=8).features[0].in_channels, PiczakCNN(10, hidden=8, deltas=True).features[0].in_channels
     (1, 2)
 
+    Parameters at the default size (60 x 41, 1 channel, 10 classes, ``hidden=5000``): 26,306,730,
+    almost all in the two dense layers; the smallest input is 60 x 20 (and ``delta_width`` frames
+    with deltas):
+
+    >>> sum(p.numel() for p in PiczakCNN(10, hidden=8).parameters())  # hidden=8 keeps the example fast
+    48810
+    >>> PiczakCNN.min_input(), PiczakCNN.min_input(deltas=True, delta_width=25)
+    ((60, 20), (60, 25))
+
     Parameters
     ----------
     n_classes : int
@@ -70,6 +87,10 @@ class PiczakCNN(Backbone):
         Units of each dense layer, default 5000.
     dropout : float
         Dropout rate, default 0.5.
+    dropout_before_pool : bool
+        Default ``False``: conv, ReLU, pool, dropout in the first block. ``True``: conv, ReLU, dropout, pool,
+        the order of Tax et al.'s EnvClassification/Models/PiczakCNN.py (lines 62-64). The weights are the
+        same modules either way (a checkpoint loads into both).
 
     References
     ----------
@@ -78,22 +99,18 @@ class PiczakCNN(Backbone):
     """
 
     def __init__(self, n_classes: int, n_mels: int = 60, n_frames: int = 41, in_channels: int = 1,
-                 deltas: bool = False, delta_width: int = 9, hidden: int = 5000, dropout: float = 0.5):
+                 deltas: bool = False, delta_width: int = 9, hidden: int = 5000, dropout: float = 0.5,
+                 dropout_before_pool: bool = False):
         super().__init__(n_classes, n_mels, n_frames, in_channels)
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if deltas and (not isinstance(delta_width, int) or delta_width < 3 or delta_width % 2 == 0):
-            raise ValueError(f"delta_width must be an odd integer >= 3, got {delta_width!r}")
-        if deltas and n_frames < delta_width:
-            raise ValueError(f"PiczakCNN with deltas needs n_frames >= delta_width={delta_width}, got {n_frames}")
-        self.deltas, self.delta_width, self.hidden = bool(deltas), delta_width, hidden
-        mel_h, time_w = self._require([(57, 1, 0), (4, 1, 0), (1, 1, 0), (1, 1, 0)],
-                                      [(6, 1, 0), (3, 3, 0), (3, 1, 0), (3, 3, 0)])
+        self.hidden = positive_int("hidden", hidden)
+        probability("dropout", dropout, open_high=True)
+        self.deltas, self.delta_width = boolean("deltas", deltas), delta_width
+        mel_h, time_w = self._require(deltas=deltas, delta_width=delta_width)
         channels = in_channels * (2 if deltas else 1)
+        self.dropout_before_pool = boolean("dropout_before_pool", dropout_before_pool)
+        first = [nn.MaxPool2d((4, 3), stride=(1, 3)), nn.Dropout(dropout)]
         self.features = nn.Sequential(
-            InputConv2d(channels, 80, (57, 6)), nn.ReLU(), nn.MaxPool2d((4, 3), stride=(1, 3)), nn.Dropout(dropout),
+            InputConv2d(channels, 80, (57, 6)), nn.ReLU(), *(first[::-1] if self.dropout_before_pool else first),
             nn.Conv2d(80, 80, (1, 3)), nn.ReLU(), nn.MaxPool2d((1, 3), stride=(1, 3)),
         )
         self.head = nn.Sequential(
@@ -103,6 +120,19 @@ class PiczakCNN(Backbone):
             nn.Linear(hidden, n_classes),
         )
         glorot_init(self)
+
+    @classmethod
+    def _input_ops(cls, **options):
+        # conv 57 x 6, pool 4 x 3 stride 1 x 3, conv 1 x 3, pool 1 x 3 stride 1 x 3 (all valid)
+        return [(57, 1, 0), (4, 1, 0), (1, 1, 0), (1, 1, 0)], [(6, 1, 0), (3, 3, 0), (3, 1, 0), (3, 3, 0)]
+
+    @classmethod
+    def min_input(cls, **options) -> tuple[int, int]:
+        """As :meth:`Backbone.min_input`, and with ``deltas=True`` at least ``delta_width`` frames."""
+        n_mels, n_frames = super().min_input(**options)
+        if options.get("deltas", False):
+            n_frames = max(n_frames, _check_delta_width(options.get("delta_width", 9)))
+        return n_mels, n_frames
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import positive_int
+from ..errors import ModelStateError, ParameterError
 from .classifier import Backbone
 from .vgg import VGG
 
@@ -12,21 +14,22 @@ __all__ = ["ProtoNet", "prototype_logits"]
 
 def _class_means(embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     if embeddings.ndim != 2:
-        raise ValueError(f"support embeddings must be (n_support, dim), got shape {tuple(embeddings.shape)}")
+        raise ParameterError(f"support embeddings must be (n_support, dim), got shape {tuple(embeddings.shape)}")
     labels = torch.as_tensor(labels, device=embeddings.device)
     if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
-        raise ValueError(f"support_labels must be a 1-d tensor of {embeddings.shape[0]} class indices, "
-                         f"got shape {tuple(labels.shape)}")
+        raise ParameterError(f"support_labels must be a 1-d tensor of {embeddings.shape[0]} class indices, "
+                             f"got shape {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError("support_labels must be integer class indices")
+        raise ParameterError(f"support_labels must be integer class indices, got dtype {labels.dtype}")
     labels = labels.long()
     if labels.numel() and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"support_labels must lie in [0, {n_classes - 1}], got values in "
-                         f"[{int(labels.min())}, {int(labels.max())}]")
+        raise ParameterError(f"support_labels must lie in [0, {n_classes - 1}], got values in "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
     counts = torch.bincount(labels, minlength=n_classes)
     missing = (counts == 0).nonzero().flatten().tolist()
     if missing:
-        raise ValueError(f"every class needs at least one support example; none for class(es) {missing}")
+        raise ParameterError(f"support_labels: every class needs at least one support example; none for "
+                             f"class(es) {missing}")
     sums = torch.zeros(n_classes, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
     sums = sums.index_add(0, labels, embeddings)
     return sums / counts.to(embeddings.dtype).unsqueeze(1)
@@ -38,6 +41,11 @@ def prototype_logits(query: torch.Tensor, prototypes: torch.Tensor) -> torch.Ten
     ``query`` ``(n, dim)``, ``prototypes`` ``(n_classes, dim)`` -> ``(n, n_classes)``. The mean
     (rather than Snell et al.'s sum) follows Pons et al. 2019; it only rescales the logits by
     ``1 / dim``.
+
+    >>> import torch
+    >>> prototype_logits(torch.tensor([[0.0, 0.0], [2.0, 2.0]]), torch.tensor([[0.0, 0.0], [1.0, 3.0]]))
+    tensor([[-0., -5.],
+            [-4., -1.]])
     """
     return -(query.unsqueeze(1) - prototypes.unsqueeze(0)).pow(2).mean(dim=-1)
 
@@ -68,6 +76,21 @@ class ProtoNet(Backbone):
     log-probability over its patches, taken ``eval_hop`` frames apart (default 42 frames for this
     model, Pons et al.'s test hop in src/proto.py, at most a patch).
 
+    The default network (VGG-128 embedding to 10 dimensions) has 613,388 parameters whatever the
+    number of classes; the smallest input is 32 x 32 (five 2 x 2 poolings). A narrower embedding
+    for the example:
+
+    >>> import torch
+    >>> net = ProtoNet(3, n_mels=32, n_frames=48, width=8).eval()
+    >>> support, labels = torch.randn(6, 1, 32, 48), torch.tensor([0, 0, 1, 1, 2, 2])
+    >>> tuple(net.logits(torch.randn(4, 1, 32, 48), support, labels).shape)  # an episode: 4 queries
+    (4, 3)
+    >>> net.set_prototypes(net.embed(support), labels)
+    >>> tuple(net(torch.randn(5, 1, 32, 48)).shape), sum(p.numel() for p in net.parameters())
+    ((5, 3), 2588)
+    >>> ProtoNet.min_input()
+    (32, 32)
+
     Parameters
     ----------
     n_classes : int
@@ -90,13 +113,16 @@ class ProtoNet(Backbone):
     def __init__(self, n_classes: int, n_mels: int = 128, n_frames: int = 128, in_channels: int = 1,
                  embedding_dim: int = 10, width: int = 128, dropout: float = 0.5):
         super().__init__(n_classes, n_mels, n_frames, in_channels)
-        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be a positive integer, got {embedding_dim!r}")
-        self.embedding_dim = embedding_dim
-        self._require([(2, 2, 0)] * 5, [(2, 2, 0)] * 5)  # the VGG embedding's five 2x2 poolings
+        self.embedding_dim = positive_int("embedding_dim", embedding_dim)
+        self._require()
         self.embedding = VGG(embedding_dim, n_mels, n_frames, in_channels, width=width, dropout=dropout)
         self.register_buffer("prototypes", torch.zeros(n_classes, embedding_dim))
         self.register_buffer("has_prototypes", torch.tensor(False))
+
+    @classmethod
+    def _input_ops(cls, **options):
+        pool = [(2, 2, 0)] * 5  # the VGG embedding's five 2x2 poolings
+        return pool, pool
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, in_channels, n_mels, n_frames) -> (batch, embedding_dim)``."""
@@ -105,8 +131,8 @@ class ProtoNet(Backbone):
     def compute_prototypes(self, support_embeddings: torch.Tensor, support_labels: torch.Tensor) -> torch.Tensor:
         """Mean embedding per class: ``(n_support, dim)``, labels ``(n_support,)`` -> ``(n_classes, dim)``."""
         if support_embeddings.ndim == 2 and support_embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(f"support embeddings have {support_embeddings.shape[1]} dimensions, "
-                             f"expected embedding_dim={self.embedding_dim}")
+            raise ParameterError(f"support embeddings have {support_embeddings.shape[1]} dimensions, "
+                                 f"expected embedding_dim={self.embedding_dim}")
         return _class_means(support_embeddings, support_labels, self.n_classes)
 
     @torch.no_grad()
@@ -128,8 +154,8 @@ class ProtoNet(Backbone):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not bool(self.has_prototypes):
-            raise RuntimeError("ProtoNet has no prototypes yet: call set_prototypes(model.embed(support), "
-                               "labels) or use model.logits(query, support, labels)")
+            raise ModelStateError("ProtoNet has no prototypes yet: call set_prototypes(model.embed(support), "
+                                  "labels) or use model.logits(query, support, labels)")
         return prototype_logits(self.embed(x), self.prototypes)
 
     def extra_repr(self) -> str:

@@ -6,13 +6,23 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..checks import positive_int
+from ..errors import ParameterError
 from .classifier import Backbone, InputConv2d
 
 __all__ = ["ResNet", "BasicBlock"]
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut."""
+    """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut.
+
+    ``(batch, in_planes, h, w) -> (batch, planes, ceil(h / stride), ceil(w / stride))``:
+
+    >>> import torch
+    >>> block = BasicBlock(8, 16, stride=2)
+    >>> tuple(block(torch.randn(2, 8, 9, 10)).shape), sum(p.numel() for p in block.parameters())
+    ((2, 16, 5, 5), 3680)
+    """
 
     expansion = 1
 
@@ -49,6 +59,13 @@ class ResNet(Backbone):
     frontends enter as channels, like colour planes. ``width`` shrinks it (``width=16``: about
     0.7 M parameters). Kaiming-normal (fan-out) convolution kernels, batch-norm scale 1, shift 0.
 
+    >>> import torch
+    >>> net = ResNet(10, n_mels=32, n_frames=24, width=8).eval()
+    >>> tuple(net(torch.randn(1, 1, 32, 24)).shape), sum(p.numel() for p in net.parameters())
+    ((1, 10), 176578)
+    >>> ResNet.min_input()
+    (1, 1)
+
     Parameters
     ----------
     n_classes : int
@@ -70,12 +87,12 @@ class ResNet(Backbone):
     def __init__(self, n_classes: int, n_mels: int = 128, n_frames: int = 128, in_channels: int = 1,
                  width: int = 64, layers: Sequence[int] = (2, 2, 2, 2)):
         super().__init__(n_classes, n_mels, n_frames, in_channels)
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, got {width!r}")
-        layers = tuple(layers)
-        if len(layers) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in layers):
-            raise ValueError(f"layers must be 4 positive integers (blocks per stage), got {layers!r}")
-        self.width, self.layers = width, layers
+        self.width = positive_int("width", width)
+        layers = tuple(layers) if isinstance(layers, (list, tuple)) else layers
+        if not isinstance(layers, tuple) or len(layers) != 4:
+            raise ParameterError(f"layers must be 4 positive integers (blocks per stage), got {layers!r}")
+        self.layers = tuple(positive_int(f"layers[{i}]", n) for i, n in enumerate(layers))
+        self._require()
         self.stem = nn.Sequential(
             InputConv2d(in_channels, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width),
             nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1),
@@ -96,6 +113,13 @@ class ResNet(Backbone):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    @classmethod
+    def _input_ops(cls, **options):
+        # stem conv 7x7/2 (pad 3), max-pool 3x3/2 (pad 1), stride-2 3x3 convs (pad 1) in stages 1-3:
+        # every step leaves at least one bin of one, so any input size works
+        ops = [(7, 2, 3), (3, 2, 1)] + [(3, 2, 1)] * 3
+        return ops, ops
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

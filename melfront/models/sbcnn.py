@@ -4,9 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import probability
 from .classifier import Backbone, InputConv2d, glorot_init
 
 __all__ = ["SBCNN"]
+
+_CONV = (5, 1, 0)
 
 
 class SBCNN(Backbone):
@@ -23,6 +26,14 @@ class SBCNN(Backbone):
     For a 128 mel x 128 frame, 1-channel input the last map is 48 x 25 x 2 and the network has
     241,434 parameters for 10 classes (the count Pons et al. 2019 report). Poolings floor, as
     TensorFlow's ``valid`` pooling does. Kernels are Glorot-uniform, biases zero.
+
+    >>> import torch
+    >>> net = SBCNN(10).eval()
+    >>> z = net.features(torch.randn(1, 1, 128, 128))  # the last map
+    >>> tuple(z.shape), tuple(net.head(z).shape)
+    ((1, 48, 25, 2), (1, 10))
+    >>> sum(p.numel() for p in net.parameters()), SBCNN.min_input()
+    (241434, (32, 100))
 
     Parameters
     ----------
@@ -49,11 +60,8 @@ class SBCNN(Backbone):
     def __init__(self, n_classes: int, n_mels: int = 128, n_frames: int = 128, in_channels: int = 1,
                  input_bn: bool = False, dropout: float = 0.5):
         super().__init__(n_classes, n_mels, n_frames, in_channels)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        conv = (5, 1, 0)
-        mel_h, time_w = self._require([conv, (2, 2, 0), conv, (2, 2, 0), conv],
-                                      [conv, (4, 4, 0), conv, (4, 4, 0), conv])
+        probability("dropout", dropout, open_high=True)
+        mel_h, time_w = self._require()
         self.input_bn = nn.BatchNorm2d(in_channels) if input_bn else nn.Identity()
         self.features = nn.Sequential(
             InputConv2d(in_channels, 24, 5), nn.ReLU(), nn.MaxPool2d((2, 4)),
@@ -65,6 +73,12 @@ class SBCNN(Backbone):
             nn.Dropout(dropout), nn.Linear(64, n_classes),
         )
         glorot_init(self)
+
+    @classmethod
+    def _input_ops(cls, **options):
+        # three valid 5x5 convolutions; max-pool 2 (mel) x 4 (time) after the first two
+        return ([_CONV, (2, 2, 0), _CONV, (2, 2, 0), _CONV],
+                [_CONV, (4, 4, 0), _CONV, (4, 4, 0), _CONV])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

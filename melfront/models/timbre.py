@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import positive_int
 from .classifier import Backbone, InputConv2d, glorot_init
 
 __all__ = ["Timbre"]
@@ -25,6 +26,13 @@ class Timbre(Backbone):
     (``affine=False``): a per-channel scale and shift before a linear, activation-free convolution
     is absorbed exactly into that convolution's weights and bias, so the affine version (2 more
     parameters per channel in the TensorFlow original) represents the same functions.
+
+    >>> import torch
+    >>> net = Timbre(10).eval()
+    >>> tuple(net(torch.randn(1, 1, 128, 128)).shape)  # 10 maps of 21 x 122, each reduced to its maximum
+    (1, 10)
+    >>> sum(p.numel() for p in net.parameters()), Timbre.min_input(), Timbre.min_input(filter_mels=86)
+    (7570, (108, 7), (86, 7))
 
     Parameters
     ----------
@@ -49,14 +57,17 @@ class Timbre(Backbone):
     def __init__(self, n_classes: int, n_mels: int = 128, n_frames: int = 128, in_channels: int = 1,
                  filter_mels: int = 108, filter_frames: int = 7, input_bn: bool = True):
         super().__init__(n_classes, n_mels, n_frames, in_channels)
-        for name, v in (("filter_mels", filter_mels), ("filter_frames", filter_frames)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        self.filter_mels, self.filter_frames = filter_mels, filter_frames
-        self._require([(filter_mels, 1, 0)], [(filter_frames, 1, 0)])
+        self.filter_mels = positive_int("filter_mels", filter_mels)
+        self.filter_frames = positive_int("filter_frames", filter_frames)
+        self._require(filter_mels=filter_mels, filter_frames=filter_frames)
         self.input_bn = nn.BatchNorm2d(in_channels, affine=False) if input_bn else nn.Identity()
         self.conv = InputConv2d(in_channels, n_classes, (filter_mels, filter_frames))
         glorot_init(self)
+
+    @classmethod
+    def _input_ops(cls, filter_mels: int = 108, filter_frames: int = 7, **options):
+        return ([(positive_int("filter_mels", filter_mels), 1, 0)],
+                [(positive_int("filter_frames", filter_frames), 1, 0)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

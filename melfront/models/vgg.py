@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import positive_int, probability
 from .classifier import Backbone, InputConv2d, glorot_init
 
 __all__ = ["VGG"]
@@ -22,6 +23,14 @@ class VGG(Backbone):
     network has 42,764 trainable parameters for 10 classes (Pons et al. 2019 round it to 42.8k);
     ``width=128`` is their larger variant and, with ``n_classes=10``, the embedding of their
     prototypical network (:class:`melfront.models.ProtoNet`). Kernels Glorot-uniform, biases zero.
+
+    >>> import torch
+    >>> net = VGG(10).eval()
+    >>> z = net.features(net.input_bn(torch.randn(1, 1, 128, 128)))  # the last map
+    >>> tuple(z.shape), tuple(net.head(z).shape)
+    ((1, 32, 4, 4), (1, 10))
+    >>> sum(p.numel() for p in net.parameters()), VGG.min_input(), VGG.min_input(n_blocks=3)
+    (42764, (32, 32), (8, 8))
 
     Parameters
     ----------
@@ -48,15 +57,9 @@ class VGG(Backbone):
     def __init__(self, n_classes: int, n_mels: int = 128, n_frames: int = 128, in_channels: int = 1,
                  width: int = 32, n_blocks: int = 5, dropout: float = 0.5):
         super().__init__(n_classes, n_mels, n_frames, in_channels)
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, got {width!r}")
-        if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 1:
-            raise ValueError(f"n_blocks must be a positive integer, got {n_blocks!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.width, self.n_blocks = width, n_blocks
-        pool = [(2, 2, 0)] * n_blocks
-        mel_h, time_w = self._require(pool, pool)
+        self.width, self.n_blocks = positive_int("width", width), positive_int("n_blocks", n_blocks)
+        probability("dropout", dropout, open_high=True)
+        mel_h, time_w = self._require(n_blocks=n_blocks)
         self.input_bn = nn.BatchNorm2d(in_channels)
         blocks = []
         for i in range(n_blocks):
@@ -65,6 +68,11 @@ class VGG(Backbone):
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(width * mel_h * time_w, n_classes))
         glorot_init(self)
+
+    @classmethod
+    def _input_ops(cls, n_blocks: int = 5, **options):
+        pool = [(2, 2, 0)] * positive_int("n_blocks", n_blocks)  # the 3x3 'same' convolutions keep the size
+        return pool, pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

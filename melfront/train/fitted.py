@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from ..audio import audio_info
 from ..errors import AudioError, DataError, ParameterError
 from ..functional import mel_filterbank
-from ..models import build as build_backbone, default_settings
+from ..models import default_settings, min_input
 from .build import backbone_input_shape as _input_shape
 from .runs import fold_value
 
@@ -133,35 +133,20 @@ def mel_bands(sample_rate: int, n_fft: int, fmin: float = 0.0, fmax: float | Non
     return n
 
 
-def backbone_minimum(model: str, shape: dict, options: dict | None = None, limit: int = 4096) -> tuple[int, int]:
+def backbone_minimum(model: str, shape: dict, options: dict | None = None) -> tuple[int, int]:
     """The smallest ``(n_mels, n_frames)``, not below ``shape``'s, that backbone ``model`` accepts.
+
+    Asks the backbone (:func:`melfront.models.min_input`; nothing is built). ``options`` are its
+    ``model_options``; ``input_norm`` (the trainer's, not the backbone's) is left out.
 
     >>> backbone_minimum("sbcnn", dict(n_mels=40, n_frames=48, in_channels=1))
     (40, 100)
     >>> backbone_minimum("timbre", dict(n_mels=40, n_frames=48, in_channels=1), {"filter_mels": 34})
     (40, 48)
     """
-    opts = tuple(sorted((k, json.dumps(v)) for k, v in (options or {}).items() if k != "input_norm"))
-    return _minimum(model, int(shape["n_mels"]), int(shape["n_frames"]), int(shape.get("in_channels", 1)), opts,
-                    limit)
-
-
-@functools.lru_cache(maxsize=256)
-def _minimum(model, n_mels, n_frames, in_channels, opts, limit):
-    options = {k: json.loads(v) for k, v in opts}
-    while max(n_mels, n_frames) <= limit:
-        try:  # a too-small input fails in the constructor (bands checked first), before any layer is allocated
-            build_backbone(model, 2, n_mels=n_mels, n_frames=n_frames, in_channels=in_channels, **options)
-            return n_mels, n_frames
-        except ValueError as exc:
-            text = str(exc)
-            if "n_mels" in text:
-                n_mels += 1
-            elif "n_frames" in text:
-                n_frames += 1
-            else:
-                raise ParameterError(f"model {model!r}: {text}") from None
-    raise ParameterError(f"model {model!r} accepts no input up to {limit} bands x {limit} frames")
+    opts = {k: v for k, v in (options or {}).items() if k != "input_norm"}
+    least_mels, least_frames = min_input(model, **opts)
+    return max(int(shape["n_mels"]), least_mels), max(int(shape["n_frames"]), least_frames)
 
 
 def _shape(frontend: str, mel: dict, frames: int) -> dict:
