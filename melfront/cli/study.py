@@ -206,15 +206,19 @@ def _run_preset(args):
                       retry_failed=args.retry_failed, ray_num_gpus=args.ray_gpus)
 
 
-def _dry_run(config) -> int:
+def _dry_run(config, estimate: bool = True) -> int:
     from ..study import load_clips, plan
     from ..presets.compare import grid_lines
     from ..study.preflight import preflight
     config.validate()  # the real run's checks (run_study), before the grid is shown
     preflight(config)
-    trials = plan(config, load_clips(config))
+    clips = load_clips(config)
+    trials = plan(config, clips)
     print("\n".join(grid_lines([dict(model=t.model, frontend=t.frontend, n=t.n, fold=t.fold, run=t.run)
                                 for t in trials])))
+    if estimate and trials:  # step costs timed here, priced per trial (melfront.study.estimate)
+        from ..study.estimate import estimate_lines, estimate_study
+        print("\n".join(estimate_lines(estimate_study(config, clips, trials))))
     return 0
 
 
@@ -247,7 +251,7 @@ def _run_compare(args):
         return _run_preset(args)
     config, fitted = study_setup(args)
     if args.dry_run:
-        return _dry_run(config)
+        return _dry_run(config, estimate=not args.no_estimate)
     if fitted is not None:
         print(fitted.summary())
     out = Path(args.output or "studies/quick")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -156,7 +155,8 @@ class ComparePreset(Preset):
     # ---------------------------------------------------------------- dry run
     def dry_run(self, plan: Plan, time_one: bool = True) -> str:
         """The grid (trials per model, frontend, n, fold, run, and the total) and, with ``time_one``, an estimate
-        of its CPU time from one epoch of one trial per model (scaled; see the printed method)."""
+        of its CPU time per model (:mod:`melfront.study.estimate`: a few training and evaluation steps per model
+        timed here, priced by each trial's patch-steps and test-clip durations; the method is printed)."""
         config = plan.details["config"]
         lines = [f"preset {plan.title}: {self.citation}",
                  f"data: {plan.dataset} at {plan.root or '(default folder)'} ({plan.details.get('n_clips')} clips, "
@@ -285,52 +285,12 @@ def _pool_minimum(config, clips) -> dict:
     return out
 
 
-def _estimate(preset, plan: Plan) -> list:
-    """CPU-time estimate: one epoch of the first trial of each model (its frontend, fold and smallest n), timed,
-    scaled by each trial's epochs and training-set size."""
-    import torch
-
-    from ..study import split_for_trial, train_settings
-    from ..train import DEFAULT_MEL, resolve_settings, run_trial
-    config, clips = plan.details["config"], plan.details["clips"]
-    firsts = {}
-    for g in plan.grid:
-        firsts.setdefault(g["model"], g)
-    per_epoch, lines = {}, []
-    for model, g in firsts.items():
-        train, test, _ = split_for_trial(config, clips, g["fold"], g["n"], g["run"])
-        small_test, seen = [], set()
-        for c in test:  # one test clip per class
-            if c.label not in seen:
-                seen.add(c.label)
-                small_test.append(c)
-        settings = dict(train_settings(config, model), epochs=1, patience=None)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            start = time.perf_counter()
-            result = run_trial(clips, frontend=g["frontend"], model=model, train_clips=train, test_clips=small_test,
-                               mel={**DEFAULT_MEL, **config.mel}, train=settings, seed=0, cache=False,
-                               progress=False)
-            wall = time.perf_counter() - start
-        except MelfrontError as exc:
-            lines.append(f"estimate: timing {model} failed ({exc}); no estimate")
-            return lines
-        finally:
-            torch.set_num_threads(threads)
-        epoch = result["history"][-1]["seconds"] if result.get("history") else result.get("train_seconds", wall)
-        other = max(0.0, wall - epoch)  # features and evaluation of len(small_test) clips
-        per_epoch[model] = (epoch / max(1, len(train)), other / max(1, len(small_test)), len(test))
-    total = 0.0
-    for g in plan.grid:
-        s = resolve_settings(g["model"], train_settings(config, g["model"]))
-        epochs = s["epochs"] or (s["patience"] + 1)
-        per_clip_epoch, per_test_clip, n_test = per_epoch[g["model"]]
-        n_train = g["n"] * plan.details.get("n_classes", 1)
-        total += epochs * per_clip_epoch * n_train + per_test_clip * n_test
-    hours = total / 3600
-    lines.append(f"estimated CPU time: {hours:.1f} h on one core ({total / 60:.0f} min) - an ESTIMATE: one training "
-                 f"epoch of the first trial of each model was timed (with one test clip per class), scaled by each "
-                 f"trial's epochs (early stopping: patience + 1, a lower bound) and training clips, plus its test "
-                 f"clips; divide by --jobs for parallel runs")
-    return lines
+def _estimate(preset, plan: Plan, timer=None) -> list:
+    """CPU-time estimate of the plan's grid (:mod:`melfront.study.estimate`): training priced by patch-steps with
+    step costs measured here per model, evaluation by the test clips' durations and the evaluation hop."""
+    from ..study.estimate import estimate_lines, estimate_study
+    try:
+        est = estimate_study(plan.details["config"], plan.details["clips"], plan.grid, timer=timer)
+    except MelfrontError as exc:
+        return [f"estimate: timing failed ({exc}); no estimate"]
+    return estimate_lines(est)
