@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_info
-from ..errors import AudioError, DataError, MetadataError
+from ..errors import AudioError, DataError, DataNotFoundError, MetadataError
 from ..safe_regex import search_all
 
 __all__ = ["Clip", "ClipList", "MetadataError", "AUDIO_EXTENSIONS", "require_root", "read_csv", "parse_int",
@@ -120,24 +120,25 @@ class ClipList(list):
 # Helpers shared by the loaders
 # --------------------------------------------------------------------------------------------
 def require_root(root, name: str, command: str, must_contain: Iterable[str] = ()) -> Path:
-    """Check that a data set root exists (and holds the given relative paths); else FileNotFoundError
-    that says which ``melfront download`` command fetches it.
+    """Check that a data set root exists (and holds the given relative paths); else
+    :class:`~melfront.errors.DataNotFoundError` (a ``FileNotFoundError`` too) that says which
+    ``melfront download`` command fetches it.
 
     >>> require_root("/no/such/folder", "esc50", "esc50")
     Traceback (most recent call last):
     ...
-    FileNotFoundError: esc50: root folder '/no/such/folder' does not exist; fetch it with `melfront download esc50 --root /no/such/folder`
+    melfront.errors.DataNotFoundError: esc50: root folder '/no/such/folder' does not exist; fetch it with `melfront download esc50 --root /no/such/folder`
     """
     if root is None:
-        raise FileNotFoundError(f"{name}: no root folder given; fetch the data set with "
+        raise DataNotFoundError(f"{name}: no root folder given; fetch the data set with "
                                 f"`melfront download {command} --root DIR` and pass root=DIR")
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"{name}: root folder {str(root)!r} does not exist; fetch it with "
+        raise DataNotFoundError(f"{name}: root folder {str(root)!r} does not exist; fetch it with "
                                 f"`melfront download {command} --root {root}`")
     for rel in must_contain:
         if not (root / rel).exists():
-            raise FileNotFoundError(f"{name}: {str(root / rel)!r} not found (is {str(root)!r} the data set's root?); "
+            raise DataNotFoundError(f"{name}: {str(root / rel)!r} not found (is {str(root)!r} the data set's root?); "
                                     f"fetch it with `melfront download {command} --root {root}`")
     return root.resolve()
 

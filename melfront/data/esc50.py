@@ -124,6 +124,6 @@ def load_esc10(root=None) -> ClipList:
     >>> load_esc10("/no/such/folder")
     Traceback (most recent call last):
     ...
-    FileNotFoundError: esc10: root folder '/no/such/folder' does not exist; fetch it with `melfront download esc10 --root /no/such/folder`
+    melfront.errors.DataNotFoundError: esc10: root folder '/no/such/folder' does not exist; fetch it with `melfront download esc10 --root /no/such/folder`
     """
     return load_esc50(root, esc10=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import MetadataError
+from ..errors import DataNotFoundError, MetadataError
 from .base import AUDIO_EXTENSIONS, Clip, ClipList, require_root
 from .registry import register_dataset
 
@@ -110,10 +110,10 @@ def load_folder(root=None, extensions=None) -> ClipList:
     (['frog', 'owl'], [0, 1, 1], [1])
     """
     if root is None:
-        raise FileNotFoundError("folder: pass root=DIR, a folder with one sub-folder of audio per class")
+        raise DataNotFoundError("folder: pass root=DIR, a folder with one sub-folder of audio per class")
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"folder: root {str(root)!r} does not exist or is not a folder")
+        raise DataNotFoundError(f"folder: root {str(root)!r} does not exist or is not a folder")
     root = require_root(root, "folder", "folder")
     exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in (extensions or AUDIO_EXTENSIONS))
     top = _subdirs(root)

@@ -131,8 +131,8 @@ def dataset(name: str, root=None, **options) -> ClipList:
     ------
     ParameterError
         An unknown name, or an option the loader does not take (the message lists the ones it does).
-    FileNotFoundError
-        The root is missing; the message says which ``melfront download`` command fetches it.
+    DataNotFoundError
+        The root is missing (a ``FileNotFoundError`` too); the message says which ``melfront download`` command fetches it.
     MetadataError
         Metadata with missing columns, unknown folds or labels that disagree with file names.
 

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from ..checks import one_of
-from ..errors import MetadataError
+from ..errors import DataNotFoundError, MetadataError
 from .base import Clip, ClipList, find_audio, require_root
 from .registry import register_dataset
 
@@ -148,12 +148,12 @@ def load_tut2017(root=None, split: str = "development") -> ClipList:
         sub = base / (DEV_FOLDER if part == "development" else EVAL_FOLDER)
         if not sub.is_dir():
             if split == "all" or not (base / "meta.txt").is_file():
-                raise FileNotFoundError(f"tut2017: {str(sub)!r} not found; fetch it with "
+                raise DataNotFoundError(f"tut2017: {str(sub)!r} not found; fetch it with "
                                         f"`melfront download tut2017 --root {base}`")
             sub = base
         if not (sub / "meta.txt").is_file() and not (part == "evaluation" and
                                                      (sub / "evaluation_setup" / "evaluate.txt").is_file()):
-            raise FileNotFoundError(f"tut2017: {str(sub / 'meta.txt')!r} not found; fetch the data set with "
+            raise DataNotFoundError(f"tut2017: {str(sub / 'meta.txt')!r} not found; fetch the data set with "
                                     f"`melfront download tut2017 --root {base}`")
         r, m = (_development if part == "development" else _evaluation)(sub)
         rows += r

@@ -43,15 +43,15 @@ def save_mst(path, model: MSTModel, target: LogMelTarget | None = None, extra: d
 def load_mst(path, map_location="cpu"):
     """Read a checkpoint written by :func:`save_mst` -> ``(MSTModel, LogMelTarget or None, config)``.
 
-    Loaded with ``torch.load(weights_only=True)``. Raises ``FileNotFoundError`` for a missing file and
-    :class:`~melfront.errors.CheckpointError` naming the file for anything that is not an MST checkpoint
+    Loaded with ``torch.load(weights_only=True)``. Raises :class:`~melfront.errors.DataNotFoundError`
+    (a ``FileNotFoundError``) for a missing file and :class:`~melfront.errors.CheckpointError` naming the file for anything that is not an MST checkpoint
     of the current format, whose config cannot build the model or target, or whose weights do not fit.
 
     >>> import tempfile, pathlib
     >>> load_mst(pathlib.Path(tempfile.mkdtemp()) / "none.pt")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    FileNotFoundError: checkpoint '.../none.pt' does not exist
+    melfront.errors.DataNotFoundError: checkpoint '.../none.pt' does not exist
     """
     obj = load_checkpoint(path, "mst", map_location=map_location)
     config, where = obj["config"], obj["path"]

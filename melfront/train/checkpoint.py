@@ -12,7 +12,7 @@ spec, model name and options, classes, mel parameters, patch frames, training se
 classifier checkpoints (format ``"melfront-classifier"``) are still read.
 
 Every damaged or foreign file raises :class:`~melfront.errors.CheckpointError` naming the file and the
-cause; a missing file raises ``FileNotFoundError``.
+cause; a missing file raises :class:`~melfront.errors.DataNotFoundError` (also a ``FileNotFoundError``).
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "lin.pt"
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..checks import nonnegative_int, one_of, optional, positive_float, positive_int
-from ..errors import CheckpointError, ParameterError
+from ..errors import CheckpointError, DataNotFoundError, ParameterError
 from ..fileio import torch_save
 from .build import MEL_KEYS, build_classifier
 from .settings import TrainSettings
@@ -105,8 +105,8 @@ def load_checkpoint(path, kind: str | None = None, *, map_location="cpu") -> dic
     what it must hold depends on the caller (:func:`load_classifier` checks a classifier's field by field;
     a :class:`~melfront.train.Trainer` resuming compares it with its own).
 
-    Raises ``FileNotFoundError`` for a missing file and :class:`~melfront.errors.CheckpointError`, naming
-    the file, for anything else: not a zip/pickle, content ``weights_only`` refuses, another format or
+    Raises :class:`~melfront.errors.DataNotFoundError` (a ``FileNotFoundError``) for a missing file and
+    :class:`~melfront.errors.CheckpointError`, naming the file, for anything else: not a zip/pickle, content ``weights_only`` refuses, another format or
     version or kind, missing or mistyped entries, a config nested too deeply to process.
 
     >>> import tempfile, pathlib
@@ -122,7 +122,7 @@ def load_checkpoint(path, kind: str | None = None, *, map_location="cpu") -> dic
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        raise DataNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling error, truncated file, non-weights content, RecursionError
@@ -222,8 +222,8 @@ def load_classifier(path, map_location="cpu"):
     and options, classes, mel parameters, patch frames), then the weights are loaded with
     ``torch.load(weights_only=True)``. Returns ``(classifier, config)``; the classifier is in eval mode.
 
-    Raises ``FileNotFoundError`` for a missing file and :class:`~melfront.errors.CheckpointError` naming
-    the file for anything else (see :func:`load_checkpoint`; also a config the model cannot be rebuilt
+    Raises :class:`~melfront.errors.DataNotFoundError` (a ``FileNotFoundError``) for a missing file and
+    :class:`~melfront.errors.CheckpointError` naming the file for anything else (see :func:`load_checkpoint`; also a config the model cannot be rebuilt
     from: missing fields, fields of the wrong type or range, and weights whose shapes do not fit the
     rebuilt model).
 
@@ -231,7 +231,7 @@ def load_classifier(path, map_location="cpu"):
     >>> load_classifier(pathlib.Path(tempfile.mkdtemp()) / "none.pt")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    FileNotFoundError: checkpoint '.../none.pt' does not exist
+    melfront.errors.DataNotFoundError: checkpoint '.../none.pt' does not exist
     """
     obj = load_checkpoint(path, "classifier", map_location=map_location)
     cfg = obj["config"]
