@@ -1,0 +1,338 @@
+"""Batched runs: the runs of one study cell trained as one stacked model.
+
+The runs of a cell (same model, frontend, n, fold; other seeds and training subsets) have the same
+architecture and settings. :class:`BatchedRuns` stacks their weights (``torch.func.stack_module_state``)
+and trains them together: per step, one ``vmap`` over the runs of ``grad(functional_call(model))`` gives every
+run's gradient of its own mini-batch; gradient clipping is applied per run (each run's global norm); the
+optimiser (SGD or Adam, elementwise in every parameter) steps the stacked tensors, which is each run's own
+update with its own state. Every run draws exactly what it would draw alone: initial weights (built by the
+caller from the run's seed), patches and batch order (``(seed, epoch)``-hashed, :mod:`melfront.train.batches`)
+and dropout masks (the run's ``(seed, epoch)`` generator, drawn in the order its layers would draw them on the
+CPU). So the weights after ``k`` steps equal those of :meth:`melfront.train.Trainer.fit` alone to float
+rounding (tested); each run is then evaluated and stored as its own trial. A run whose loss or weights
+become non-finite fails alone (:class:`~melfront.errors.DivergenceError`, as its alone run would); the
+others go on.
+
+When it pays: a vmapped convolution with per-run weights runs as a grouped convolution. On a GPU, the
+runs' small batches (10 patches per step at n = 1) fill the device together; on the CPU (one thread, oneDNN)
+the grouped convolution was measured 1.1-1.45x *slower* than the runs one after another at batches of 10 to
+100 patches and faster only at batches of one (BENCHMARKS.md). ``policy="auto"`` therefore batches on CUDA
+only; ``"batched"`` forces it where supported, ``"alone"`` never batches.
+
+Supported (:func:`batch_reason` says why not otherwise; such runs are trained one after another, as
+before): one random patch per clip per epoch (``sampling="random"``, Pons et al.'s; with ``"all"`` the runs'
+patch counts differ, episodes are the protonet's), fixed epochs (no early stopping), float32, no
+checkpoint, mel features, a frame-local frontend (:func:`melfront.train.dense.frame_local`: the logarithms
+and the learned power; PCEN's custom autograd scan has no vmap rule), and no batch norm (its running
+statistics would need per-run buffers updated in place under ``vmap``: VGG, TIMBRE, the protonet, ResNet
+and ``input_bn`` SB-CNN run alone). Runs with different numbers of training clips (shortfalls) are batched
+in groups of equal size.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..checks import one_of
+from ..data.sampling import seed_for
+from ..errors import DivergenceError
+from .batches import batches, epoch_order, train_dataset
+from .dense import frame_local
+from .trainer import _ADVICE, Trainer
+
+__all__ = ["BatchedRuns", "batch_reason", "fit_runs", "POLICIES"]
+
+POLICIES = ("auto", "batched", "alone")
+_SAME_EXCEPT = ("seed",)
+
+
+def batch_reason(trainers: Sequence[Trainer]) -> str | None:
+    """None when :class:`BatchedRuns` can train ``trainers`` together; else why not.
+
+    >>> from melfront.train import build_classifier, resolve_settings
+    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52)
+    >>> s = resolve_settings("sbcnn", dict(epochs=1, batch_size=2, patch_frames=100, n_mels=52))
+    >>> ts = [Trainer(build_classifier("logeps", "sbcnn", 2, mel, 100)[0], s, seed=k, device="cpu", progress=False)
+    ...       for k in range(2)]
+    >>> batch_reason(ts) is None, batch_reason(ts[:1])
+    (True, 'a single run')
+    """
+    if len(trainers) < 2:
+        return "a single run"
+    first = trainers[0]
+    s = first.s
+    if s["sampling"] != "random":
+        return f"sampling {s['sampling']!r} (runs differ in their numbers of patches)"
+    if s["patience"] is not None:
+        return "early stopping (patience)"
+    if s.get("precision", "fp32") != "fp32":
+        return f"precision {s['precision']}"
+    if first.kind != "mel":
+        return "waveform features"
+    for t in trainers:
+        if t.checkpoint is not None:
+            return "a checkpoint per run"
+        if t.device != first.device:
+            return "runs on different devices"
+        if {k: v for k, v in t.s.items() if k not in _SAME_EXCEPT} != \
+                {k: v for k, v in s.items() if k not in _SAME_EXCEPT}:
+            return "runs with different settings"
+        if t.epoch or t.finished:
+            return "a resumed run"
+    model = first.model
+    if not frame_local(model.frontend):
+        return f"the frontend {type(model.frontend).__name__} (not elementwise)"
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return "batch norm (running statistics per run)"
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if any({k: tuple(v.shape) for k, v in t.model.state_dict().items()} != shapes for t in trainers):
+        return "runs with different architectures"
+    return None
+
+
+class _Mask(nn.Module):
+    """Dropout replaced by a given mask (already divided by the keep probability), a per-run input of vmap."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mask", torch.ones(1), persistent=False)
+
+    def forward(self, x):
+        return x * self.mask
+
+
+def _template(model: nn.Module):
+    """A meta-device copy of ``model`` for functional_call: dropout -> :class:`_Mask`, InputConv2d -> Conv2d.
+
+    Returns ``(template, [(mask name, p)])`` in forward order (the modules' registration order).
+    """
+    tmpl = copy.deepcopy(model).to("meta")
+    drops = []
+    for name, mod in list(tmpl.named_modules()):
+        for cname, child in list(mod.named_children()):
+            full = f"{name}.{cname}" if name else cname
+            if isinstance(child, nn.Dropout):
+                setattr(mod, cname, _Mask())
+                drops.append((full + ".mask", float(child.p)))
+            elif isinstance(child, nn.Conv2d) and type(child) is not nn.Conv2d:
+                child.__class__ = nn.Conv2d  # InputConv2d: same parameters, autograd's own backward (vmap-able)
+    return tmpl, drops
+
+
+class BatchedRuns:
+    """Train the :class:`~melfront.train.Trainer` s of one cell together (see the module docstring).
+
+    After :meth:`fit` every trainer holds its trained weights, ``history``, ``epoch``, ``finished`` and
+    ``train_seconds`` (the batch's wall time divided by the number of runs), so that its ``predict`` /
+    ``evaluate`` score it alone.
+
+    >>> from melfront.train import build_classifier, resolve_settings
+    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52)
+    >>> s = resolve_settings("sbcnn", dict(epochs=2, batch_size=2, lr=0.01, patch_frames=100, n_mels=52))
+    >>> ts = [Trainer(build_classifier("logeps", "sbcnn", 2, mel, 100)[0], s, seed=k, device="cpu",
+    ...               progress=False) for k in range(3)]
+    >>> feats = [[torch.rand(52, 120) + 1e-3 for _ in range(4)] for _ in ts]
+    >>> out = BatchedRuns(ts).fit(feats, [[0, 1, 0, 1]] * 3)
+    >>> [len(h) for h in out], ts[1].epoch, ts[1].predict(feats[1]).shape
+    ([2, 2, 2], 2, (4, 2))
+    """
+
+    def __init__(self, trainers: Sequence[Trainer]):
+        reason = batch_reason(trainers)
+        if reason is not None:
+            from ..errors import TrainingError
+            raise TrainingError(f"these runs cannot be trained as one stacked model: {reason}")
+        self.trainers = list(trainers)
+        self.s = self.trainers[0].s
+        self.device = self.trainers[0].device
+        self.template, self.drops = _template(self.trainers[0].model)
+
+    def _stack(self):
+        models = [t.model for t in self.trainers]
+        trainable = [n for n, p in models[0].named_parameters() if p.requires_grad]
+        params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).clone()
+                  for n, _ in models[0].named_parameters()}
+        consts = {n: torch.stack([dict(m.named_buffers())[n] for m in models])
+                  for n, _ in models[0].named_buffers()}
+        for n in list(params):
+            if n not in trainable:
+                consts[n] = params.pop(n)
+        for p in params.values():
+            p.requires_grad_(True)
+        return params, consts
+
+    def _optimizer(self, params: dict):
+        """One optimiser over the stacked tensors with the trainers' groups (elementwise: per run)."""
+        s, model = self.s, self.trainers[0].model
+        names = {id(p): n for n, p in model.named_parameters()}
+        groups = []
+        for g in self.trainers[0].optimizer.param_groups:
+            ps = [params[names[id(p)]] for p in g["params"] if names[id(p)] in params]
+            if ps:
+                wd = 0.0 if s.get("decay_before_clip") else g["weight_decay"]
+                groups.append(dict(name=g.get("name"), params=ps, lr=g["lr"], weight_decay=wd))
+        if s["optimizer"] == "sgd":
+            return torch.optim.SGD(groups, lr=s["lr"], momentum=s["momentum"],
+                                   nesterov=bool(s["nesterov"]) and s["momentum"] > 0)
+        return torch.optim.Adam(groups, lr=s["lr"])
+
+    def _masks(self, gens, n_rows: int, shapes: dict) -> dict:
+        """Each run's dropout masks for one batch, drawn from its generator in forward order (as alone)."""
+        out = {}
+        per_run = [[] for _ in gens]
+        for r, g in enumerate(gens):
+            for name, p in self.drops:
+                m = torch.empty(shapes[name], dtype=torch.float32).bernoulli_(1 - p, generator=g)
+                per_run[r].append(m.div_(1 - p) if p < 1 else m)
+        for j, (name, _) in enumerate(self.drops):
+            out[name] = torch.stack([per_run[r][j] for r in range(len(gens))]).to(self.device)
+        return out
+
+    def _drop_shapes(self, x: torch.Tensor) -> dict:
+        """The input shape of every dropout layer for a batch like ``x`` (one run's)."""
+        shapes, hooks = {}, []
+        model = self.trainers[0].model
+        for name, mod in model.named_modules():
+            if isinstance(mod, nn.Dropout):
+                hooks.append(mod.register_forward_hook(
+                    lambda m, inp, out, key=name + ".mask": shapes.__setitem__(key, tuple(inp[0].shape))))
+        try:
+            was = model.training
+            model.eval()
+            with torch.no_grad():
+                model(x[:1].to(self.device))
+            model.train(was)
+        finally:
+            for h in hooks:
+                h.remove()
+        return {k: (x.shape[0],) + v[1:] for k, v in shapes.items()}
+
+    def fit(self, features: Sequence[Sequence[torch.Tensor]], labels: Sequence[Sequence[int]]) -> list:
+        """Train every run; per run its history (list of epoch dicts) or the exception that ended it."""
+        from torch.func import functional_call, grad_and_value, vmap
+
+        s, m = self.s, len(self.trainers)
+        dss = [train_dataset(f, [int(v) for v in lab], s, t.kind, t.hop_length, t.seed)
+               for t, f, lab in zip(self.trainers, features, labels)]
+        if len({len(ds) for ds in dss}) != 1:
+            from ..errors import TrainingError
+            raise TrainingError("batched runs need the same number of training items per run")
+        params, consts = self._stack()
+        opt = self._optimizer(params)
+        decay = {n for n, p in self.trainers[0].model.named_parameters()
+                 if any(p is q for g in self.trainers[0].optimizer.param_groups if g.get("name") == "decay"
+                        for q in g["params"])}
+        template = self.template.train()
+
+        def loss_fn(p, c, x, y):
+            logits = functional_call(template, {**p, **c}, (x,))
+            return nn.functional.cross_entropy(logits, y), logits.detach()
+
+        step = vmap(grad_and_value(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0))
+        failed: list[Exception | None] = [None] * m
+        histories: list[list[dict]] = [[] for _ in range(m)]
+        shapes = None
+        t0 = time.perf_counter()
+        for epoch in range(1, s["epochs"] + 1):
+            te = time.perf_counter()
+            gens = [torch.Generator().manual_seed(seed_for(t.seed, "dropout", epoch)) for t in self.trainers]
+            iters = []
+            for t, ds in zip(self.trainers, dss):
+                ds.set_epoch(epoch)
+                order = epoch_order(len(ds), s["batch_size"], t.seed, epoch, drop_last=s["drop_last"])
+                iters.append(batches(ds, order, s["batch_size"], self.device))
+            loss_sum, correct, total = [0.0] * m, [0] * m, 0
+            for b, parts in enumerate(zip(*iters)):
+                x = torch.stack([p[0] for p in parts])
+                y = torch.stack([p[1] for p in parts])
+                if shapes is None or next(iter(shapes.values()), (x.shape[1],))[0] != x.shape[1]:
+                    shapes = self._drop_shapes(x[0])
+                masks = self._masks(gens, x.shape[1], shapes)
+                grads, (losses, logits) = step(params, {**consts, **masks}, x, y)
+                for r in range(m):
+                    value = float(losses[r].detach())
+                    if failed[r] is None and not math.isfinite(value):
+                        failed[r] = DivergenceError(f"training diverged: the loss became {value} in epoch {epoch}, "
+                                                    f"batch {b + 1}; " + _ADVICE)
+                    loss_sum[r] += value * y.shape[1]
+                    correct[r] += int((logits[r].argmax(1) == y[r]).sum())
+                total += y.shape[1]
+                self._apply(params, grads, opt, decay, failed)
+            for r, t in enumerate(self.trainers):
+                if failed[r] is None and not all(bool(torch.isfinite(p[r]).all()) for p in params.values()):
+                    failed[r] = DivergenceError(f"training diverged: a parameter became NaN or infinite in epoch "
+                                                f"{epoch}; " + _ADVICE)
+                histories[r].append(dict(epoch=epoch, loss=loss_sum[r] / max(total, 1),
+                                         accuracy=correct[r] / max(total, 1),
+                                         seconds=(time.perf_counter() - te) / m))
+        seconds = (time.perf_counter() - t0) / m
+        for r, t in enumerate(self.trainers):
+            with torch.no_grad():
+                for n, p in t.model.named_parameters():
+                    p.copy_(params[n][r] if n in params else consts[n][r])
+            t.history, t.epoch, t.finished = histories[r], s["epochs"], failed[r] is None
+            t.train_seconds += seconds
+        return [failed[r] if failed[r] is not None else histories[r] for r in range(m)]
+
+    def _apply(self, params: dict, grads: dict, opt, decay: set, failed: list) -> None:
+        """Per-run decay-before-clip and clipping (each run's global norm), then the optimiser's step."""
+        s = self.s
+        with torch.no_grad():
+            dead = [r for r, f in enumerate(failed) if f is not None]
+            for n, g in grads.items():
+                if dead:
+                    g[dead] = 0.0  # a diverged run stops moving; the others are untouched
+                if s.get("decay_before_clip") and s["weight_decay"] and n in decay:
+                    g.add_(params[n], alpha=float(s["weight_decay"]))
+            if s["clip_norm"] is not None:
+                norms = torch.stack([torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
+                                     for g in grads.values()], dim=1)  # (runs, params)
+                total = torch.linalg.vector_norm(norms, dim=1)
+                coef = torch.clamp(s["clip_norm"] / (total + 1e-6), max=1.0)
+                for g in grads.values():
+                    g.mul_(coef.reshape((-1,) + (1,) * (g.dim() - 1)))
+            for n, p in params.items():
+                p.grad = grads[n]
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def fit_runs(trainers: Sequence[Trainer], features, labels, policy: str = "auto") -> list:
+    """Fit every trainer; per run its history or the exception that ended it (the others go on).
+
+    ``policy``: ``"auto"`` (batched on CUDA, where it pays; alone on the CPU), ``"batched"`` (batched where
+    :func:`batch_reason` allows, else alone) or ``"alone"``. Runs are batched in groups with the same number
+    of training clips.
+
+    >>> from melfront.train import build_classifier, resolve_settings
+    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52)
+    >>> s = resolve_settings("sbcnn", dict(epochs=1, batch_size=2, lr=0.01, patch_frames=100, n_mels=52))
+    >>> ts = [Trainer(build_classifier("logeps", "sbcnn", 2, mel, 100)[0], s, seed=k, device="cpu",
+    ...               progress=False) for k in range(2)]
+    >>> feats = [[torch.rand(52, 120) + 1e-3 for _ in range(2)] for _ in ts]
+    >>> [len(h) for h in fit_runs(ts, feats, [[0, 1]] * 2, policy="alone")]
+    [1, 1]
+    """
+    one_of("policy", policy, POLICIES)
+    out: list = [None] * len(trainers)
+    use = policy == "batched" or (policy == "auto" and trainers and trainers[0].device.type == "cuda")
+    groups: dict[int, list[int]] = {}
+    for r, f in enumerate(features):
+        groups.setdefault(len(f), []).append(r)
+    for rows in groups.values():
+        ts = [trainers[r] for r in rows]
+        if use and len(rows) > 1 and batch_reason(ts) is None:
+            for r, res in zip(rows, BatchedRuns(ts).fit([features[r] for r in rows], [labels[r] for r in rows])):
+                out[r] = res
+            continue
+        for r in rows:
+            try:
+                out[r] = trainers[r].fit(features[r], labels[r])
+            except Exception as exc:  # one run's failure is that run's outcome
+                out[r] = exc
+    return out

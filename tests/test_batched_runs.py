@@ -1,0 +1,103 @@
+"""Batched runs (train/batched.py): the runs of a cell trained as one stacked model, each as if alone."""
+import copy
+
+import pytest
+import torch
+
+from melfront.errors import DivergenceError, TrainingError
+from melfront.train import Trainer, build_classifier, resolve_settings
+from melfront.train.batched import BatchedRuns, batch_reason, fit_runs
+
+MEL = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52)
+
+
+def _runs(m=3, front="loglearn", model="sbcnn", opts=None, **train):
+    settings = dict(epochs=2, batch_size=3, lr=0.05, patch_frames=100, n_mels=52, clip_norm=0.5)
+    settings.update(train)
+    s = resolve_settings(model, settings)
+    out = []
+    for k in range(m):
+        torch.manual_seed(100 + k)
+        clf = build_classifier(front, model, 3, MEL, 100, opts or {})[0]
+        out.append((clf, s, 100 + k))
+    return out
+
+
+def _trainers(runs):
+    return [Trainer(copy.deepcopy(clf), s, seed=seed, device="cpu", progress=False) for clf, s, seed in runs]
+
+
+def _data(m, n=7):
+    g = torch.Generator().manual_seed(5)
+    feats = [[torch.rand(52, 110 + 7 * i, generator=g) * (1 + i % 3) + 1e-3 for i in range(n)] for _ in range(m)]
+    labels = [[(i + r) % 3 for i in range(n)] for r in range(m)]
+    return feats, labels
+
+
+@pytest.mark.parametrize("optimizer,momentum", [("sgd", 0.0), ("sgd", 0.9), ("adam", 0.0)])
+def test_batched_equals_alone(optimizer, momentum, one_thread):
+    """Same seeds: each run's weights after k steps (2 epochs of 2 steps, dropout on) equal training it alone."""
+    runs = _runs(optimizer=optimizer, momentum=momentum, lr=0.01 if optimizer == "adam" else 0.05)
+    feats, labels = _data(len(runs))
+    alone, together = _trainers(runs), _trainers(runs)
+    hist_alone = [t.fit(f, lab) for t, f, lab in zip(alone, feats, labels)]
+    hist_batched = BatchedRuns(together).fit(feats, labels)
+    for a, b, ha, hb in zip(alone, together, hist_alone, hist_batched):
+        for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters()):
+            if optimizer == "adam":
+                # Adam divides by sqrt(v): a gradient near 0 turns rounding into steps of up to lr (0.01), so a
+                # few elements differ by more than float rounding; the rest agree to 1e-5
+                assert float((pb - pa).detach().abs().max()) < 2e-4, name
+                assert float(((pb - pa).detach().abs() > 1e-5).float().mean()) < 0.01, name
+            else:
+                torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5, msg=name)
+        for ea, eb in zip(ha, hb):
+            assert eb["epoch"] == ea["epoch"] and abs(eb["loss"] - ea["loss"]) < 1e-4 * max(1.0, abs(ea["loss"]))
+            assert eb["accuracy"] == ea["accuracy"]
+        assert b.epoch == 2 and b.finished
+    # the runs differ from one another (other seeds, other data): nothing was shared by mistake
+    assert not torch.allclose(together[0].model.backbone.head[-1].weight, together[1].model.backbone.head[-1].weight)
+    # and training moved the weights
+    assert not torch.allclose(together[0].model.backbone.head[-1].weight, runs[0][0].backbone.head[-1].weight)
+
+
+def test_predict_after_batched_equals_alone(one_thread):
+    runs = _runs(m=2, epochs=1)
+    feats, labels = _data(2, n=4)
+    alone, together = _trainers(runs), _trainers(runs)
+    for t, f, lab in zip(alone, feats, labels):
+        t.fit(f, lab)
+    BatchedRuns(together).fit(feats, labels)
+    for a, b, f in zip(alone, together, feats):
+        assert abs(a.predict(f) - b.predict(f)).max() < 1e-4
+
+
+def test_one_diverging_run_fails_alone(one_thread):
+    runs = _runs(m=3, epochs=1, clip_norm=None, lr=0.05)
+    feats, labels = _data(3, n=4)
+    feats[1] = [f * float("inf") for f in feats[1]]  # run 1's data overflow: its loss is not finite
+    together = _trainers(runs)
+    out = BatchedRuns(together).fit(feats, labels)
+    assert isinstance(out[1], DivergenceError) and "diverged" in str(out[1])
+    assert isinstance(out[0], list) and isinstance(out[2], list)
+    alone = _trainers(runs)
+    alone[0].fit(feats[0], labels[0])
+    torch.testing.assert_close(together[0].model.backbone.head[-1].weight, alone[0].model.backbone.head[-1].weight,
+                               rtol=1e-4, atol=1e-5)
+    assert not together[1].finished
+
+
+def test_reasons_and_fallback(one_thread):
+    assert batch_reason(_trainers(_runs(m=2))) is None
+    assert "batch norm" in batch_reason(_trainers(_runs(m=2, opts={"input_bn": True})))
+    assert "frontend" in batch_reason(_trainers(_runs(m=2, front="pcen")))
+    assert "patience" in batch_reason(_trainers(_runs(m=2, patience=3)))
+    assert "bf16" in batch_reason(_trainers(_runs(m=2, precision="bf16")))
+    with pytest.raises(TrainingError, match="batch norm"):
+        BatchedRuns(_trainers(_runs(m=2, opts={"input_bn": True})))
+    # fit_runs falls back to one run after another, and a failing run is that run's outcome only
+    runs = _runs(m=2, epochs=1, opts={"input_bn": True})
+    feats, labels = _data(2, n=4)
+    feats[0] = []
+    out = fit_runs(_trainers(runs), feats, labels, policy="batched")
+    assert isinstance(out[0], Exception) and isinstance(out[1], list) and len(out[1]) == 1
