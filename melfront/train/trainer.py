@@ -90,6 +90,13 @@ class Trainer:
         yet, e.g. in the first epoch), so that :meth:`resume` continues exactly; the interrupt is re-raised.
     config : dict
         JSON-able config stored in the checkpoint (see :func:`melfront.train.train_classifier`).
+    task : object or None
+        None: classification (clip features and labels, the rest of this docstring). Otherwise the hook of another
+        objective (e.g. :class:`melfront.train.regression.Regression`, mean squared error): its
+        ``train_epoch(trainer, epoch)`` makes every update through :meth:`step`, ``evaluate(trainer)`` gives the
+        validation metrics and ``score(record)`` what early stopping maximises; :meth:`fit` then takes no data
+        (the task holds it), records the untrained model's metrics as epoch 0, and keeps this class's epoch
+        loop, divergence checks, early stopping and best-state restore.
 
     Optimiser parameter groups (``group["name"]``): ``"decay"`` (the backbone's kernels,
     ``weight_decay``), ``"no_decay"`` (the backbone's other trainable parameters) and ``"frontend"``
@@ -119,7 +126,7 @@ class Trainer:
 
     def __init__(self, classifier: nn.Module, settings, *, kind: str = "mel", hop_length: int | None = None,
                  seed: int = 0, device: str | None = None, progress: bool = True, checkpoint=None,
-                 config: dict | None = None):
+                 config: dict | None = None, task=None):
         one_of("kind", kind, ("mel", "waveform"))
         if kind == "waveform" and hop_length is None:
             raise ParameterError("hop_length is needed for waveform features")
@@ -141,6 +148,7 @@ class Trainer:
         self._saved_epoch = None  # the epoch whose end state the checkpoint file holds
         self._support = None  # support="fixed": (x, labels, clip indices), drawn by fit
         self._checkpoint_support = None  # the fixed support clips a resumed checkpoint was trained with
+        self.task = task  # None: classification; else the objective's hook (see the class docstring)
 
     # ---------------------------------------------------------------- optimiser
     def _set_batch_norm(self) -> None:
@@ -157,7 +165,7 @@ class Trainer:
         s = self.s
         frontend = getattr(self.model, "frontend", None)
         front_ids = {id(p) for p in frontend.parameters()} if frontend is not None else set()
-        decay_ids = {id(p) for p in kernel_weights(self.model.backbone, s["decay_layers"])}
+        decay_ids = {id(p) for p in kernel_weights(getattr(self.model, "backbone", self.model), s["decay_layers"])}
         params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in front_ids]
         # decay_before_clip: _step adds the decay to the gradient itself, before clipping
         groups = [dict(name="decay", params=[p for p in params if id(p) in decay_ids],
@@ -185,6 +193,10 @@ class Trainer:
                 g["lr"] = self.s["lr"] * scale
 
     # ---------------------------------------------------------------- one epoch
+    def step(self, loss, epoch: int, batch: int) -> float:
+        """One update from ``loss`` (what a task's ``train_epoch`` calls): its value, after the divergence check."""
+        return self._step(loss, epoch, batch)
+
     def _step(self, loss, epoch: int, batch: int) -> float:
         value = float(loss.detach())
         if not math.isfinite(value):
@@ -235,10 +247,13 @@ class Trainer:
                 _tick(bar, loss_sum, total)
         if bar is not None:
             bar.close()
+        self._check_parameters(epoch)
+        return loss_sum / max(total, 1), correct / max(total, 1)
+
+    def _check_parameters(self, epoch: int) -> None:
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             raise DivergenceError(f"training diverged: a parameter became NaN or infinite in epoch {epoch}; "
                                   + _ADVICE)
-        return loss_sum / max(total, 1), correct / max(total, 1)
 
     def _grid(self, ds):
         """``(grid dataset, {label: items})`` when an epoch or the queries follow the patch grid, else None."""
@@ -398,7 +413,7 @@ class Trainer:
         return True
 
     # ---------------------------------------------------------------- fit
-    def fit(self, features: Sequence[torch.Tensor], labels: Sequence[int], val_features=None, val_labels=None,
+    def fit(self, features: Sequence[torch.Tensor] = None, labels: Sequence[int] = None, val_features=None, val_labels=None,
             classes: Sequence[str] | None = None, on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
         """Train; returns the history (one dict per epoch: epoch, loss, accuracy, val_accuracy, val_map, seconds).
 
@@ -415,7 +430,10 @@ class Trainer:
         A non-finite loss raises :class:`~melfront.errors.DivergenceError` naming the epoch and batch. Ctrl-C
         (``KeyboardInterrupt``) leaves the checkpoint at the start of the interrupted epoch, then re-raises.
         The wall time spent here is added to :attr:`train_seconds` (which a resumed trainer continues).
+        With a ``task``, ``fit(on_epoch=...)`` takes no data: the task holds it.
         """
+        if self.task is not None:
+            return self._fit_task(on_epoch)
         if len(features) != len(labels):
             raise ParameterError(f"features and labels differ in length: {len(features)} != {len(labels)}")
         if len(features) == 0:
@@ -438,14 +456,20 @@ class Trainer:
         if self.progress:
             bar = tqdm(total=max_epochs if math.isfinite(max_epochs) else None, initial=self.epoch, desc="epochs", unit="epoch", leave=True,
                        dynamic_ncols=True)
+        return self._epochs(lambda: self._epoch(ds, by_class, features, labels, val, classes), on_epoch,
+                            val is not None, max_epochs, bar, lambda: self._finish(features, labels))
+
+    def _epochs(self, next_epoch, on_epoch, has_val: bool, max_epochs, bar, finish) -> list[dict]:
+        """The epoch loop: ``next_epoch()`` trains one epoch and returns its record; early stopping, checkpoints,
+        training time and Ctrl-C as :meth:`fit` says; ``finish()`` ends the run."""
         start = self._epoch_start_state()
         t0 = time.perf_counter()
         try:
             while self.epoch < max_epochs:
-                rec = self._epoch(ds, by_class, features, labels, val, classes)
+                rec = next_epoch()
                 if on_epoch is not None:
                     on_epoch(rec)
-                stop = self._early_stopping(rec, val is not None)
+                stop = self._early_stopping(rec, has_val)
                 _show(bar, rec)
                 if stop or self.epoch >= max_epochs:
                     break
@@ -454,7 +478,7 @@ class Trainer:
                 self._save()
             self.train_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
-            return self._finish(features, labels)
+            return finish()
         except KeyboardInterrupt:
             self.train_seconds += time.perf_counter() - t0
             self._save_interrupted(start)
@@ -462,6 +486,42 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+
+    def _fit_task(self, on_epoch) -> list[dict]:
+        """:meth:`fit` with a task: epoch 0 records the untrained model (and is the first best state)."""
+        if self.finished:
+            return self.history
+        if self.epoch == 0 and not self.history:
+            rec = dict(epoch=0, loss=None, **self.task.evaluate(self), seconds=0.0)
+            self.history.append(rec)
+            self._early_stopping(rec, True)
+        max_epochs = self.s["epochs"] if self.s["epochs"] is not None else (self.s["max_epochs"] or math.inf)
+        bar = None
+        if self.progress:
+            bar = tqdm(total=max_epochs if math.isfinite(max_epochs) else None, initial=self.epoch, desc="epochs",
+                       unit="epoch", leave=True, dynamic_ncols=True)
+        return self._epochs(self._task_epoch, on_epoch, True, max_epochs, bar, self._finish_task)
+
+    def _task_epoch(self) -> dict:
+        epoch = self.epoch + 1
+        t0 = time.perf_counter()
+        self.model.train()
+        torch.manual_seed(seed_for(self.seed, "dropout", epoch))
+        loss = self.task.train_epoch(self, epoch)
+        self._check_parameters(epoch)
+        rec = dict(epoch=epoch, loss=loss, **self.task.evaluate(self))
+        rec["seconds"] = time.perf_counter() - t0
+        self.history.append(rec)
+        self.epoch = epoch
+        return rec
+
+    def _finish_task(self) -> list[dict]:
+        if self.s["patience"] is not None and self.s["restore_best"] and self.best["state"] is not None:
+            self.model.load_state_dict(self.best["state"])
+        self.model.eval()
+        self.finished = True
+        self._save(final=True)
+        return self.history
 
     def _draw_support(self, features, labels):
         """``support="fixed"``: the run's support set (checked against a resumed checkpoint's); else None."""
@@ -520,7 +580,9 @@ class Trainer:
         """Track the best monitored accuracy; True when ``patience`` epochs passed without gain."""
         if self.s["patience"] is None:
             return False
-        if self.s["monitor"] == "train_clip_accuracy":
+        if self.task is not None:
+            score = self.task.score(rec)
+        elif self.s["monitor"] == "train_clip_accuracy":
             score = rec["train_clip_accuracy"]
         else:
             score = rec["val_accuracy"] if has_val else rec["accuracy"]
@@ -551,7 +613,7 @@ def _tick(bar, loss_sum: float, total: int) -> None:
 def _show(bar, rec: dict) -> None:
     if bar is None:
         return
-    post = dict(loss=f"{rec['loss']:.3f}", acc=f"{rec['accuracy']:.3f}")
+    post = {k: f"{rec[k]:.3f}" for k in ("loss", "accuracy", "val_mse", "val_corr") if rec.get(k) is not None}
     if "val_accuracy" in rec:
         post["val_acc"] = f"{rec['val_accuracy']:.3f}"
     bar.set_postfix(post)
