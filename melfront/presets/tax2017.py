@@ -289,6 +289,8 @@ def _estimate(plan: Plan) -> list:
     from ..models.piczak import PiczakCNN
     from ..mst.model import LogMelTarget, MSTFrontend, MSTModel
     from ..mst.segments import load_segments
+    from ..train import Trainer
+    from ..train.regression import Regression
     s = plan.details["settings"]
     sp = plan.details["splits"][0]
     sample = sp["train"][:4]
@@ -306,14 +308,12 @@ def _estimate(plan: Plan) -> list:
                         **(s.mst_model_options or {}))
 
     def step_seconds(model, loss_fn, n, reps=2):
-        params = [p for p in model.parameters() if p.requires_grad] or [torch.zeros(1, requires_grad=True)]
-        opt = torch.optim.SGD(params, lr=1e-6)
+        # the trainer's own update step (plain SGD at a tiny lr: the time, not the result, matters here)
+        trainer = Trainer(model, Regression.settings(1e-6, 1, None, optimizer="sgd"), device="cpu", progress=False)
         times = []
         for _ in range(reps + 1):
             t0 = time.perf_counter()
-            opt.zero_grad()
-            loss_fn(model).backward()
-            opt.step()
+            trainer.step(loss_fn(model), 1, 1)
             times.append(time.perf_counter() - t0)
         return min(times[1:]) / n  # seconds per segment, first step as warm-up
 
