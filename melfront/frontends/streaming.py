@@ -97,10 +97,30 @@ class StreamingPCEN(nn.Module):
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if x.dtype == torch.float16 or x.dtype == torch.bfloat16:
             x = x.float()
+        if not torch.jit.is_scripting():
+            if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+                _check_pcen_state(x, state)
         if torch.jit.is_scripting():
             v = self.pcen.plain_values(x)
             return F.pcen_plain(x, v[0], v[1], v[2], v[3], v[4], self.init, state)
         return self.pcen.stream(x, state)
+
+
+def _check_pcen_state(x, state) -> None:
+    """ParameterError for a PCEN chunk or state the stream cannot continue from: a state must be a finite,
+    non-negative tensor ``(..., n_mels)`` matching the chunk ``(..., n_mels, frames)`` (eager mode only)."""
+    if not torch.is_tensor(x) or x.ndim < 2 or not x.is_floating_point():
+        raise ParameterError("x must be a floating-point tensor (..., n_mels, frames)")
+    if not torch.is_tensor(state) or tuple(state.shape) != tuple(x.shape[:-1]):
+        got = tuple(state.shape) if torch.is_tensor(state) else type(state).__name__
+        raise ParameterError(f"state must have shape {tuple(x.shape[:-1])} (the chunk's shape without its frames "
+                             f"axis; see initial_state), got {got}")
+    if not bool(torch.isfinite(state).all()):
+        raise ParameterError("state holds NaN or infinite values: a smoother's state is a finite energy; start again "
+                             "from initial_state")
+    if bool((state < 0).any()):
+        raise ParameterError(f"state holds negative values (min {float(state.min()):g}): a smoother's state is an "
+                             f"energy >= 0; start again from initial_state")
 
 
 class StreamingMelSpectrogram(nn.Module):
@@ -153,11 +173,24 @@ class StreamingMelSpectrogram(nn.Module):
 
     def forward(self, chunk: torch.Tensor, buffer: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if not torch.jit.is_scripting():
-            if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and chunk.shape[-1] % self.hop_length:
-                raise ParameterError(f"chunks must hold a multiple of hop_length={self.hop_length} samples, "
-                                     f"got {chunk.shape[-1]}")
+            if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+                self._check(chunk, buffer)
         audio = torch.cat([buffer.to(chunk.dtype), chunk], dim=-1)
         return self._frames(audio), audio[..., audio.shape[-1] - self.keep:]
+
+    def _check(self, chunk, buffer) -> None:
+        """ParameterError for a chunk or buffer the stream cannot take (eager mode only)."""
+        if not torch.is_tensor(chunk) or chunk.ndim < 1 or not chunk.is_floating_point():
+            raise ParameterError(f"chunk must be a floating-point tensor (..., samples), got "
+                                 f"{type(chunk).__name__ if not torch.is_tensor(chunk) else chunk.dtype}")
+        if chunk.shape[-1] == 0 or chunk.shape[-1] % self.hop_length:
+            raise ParameterError(f"chunks must hold a positive multiple of hop_length={self.hop_length} samples, "
+                                 f"got {chunk.shape[-1]}")
+        if not torch.is_tensor(buffer) or tuple(buffer.shape) != tuple(chunk.shape[:-1]) + (self.keep,):
+            got = tuple(buffer.shape) if torch.is_tensor(buffer) else type(buffer).__name__
+            raise ParameterError(f"buffer must have shape {tuple(chunk.shape[:-1]) + (self.keep,)} (the chunk's "
+                                 f"leading axes, then n_fft - hop_length = {self.keep} samples; see initial_buffer), "
+                                 f"got {got}")
 
     def whole(self, audio: torch.Tensor) -> torch.Tensor:
         """The frames of a whole recording ``(..., time)`` as the stream emits them (time a multiple of the hop).
