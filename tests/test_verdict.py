@@ -107,3 +107,10 @@ def test_compare_until_decided_end_to_end(tmp_path, monkeypatch, capsys):
     assert "--runs and --until-decided" in capsys.readouterr().err
     assert main(["compare", "-o", str(out), "--max-runs", "4", "--quiet"]) == 2
     assert "--max-runs only applies to --until-decided" in capsys.readouterr().err
+
+
+def test_small_measured_differences_are_said_to_be_small():
+    rows = [dict(model="m", frontend=f, n=5, fold="test", run=r, accuracy=0.5 + (0.001 * r if f == "a" else 0.0))
+            for r in range(4) for f in "ab"]
+    line = verdict_lines(verdicts(rows, ["a", "b"]))[0]
+    assert "already lie within ±2 points" in line and "would take" not in line

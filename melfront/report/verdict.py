@@ -127,7 +127,11 @@ def _sentence(v: dict) -> str:
                  else "; every other frontend is below it")
         text += f"; below it: {', '.join(_diff_text(f, d) for f, d in v['below'])}." if v["below"] else "."
     need = [(d["runs_ci"], d["runs_power"], f, 100 * d["std"]) for f, d in v["tied"] if d["count"] >= 2]
-    if need:
+    inside = [d["ci"] and max(abs(d["ci"][0]), abs(d["ci"][1])) <= v["delta"] / 100 for _, d in v["tied"]]
+    if v["tied"] and all(inside):
+        text += (f" Their 95 % intervals already lie within ±{v['delta']:g} points: the differences are "
+                 f"small, not unmeasured.")
+    elif need:
         ci, pw, fe, s = max(need)
         text += (f" Telling them apart at ±{v['delta']:g} points would take about {ci} paired runs for a 95 % "
                  f"interval, {pw} for 80 % power (the widest spread: {fe}, {s:.1f} points).")

@@ -155,8 +155,8 @@ class SequentialRule:
     """The stopping rule's settings: ``delta`` (points), ``max_runs``, ``start``, ``step``, ``alpha``; each checked.
 
     >>> rule = SequentialRule(delta=2, max_runs=12)
-    >>> rule.schedule, rule.alpha_at(12) > rule.alpha_at(3)
-    ([3, 6, 9, 12], True)
+    >>> rule.schedule, rule.alpha_at(12) > rule.alpha_at(3), SequentialRule(max_runs=2).schedule
+    ([3, 6, 9, 12], True, [2])
     >>> SequentialRule(max_runs=1)
     Traceback (most recent call last):
     ...
@@ -171,7 +171,7 @@ class SequentialRule:
         self.max_runs = positive_int("--max-runs", max_runs)
         if self.max_runs < 2:
             raise ParameterError(f"--max-runs must be at least 2 (a paired test needs two runs), got {max_runs}")
-        self.start = max(2, positive_int("start", start))
+        self.start = min(max(2, positive_int("start", start)), self.max_runs)
         self.step = positive_int("step", step)
         self.alpha = probability("alpha", alpha)
         self.schedule = looks(self.start, self.step, self.max_runs)
