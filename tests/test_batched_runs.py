@@ -101,3 +101,27 @@ def test_reasons_and_fallback(one_thread):
     feats[0] = []
     out = fit_runs(_trainers(runs), feats, labels, policy="batched")
     assert isinstance(out[0], Exception) and isinstance(out[1], list) and len(out[1]) == 1
+
+
+def test_run_trials_equals_run_trial(tmp_path, one_thread):
+    """A cell's runs through run_trials (batched) give each run the row run_trial gives it alone."""
+    from melfront.data import dataset
+    from melfront.train import run_trial
+    from melfront.train.batched import run_trials
+    clips = dataset("synth", root=str(tmp_path), n_classes=3, clips_per_class=4, duration=0.5, sample_rate=8000,
+                    n_folds=2)
+    train = dict(epochs=2, batch_size=3, lr=0.05, patch_frames=100, n_mels=52, clip_norm=1.0)
+    train_clips = clips.by_fold(1)
+    runs = [dict(train_clips=train_clips[k:] + train_clips[:k], test_clips=clips.by_fold(2), seed=7 + k)
+            for k in range(3)]
+    together = run_trials(clips, frontend="loglearn", model="sbcnn", runs=runs, mel=MEL, train=train, cache=False,
+                          device="cpu", policy="batched")
+    for run, got in zip(runs, together):
+        alone = run_trial(clips, frontend="loglearn", model="sbcnn", train_clips=run["train_clips"],
+                          test_clips=run["test_clips"], mel=MEL, train=train, seed=run["seed"], cache=False,
+                          device="cpu")
+        assert got["confusion"] == alone["confusion"] and got["n_train"] == alone["n_train"]
+        assert abs(got["map"] - alone["map"]) < 1e-6
+        assert [h["epoch"] for h in got["history"]] == [1, 2]
+        for a, b in zip(got["learned"]["alpha"], alone["learned"]["alpha"]):
+            assert abs(a - b) <= 1e-4 * abs(b)

@@ -31,6 +31,7 @@ in groups of equal size.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from typing import Sequence
@@ -45,7 +46,7 @@ from .batches import batches, epoch_order, train_dataset
 from .dense import frame_local
 from .trainer import _ADVICE, Trainer
 
-__all__ = ["BatchedRuns", "batch_reason", "fit_runs", "POLICIES"]
+__all__ = ["BatchedRuns", "batch_reason", "fit_runs", "run_trials", "POLICIES"]
 
 POLICIES = ("auto", "batched", "alone")
 _SAME_EXCEPT = ("seed",)
@@ -335,4 +336,79 @@ def fit_runs(trainers: Sequence[Trainer], features, labels, policy: str = "auto"
                 out[r] = trainers[r].fit(features[r], labels[r])
             except Exception as exc:  # one run's failure is that run's outcome
                 out[r] = exc
+    return out
+
+
+def run_trials(clips, *, frontend: str, model: str, runs: Sequence[dict], mel: dict | None = None,
+               train: dict | None = None, cache=None, device: str | None = None, policy: str = "auto",
+               progress: bool = False) -> list:
+    """:func:`melfront.train.run_trial` for the runs of one cell, trained together where that pays (:func:`fit_runs`).
+
+    ``runs``: one dict per run with ``train_clips``, ``test_clips`` and ``seed``. Returns, per run, the dict
+    :func:`~melfront.train.run_trial` returns for it (each run its own row) or the exception that ended it
+    (that run's failure only). Each run is built exactly as :func:`~melfront.train.train_classifier` builds it
+    (seeded, same config) and evaluated alone.
+
+    >>> import tempfile
+    >>> from melfront.data import dataset
+    >>> clips = dataset("synth", root=tempfile.mkdtemp(), n_classes=2, clips_per_class=2, duration=0.5,
+    ...                 sample_rate=8000, n_folds=2)
+    >>> MEL = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52)
+    >>> TRAIN = dict(epochs=1, batch_size=2, lr=0.01, patch_frames=40, n_mels=52)
+    >>> runs = [dict(train_clips=clips.by_fold(1), test_clips=clips.by_fold(2), seed=k) for k in range(2)]
+    >>> out = run_trials(clips, frontend="logeps", model="timbre", runs=runs, mel=MEL,
+    ...                  train=dict(TRAIN, model_options={"filter_mels": 40}), cache=False, device="cpu")
+    >>> [(r["n_train"], r["n_test"], r["epochs"]) for r in out]
+    [(2, 2, 1), (2, 2, 1)]
+    """
+    from ..errors import DataError
+    from .build import build_classifier, learned_parameters
+    from .settings import resolve_settings
+    from .trainer import seed_everything
+    from .trial import _mel_config, classes_of, clip_features
+
+    s = resolve_settings(model, train)
+    mel = _mel_config(mel, s["n_mels"])
+    s["n_mels"] = int(mel["n_mels"])
+    classes = classes_of(clips)
+    out: list = [None] * len(runs)
+    ready = []  # (run index, trainer, features, labels, info)
+    for r, run in enumerate(runs):
+        try:
+            seed = int(run["seed"])
+            seed_everything(seed)
+            clf, shape = build_classifier(frontend, model, len(classes), mel, s["patch_frames"], s["model_options"])
+            kind = clf.input_kind
+            config = dict(frontend=frontend, model=model, model_options=s["model_options"], classes=classes, mel=mel,
+                          patch_frames=s["patch_frames"], aggregation=s["aggregation"], input_kind=kind,
+                          backbone_input=shape, train=s, seed=seed)
+            config = json.loads(json.dumps(config))
+            feats, kept, skipped = clip_features(list(run["train_clips"]), mel, kind, cache, progress)
+            if not feats:
+                raise DataError(f"no usable training clips ({len(skipped)} skipped)")
+            trainer = Trainer(clf, s, kind=kind, hop_length=mel["hop_length"], seed=seed, device=device,
+                              progress=progress, config=config)
+            ready.append((r, trainer, feats, [c.label for c in kept], dict(config=config, skipped=skipped)))
+        except Exception as exc:  # this run's failure only
+            out[r] = exc
+    fitted = fit_runs([x[1] for x in ready], [x[2] for x in ready], [x[3] for x in ready], policy)
+    for (r, trainer, feats, _, info), fit in zip(ready, fitted):
+        if isinstance(fit, Exception):
+            out[r] = fit
+            continue
+        try:
+            test_feats, test_kept, skipped_test = clip_features(list(runs[r]["test_clips"]), info["config"]["mel"],
+                                                                info["config"]["input_kind"], cache, progress)
+            if not test_feats:
+                raise DataError(f"no usable test clips ({len(skipped_test)} skipped)")
+            m = trainer.evaluate(test_feats, [c.label for c in test_kept], classes)
+            history = [{k: round(float(v), 5) for k, v in rec.items() if isinstance(v, (int, float))}
+                       for rec in trainer.history]
+            out[r] = {"accuracy": m["accuracy"], "map": m["map"], "per_class_accuracy": m["per_class_accuracy"],
+                      "confusion": m["confusion"], "train_seconds": float(trainer.train_seconds),
+                      "epochs": int(trainer.epoch), "n_train": len(feats), "n_test": len(test_feats),
+                      "learned": learned_parameters(trainer.model), "skipped": info["skipped"] + skipped_test,
+                      "history": history}
+        except Exception as exc:
+            out[r] = exc
     return out
