@@ -21,7 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_json", "torch_save", "TEMP_PREFIX"]
+__all__ = ["atomic_write", "write_json", "write_text", "torch_save", "save_figure", "TEMP_PREFIX"]
 
 #: Prefix of temporary files; anything named ``.<TEMP_PREFIX>*`` in a folder is a dead writer's leftover.
 TEMP_PREFIX = "melfront-tmp-"
@@ -49,6 +49,38 @@ def write_json(path, obj, indent: int = 2) -> None:
     """Write ``obj`` as JSON, atomically."""
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=indent)
+
+
+def write_text(path, text: str) -> None:
+    """Write ``text`` (UTF-8), atomically.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.md"
+    >>> write_text(p, "# report"); p.read_text()
+    '# report'
+    """
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def save_figure(fig, path, **kwargs) -> Path:
+    """``fig.savefig`` to ``path``, atomically; returns the path written.
+
+    The format is the suffix's (``.png``, ``.pdf``, ``.svg``, ...); a path without one gets ``.png``
+    added, as ``savefig`` itself does. ``kwargs`` go to ``savefig`` (``dpi``, ...).
+
+    >>> import tempfile, pathlib
+    >>> from matplotlib.figure import Figure
+    >>> out = save_figure(Figure(figsize=(1, 1)), pathlib.Path(tempfile.mkdtemp()) / "fig", dpi=20)
+    >>> out.name, out.read_bytes()[:4]
+    ('fig.png', b'\\x89PNG')
+    """
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=path.suffix[1:].lower(), **kwargs)
+    return path
 
 
 def torch_save(obj, path) -> None:

@@ -375,7 +375,8 @@ def write_synth(root, n_classes: int = 10, clips_per_class: int = 40, duration: 
         src = f"{seed}x{k:03d}x{i:04d}"
         name = f"{fold}-{src}-A-{k}.wav"
         x = synth_clip(k, i, n_classes, duration, sample_rate, seed, snr_db, gain_db)
-        soundfile.write(str(root / "audio" / name), x, sample_rate, subtype="PCM_16")
+        with atomic_write(root / "audio" / name, "wb") as f:
+            soundfile.write(f, x, sample_rate, subtype="PCM_16", format="WAV")
         rows.append([name, fold, k, classes[k], "False", src, "A"])
     write_json(root / "meta" / "synth.json", _params(n_classes, clips_per_class, duration, sample_rate,
                                                       seed, n_folds, snr_db, gain_db), indent=1)

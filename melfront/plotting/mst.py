@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..fileio import save_figure
 from .specshow import pyplot, specshow
 
 __all__ = ["plot_target_vs_prediction", "plot_filters", "plot_study", "plot_fold_average", "plot_mst_curves"]
@@ -21,8 +22,7 @@ def _mel_image(ax, data, mel, **kwargs):
 
 
 def _save(fig, output, dpi) -> Path:
-    output = Path(output)
-    fig.savefig(output, dpi=dpi)
+    output = save_figure(fig, output, dpi=dpi)
     pyplot().close(fig)
     return output
 

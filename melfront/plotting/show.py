@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..audio import AudioError, load_audio
+from ..fileio import save_figure
 from ..frontends import MelSpectrogram
 from ..frontends import frontend as build_frontend
 from ..functional.spectral import melspectrogram_chunked
@@ -232,8 +233,6 @@ def show_clips(paths, output, sample_rate: int = 22050, n_fft: int = 1024, hop_l
         text = "not drawn (unreadable): " + "; ".join(f"{Path(p).name}: {cause}" for p, cause in skipped)
         fig.suptitle(textwrap.fill(text, width=100 * cols), fontsize=9, color="#a00000")
     fig.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=110)
+    output = save_figure(fig, output, dpi=110)
     plt.close(fig)
     return output

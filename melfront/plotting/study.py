@@ -10,6 +10,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..fileio import save_figure
 from ..functional import mel_frequencies
 from .specshow import pyplot
 
@@ -71,7 +72,7 @@ def plot_accuracy_vs_n(table: dict, path, frontends, metric: str = "accuracy", c
     axes[0, 0].set_ylabel(f"{'accuracy' if metric == 'accuracy' else 'macro MAP'} (%) — mean ± std over runs")
     axes[0, -1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return fig
 
@@ -140,6 +141,6 @@ def plot_learned_parameters(rows, path, mel: dict) -> bool:
     fig.suptitle("learned frontend parameters at the end of training: per-band values as mean ± std over runs "
                  "against band frequency, global values as box plots over runs", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return True

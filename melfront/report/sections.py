@@ -16,6 +16,8 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from ..fileio import write_text
+
 __all__ = ["md_table", "html_table", "planned_runs", "run_counts", "incomplete_cells", "group_causes",
            "settings_rows", "settings_section", "account_sections", "write_pages"]
 
@@ -303,8 +305,8 @@ def write_pages(out: Path, title: str, sections, images) -> Path:
         data = base64.b64encode((out / fname).read_bytes()).decode()
         body.append(f"<h2>{html.escape(heading)}</h2><img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>"
                     + note_html)
-    (out / "report.md").write_text("\n".join(md))
+    write_text(out / "report.md", "\n".join(md))
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
-    (out / "report.html").write_text(page)
+    write_text(out / "report.html", page)
     return out / "report.html"
