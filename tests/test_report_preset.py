@@ -129,6 +129,9 @@ def test_claims_numbers_are_the_report_machinery(preset_report):
 def test_map_is_the_headline(preset_report):
     folder, md, page = preset_report
     headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[:2] == ["## Verdict", "## The study"]  # the verdict (in the headline metric) opens the report
+    assert "sbcnn, n=5: **pcen** (" in section(md, "Verdict")
+    headings = headings[2:]
     assert headings[0] == "## Protocol"
     assert headings[1] == "## Macro mean average precision (%), mean ± std over runs and folds — the headline metric"
     assert headings[2] == "## Accuracy (%), mean ± std over runs and folds"
@@ -162,7 +165,7 @@ def test_full_protocol_and_no_meta(tmp_path):
     plain = (tmp_path / "plain" / "report.md").read_text()
     assert plain.startswith("# melfront study: synth\n")
     assert "## Protocol" not in plain and "claims beside" not in plain and "headline" not in plain.lower()
-    headings = [line for line in plain.splitlines() if line.startswith("## ")]
+    headings = [line for line in plain.splitlines() if line.startswith("## ")][2:]  # after the verdict and the study
     assert headings[:3] == ["## Accuracy (%), mean ± std over runs and folds",
                             "## Macro mean average precision (%), mean ± std over runs and folds",
                             "## Difference: pcen − db"]
