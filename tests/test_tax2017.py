@@ -249,8 +249,11 @@ def test_claims_reading_follows_the_fold_to_fold_noise():
 def test_dry_run_estimate_times_real_steps(tmp_path):
     root = _esc50(tmp_path / "d", folds=(4,), per_class=5)
     preset = get_preset("tax2017")
-    text = preset.dry_run(preset.plan(root, overrides=TINY), time_one=True)
-    line = next(t for t in text.splitlines() if t.startswith("estimate (CPU"))
-    hours = float(line.split("about ")[1].split(" h")[0])
-    assert 0 <= hours < 1  # tiny models on tiny clips: seconds, not hours
+    text = preset.dry_run(preset.plan(root, overrides=dict(TINY, mst_epochs=5)), time_one=True)
+    line = next(t for t in text.splitlines() if t.startswith("estimated CPU time: "))
+    assert " min" in line.split("...")[0] and "measured on" in line  # tiny models on tiny clips: minutes at most
+    assert "early stopping decides the MSTModels' epochs: 2 at least, 5 at most" in line  # patience 1, cap 5
+    shares = [float(t.split(": ")[1].split(" %")[0]) for t in text.splitlines()
+              if t.startswith(("  MSTModel:", "  arm ("))]
+    assert len(shares) >= 4 and abs(sum(shares) - 100) < 0.3
     assert "batches of 4" in text and "computed once" in text and "ms/segment" in text

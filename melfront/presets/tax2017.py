@@ -338,19 +338,26 @@ def _estimate(plan: Plan) -> list:
         feats = feats.unsqueeze(1) if feats.dim() == 3 else feats
         t_arm[k] = step_seconds(backbone, lambda m: torch.nn.functional.cross_entropy(m(feats), y), batch)
     t_arm["d"] = t_arm["b"]  # (d) trains every layer, as (b) does
-    total = 0.0
+    from ..study.estimate import machine, part_lines
+    parts = {"MSTModel": [0.0, 0.0]}
     n_seg = 0
     for split in plan.details["splits"]:
         n_train = per_clip * len(split["train"]) * (1 + s.copies)
         n_eval = per_clip * (len(split["val"]) + len(split["test_clips"]))
-        total += n_train * s.mst_epochs * t_mst * 1.1  # + validation forward passes
+        mst_epoch = n_train * t_mst * 1.1  # + validation forward passes
+        parts["MSTModel"][0] += mst_epoch * min(s.mst_patience + 1, s.mst_epochs)  # early stopping: at least
+        parts["MSTModel"][1] += mst_epoch * s.mst_epochs                           # the cap: at most
         for g in (g for g in plan.grid if g["fold"] == split["name"]):
-            total += g["epochs"] * (n_train * t_arm[g["arm"]] + n_eval * t_arm[g["arm"]] / 3)
-            total += (n_train + n_eval) * t_once.get(g["arm"], 0.0)
+            cost = g["epochs"] * (n_train * t_arm[g["arm"]] + n_eval * t_arm[g["arm"]] / 3)
+            cost += (n_train + n_eval) * t_once.get(g["arm"], 0.0)
+            part = parts.setdefault(f"arm ({g['arm']})", [0.0, 0.0])
+            part[0] += cost
+            part[1] += cost
         n_seg = max(n_seg, n_train)
     gib = n_seg * s.mel["hop_length"] * (s.segment_frames - 1) * 4 * 2 / 2 ** 30
-    return [f"estimate (CPU, this machine): about {total / 3600:.1f} h in all, an upper bound for the MSTModels "
-            f"(timed at their {s.mst_epochs}-epoch cap; early stopping usually ends sooner)",
+    where = f"{machine()}, {torch.get_num_threads()} torch threads"
+    return part_lines(parts, where, f"early stopping decides the MSTModels' epochs: {s.mst_patience + 1} at "
+                                    f"least, {s.mst_epochs} at most") + [
             f"  how: one training step each of the MSTModel ({1e3 * t_mst:.1f} ms/segment) and arms (a) "
             f"{1e3 * t_arm['a']:.1f}, (b) {1e3 * t_arm['b']:.1f}, (c) {1e3 * t_arm['c']:.1f} ms/segment (batches of "
             f"{batch}; (a) and (c) train the backbone on their frozen frontend's output, computed once), timed on "

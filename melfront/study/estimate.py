@@ -34,7 +34,7 @@ from ..errors import MelfrontError
 
 __all__ = ["StepCost", "TrialPrice", "Estimate", "epoch_work", "epoch_range", "eval_patches", "clip_frames",
            "price_evaluation", "price_trial", "measure_step_cost", "estimate_study", "estimate_lines",
-           "machine", "EVAL_PRICERS"]
+           "machine", "part_lines", "EVAL_PRICERS"]
 
 
 @dataclass(frozen=True)
@@ -444,3 +444,24 @@ def estimate_lines(est: Estimate, jobs: int | None = None) -> list:
     else:
         lines.append("  wall time: divide by the trials run side by side (--jobs, or the Ray cluster's CPUs)")
     return lines + [f"  note: {n}" for n in est.notes]
+
+
+def part_lines(parts: dict, where: str, why: str = "") -> list:
+    """The head and share lines of an estimate made of ``parts`` ``{name: (fewest, most) seconds}`` (largest
+    share first): the total, as a range when some part's epochs are not fixed (``why`` says why), the machine.
+
+    >>> print("\\n".join(part_lines({"arm (a)": (3600, 3600), "MSTModel": (1800, 7200)}, "here", "patience")))
+    estimated CPU time: 1.5 h ... 3.0 h (patience); measured on here
+      arm (a): 66.7 % (1.0 h)
+      MSTModel: 33.3 % (30.0 min ... 2.0 h)
+    """
+    low, high = sum(p[0] for p in parts.values()), sum(p[1] for p in parts.values())
+    head = f"estimated CPU time: {_hours(low)}"
+    if high > low * 1.0001:
+        head += f" ... {_hours(high)}" + (f" ({why})" if why else "")
+    lines = [head + f"; measured on {where}"]
+    for name in sorted(parts, key=lambda k: -parts[k][0]):
+        lo, hi = parts[name]
+        lines.append(f"  {name}: {100 * lo / max(low, 1e-12):.1f} % ({_hours(lo)}"
+                     + (f" ... {_hours(hi)}" if hi > lo * 1.0001 else "") + ")")
+    return lines
