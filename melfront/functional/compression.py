@@ -42,10 +42,13 @@ def log_offset(x: torch.Tensor, alpha=1.0, beta=LOG_EPS, base="e") -> torch.Tens
 
     Returns
     -------
-    tensor, same shape and dtype as ``x``.
+    tensor, same shape and dtype as ``x``; finite for every finite ``x``: where :math:`\alpha X + \beta`
+    overflows the dtype it is taken as the largest finite value (``log`` 88.7 in float32).
 
     >>> log_offset(torch.tensor([[0.0, 0.0999]]), alpha=10000.0, beta=1.0, base=10).tolist()
     [[0.0, 3.0]]
+    >>> log_offset(torch.tensor([[3e38]]), alpha=1096.6, beta=1.3).isfinite().all().item()
+    True
     """
     check_spec(x)
     if base == "e":
@@ -63,7 +66,8 @@ def log_offset(x: torch.Tensor, alpha=1.0, beta=LOG_EPS, base="e") -> torch.Tens
             positive_float(name, v)
     a = band_param(alpha, x, "alpha")
     b_ = band_param(beta, x, "beta")
-    out = torch.log(a * x + b_)
+    # alpha X overflows for X near the dtype's largest value (3e38 in float32): stay at the largest finite value
+    out = torch.log(torch.clamp(a * x + b_, max=torch.finfo(x.dtype).max))
     return out * scale if scale != 1.0 else out
 
 
