@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from melfront import MelSpectrogram
+from melfront.data.sampling import grouped_holdout
 from melfront.errors import CheckpointError, DivergenceError, ParameterError
 from melfront.models import Classifier, PiczakCNN
 from melfront.mst import (LogMelTarget, MSTFrontend, MSTModel, evaluate_mst, finetune_branch, load_mst, load_segments,
                           log_mel_db, majority_vote, mst_frontend, peak_normalise, save_mst, segment_waveform,
-                          split_clips, study_settings, train_mst)
+                          study_settings, train_mst)
 from melfront.train import Trainer, save_checkpoint
 
 SMALL = dict(n_filters=16, n_hidden=8)
@@ -402,11 +403,11 @@ def test_load_segments_skips_bad_files(tmp_path):
 def test_split_keeps_sources_together_and_classes_on_both_sides():
     from melfront.data.base import Clip
     clips = [Clip(f"/x/{c}_{i}.wav", c, str(c), 1, source_id=f"s{c}_{i // 2}") for c in range(3) for i in range(8)]
-    rest, held = split_clips(clips, 0.25, seed=1)
+    rest, held = grouped_holdout(clips, seed=1, fraction=0.25)
     assert len(rest) + len(held) == len(clips)
     assert {c.source_id for c in rest}.isdisjoint({c.source_id for c in held})
     assert {c.label for c in held} == {c.label for c in rest} == {0, 1, 2}
-    assert split_clips(clips, 0.25, seed=1) == (rest, held)
+    assert grouped_holdout(clips, seed=1, fraction=0.25) == (rest, held)
 
 
 def test_majority_vote_breaks_ties_by_probability():

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..checks import optional, positive_int
+from ..checks import finite_float, optional, positive_int
 from ..errors import DataError, ParameterError
 from .base import class_counts, group_of
 
@@ -202,7 +202,8 @@ def query_clips(clips_by_class: Mapping[int, Sequence], n_query: int, rng: np.ra
     return [pair for label, group in _groups(clips_by_class) for pair in _queries_of(group, label, n_query, rng)]
 
 
-def grouped_holdout(clips: Sequence, per_class: int | None = None, seed: int = 0, fold=0) -> tuple[list, list]:
+def grouped_holdout(clips: Sequence, per_class: int | None = None, seed: int = 0, fold=0,
+                    fraction: float | None = None) -> tuple[list, list]:
     """``(pool, test)``: a stratified part of ``clips`` held out for testing, no group on both sides.
 
     Groups (:func:`~melfront.data.base.group_of`: the clip's ``source_id``, else the clip itself) are
@@ -210,8 +211,10 @@ def grouped_holdout(clips: Sequence, per_class: int | None = None, seed: int = 0
     of its classes has fewer than ``per_class`` test clips (default: a third of the class, at least 1),
     unless that would take the last clip of one of its classes from the pool. A group (a speaker who says
     every word) therefore stays whole, and every class gets about ``per_class`` test clips. Without groups
-    every class gets exactly ``per_class`` (a plain stratified split). scikit-learn's
-    ``StratifiedGroupKFold`` was not used: it cannot give a set number of test clips per class.
+    every class gets exactly ``per_class`` (a plain stratified split). ``fraction`` instead of ``per_class``:
+    ``round(fraction * n)`` of a class's ``n`` clips, at least 1 (held-out sides of a given share: the Tax et al.
+    protocol's validation and test parts). Clips without a ``label`` (paths) count as one class.
+    scikit-learn's ``StratifiedGroupKFold`` was not used: it cannot give a set number of test clips per class.
     Fewer than two groups is a DataError.
 
     >>> from melfront.data.base import Clip
@@ -219,8 +222,16 @@ def grouped_holdout(clips: Sequence, per_class: int | None = None, seed: int = 0
     >>> pool, test = grouped_holdout(clips, seed=0)
     >>> len(test), {c.source_id for c in pool} & {c.source_id for c in test}
     (4, set())
+    >>> pool, test = grouped_holdout([f"{i}.wav" for i in range(8)], fraction=0.25)
+    >>> len(pool), len(test)
+    (6, 2)
     """
     per_class = optional(positive_int, "per_class", per_class)
+    if fraction is not None:
+        if per_class is not None:
+            raise ParameterError("grouped_holdout: give per_class or fraction, not both")
+        fraction = finite_float("fraction", fraction, 0.0, 1.0, low_open=True, high_open=True)
+    _label = _class_of(clips)
     groups: dict[str, list] = defaultdict(list)
     for c in sorted(clips, key=_key):
         groups[group_of(c)].append(c)
@@ -229,7 +240,7 @@ def grouped_holdout(clips: Sequence, per_class: int | None = None, seed: int = 0
                         f"({next(iter(groups), 'none')!r})")
     labels = sorted({_label(c) for c in clips})
     total = dict(zip(labels, (sum(_label(c) == k for c in clips) for k in labels)))
-    want = {k: per_class or max(1, total[k] // 3) for k in labels}
+    want = {k: per_class or (max(1, round(fraction * total[k])) if fraction else max(1, total[k] // 3)) for k in labels}
     taken = dict.fromkeys(labels, 0)
     order = sorted(groups)
     rng_for("holdout", seed, fold).shuffle(order)
@@ -249,6 +260,13 @@ def grouped_holdout(clips: Sequence, per_class: int | None = None, seed: int = 0
     test = [c for g in order if g in test_groups for c in groups[g]]
     subset = getattr(clips, "subset", None)
     return (subset(pool), subset(test)) if callable(subset) else (pool, test)
+
+
+def _class_of(clips):
+    """The label function of :func:`grouped_holdout`: ``int(clip.label)``, or 0 for all when no clip has a label."""
+    if any(hasattr(c, "label") for c in clips):
+        return _label
+    return lambda clip: 0
 
 
 def without_groups_of(pool: Sequence, test: Sequence) -> tuple[list, int]:

@@ -15,13 +15,13 @@ The figures are in :mod:`melfront.plotting.mst`.
 """
 from .model import DEFAULT_MEL, SEGMENT_FRAMES, LogMelTarget, MSTFrontend, MSTModel, log_mel_db, peak_normalise
 from .checkpoint import load_mst, mst_frontend, save_mst
-from .segments import SILENCE_DB, Segments, load_clips, load_segments, progress_bar, segment_waveform, split_clips
+from .segments import SILENCE_DB, Segments, load_clips, load_segments, progress_bar, segment_waveform
 from .learn import (MSTResult, evaluate_mst, figure_paths, init_output_layer, learn_mel_from_clips, run_learn_mel,
                     train_mst)
 from .study import LABELS, finetune_branch, majority_vote, run_mst_study, study_settings
 
 __all__ = ["DEFAULT_MEL", "SEGMENT_FRAMES", "MSTModel", "LogMelTarget", "MSTFrontend", "log_mel_db",
            "peak_normalise", "save_mst", "load_mst", "mst_frontend", "SILENCE_DB", "Segments", "segment_waveform",
-           "load_segments", "split_clips", "load_clips", "progress_bar", "MSTResult", "train_mst", "evaluate_mst",
+           "load_segments", "load_clips", "progress_bar", "MSTResult", "train_mst", "evaluate_mst",
            "init_output_layer", "learn_mel_from_clips", "run_learn_mel", "figure_paths", "LABELS", "majority_vote",
            "study_settings", "finetune_branch", "run_mst_study"]

@@ -30,7 +30,7 @@ from ..train import Trainer, default_device, seed_everything
 from ..train.regression import Regression, regression_scores
 from .checkpoint import save_mst
 from .model import DEFAULT_MEL, SEGMENT_FRAMES, LogMelTarget, MSTModel
-from .segments import load_clips, load_segments, split_clips
+from .segments import load_clips, load_segments
 
 __all__ = ["MSTResult", "train_mst", "evaluate_mst", "init_output_layer", "learn_mel_from_clips", "run_learn_mel",
            "figure_paths", "levels_off"]
@@ -242,7 +242,7 @@ def learn_mel_from_clips(clips, output, mel: dict | None = None, epochs: int = 1
     (3, 1, True)
     """
     mel = dict(DEFAULT_MEL if mel is None else mel)
-    train_clips, val_clips = split_clips(list(clips), val_fraction, seed=seed)
+    train_clips, val_clips = grouped_holdout(list(clips), seed=seed, fraction=val_fraction)
     if not train_clips or not val_clips:
         raise DataError(f"need clips on both sides of the validation split, got {len(train_clips)} train "
                         f"and {len(val_clips)} validation clip(s) from {len(clips)}")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import boolean, finite_float, nonnegative_int, one_of, positive_float, positive_int
+from ..data.sampling import grouped_holdout
 from ..errors import MelfrontError, ParameterError, StudyError
 from ..fileio import write_json
 from ..plotting.mst import plot_fold_average, plot_mst_curves
@@ -33,7 +34,7 @@ from ..train import default_device
 from .checkpoint import save_mst
 from .learn import levels_off, train_mst
 from .model import DEFAULT_MEL, SEGMENT_FRAMES
-from .segments import SILENCE_DB, load_segments, split_clips
+from .segments import SILENCE_DB, load_segments
 from .study import LABELS, train_fold_arms
 
 __all__ = ["FOLD_PAIRS", "ProtocolSettings", "fold_splits", "holdout_split", "run_fold", "average_curves",
@@ -144,7 +145,7 @@ def fold_splits(clips, pairs=FOLD_PAIRS) -> list:
 
 def holdout_split(clips, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0) -> dict:
     """One split of ``clips`` when the folds are incomplete: test and validation held out class by class, each
-    source recording on one side (:func:`~melfront.mst.split_clips`); fractions of all clips.
+    source recording on one side (:func:`~melfront.data.sampling.grouped_holdout`); fractions of all clips.
 
     >>> from melfront.data.base import Clip
     >>> clips = [Clip(f"{i}.wav", i % 2, "ab"[i % 2], 4, str(i)) for i in range(20)]
@@ -155,8 +156,8 @@ def holdout_split(clips, val_fraction: float = 0.2, test_fraction: float = 0.2, 
     test_fraction = finite_float("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
     val_fraction = finite_float("val_fraction", val_fraction, 0.0, 1.0 - test_fraction, low_open=True,
                                 high_open=True)
-    rest, test = split_clips(list(clips), test_fraction, seed=seed)
-    train, val = split_clips(rest, val_fraction / (1.0 - test_fraction), seed=seed + 1)
+    rest, test = grouped_holdout(list(clips), seed=seed, fold="test", fraction=test_fraction)
+    train, val = grouped_holdout(rest, seed=seed, fold="validation", fraction=val_fraction / (1.0 - test_fraction))
     return {"name": "holdout", "validation": None, "test": None, "train": train, "val": val, "test_clips": test}
 
 

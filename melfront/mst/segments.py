@@ -1,4 +1,4 @@
-"""Waveform segments for the MSTModel and the (a)-(d) study, and source-aware clip splits.
+"""Waveform segments for the MSTModel and the (a)-(d) study (clip splits: data.sampling.grouped_holdout).
 
 Segments follow Piczak (2015) and Tax et al. (2017): 101 frames (``hop * 100`` = 51200 samples at hop
 512, 2.32 s at 22050 Hz) with 50 % overlap; segments whose mean level is at or below -72 dB (clip
@@ -20,7 +20,7 @@ from ..errors import DataError, ParameterError
 from ..frontends import MelSpectrogram
 from .model import DEFAULT_MEL, SEGMENT_FRAMES, log_mel_db, peak_normalise
 
-__all__ = ["Segments", "segment_waveform", "shifted_copies", "load_segments", "split_clips", "load_clips",
+__all__ = ["Segments", "segment_waveform", "shifted_copies", "load_segments", "load_clips",
            "progress_bar", "SILENCE_DB"]
 
 #: Silent-segment threshold in dB (mean log-mel level of a segment of the clip peak-normalised to 1).
@@ -179,40 +179,6 @@ def load_segments(clips, mel: dict | None = None, segment_frames: int = SEGMENT_
                         + (f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""))
     return Segments(torch.cat(waves), torch.cat(index), torch.cat(labels) if has_labels else None, paths, skipped,
                     torch.cat(copy_index) if copies else None)
-
-
-def split_clips(clips, fraction: float, seed: int = 0):
-    """Class-stratified split that keeps each source recording on one side -> ``(rest, held_out)`` lists.
-
-    Within each class the sources (``Clip.source_id``, else the file) are shuffled with ``seed`` and
-    sources are moved to the held-out side until it has ``round(fraction * n_clips)`` clips of that
-    class (at least one where the class has two or more sources). Clips without a label count as one class.
-
-    >>> rest, held = split_clips([f"{i}.wav" for i in range(8)], 0.25, seed=0)
-    >>> len(rest), len(held), sorted(rest + held) == sorted(f"{i}.wav" for i in range(8))
-    (6, 2, True)
-    """
-    fraction = finite_float("fraction", fraction, 0.0, 1.0, low_open=True, high_open=True)
-    rng = np.random.default_rng(seed)
-    by_class: dict = {}
-    for i, c in enumerate(clips):
-        src = getattr(c, "source_id", "") or str(getattr(c, "path", c))
-        by_class.setdefault(getattr(c, "label", 0), {}).setdefault(src, []).append(i)
-    held = set()
-    for label in sorted(by_class):
-        groups = list(by_class[label].values())
-        order = rng.permutation(len(groups))
-        n_clips = sum(len(g) for g in groups)
-        want = max(1 if len(groups) > 1 else 0, int(round(fraction * n_clips)))
-        taken = 0
-        for j in order:
-            if taken >= want or (len(groups) > 1 and taken + len(groups[j]) >= n_clips):
-                continue
-            held.update(groups[j])
-            taken += len(groups[j])
-    rest = [c for i, c in enumerate(clips) if i not in held]
-    out = [c for i, c in enumerate(clips) if i in held]
-    return rest, out
 
 
 def load_clips(name: str, root, max_clips: int | None = None, seed: int = 0):

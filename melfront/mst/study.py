@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from ..checks import finite_float, nonnegative_int, one_of, positive_int
+from ..data.sampling import grouped_holdout
 from ..errors import CheckpointError, ParameterError
 from ..fileio import write_json
 from ..models import Classifier
@@ -46,7 +47,7 @@ from ..train import Trainer, aggregate, default_device, resolve_settings, seed_e
 from .checkpoint import load_mst
 from .learn import learn_mel_from_clips
 from .model import SEGMENT_FRAMES, LogMelTarget, MSTFrontend, MSTModel
-from .segments import load_clips, load_segments, split_clips
+from .segments import load_clips, load_segments
 
 __all__ = ["LABELS", "majority_vote", "study_settings", "finetune_branch", "train_fold_arms", "run_mst_study"]
 
@@ -274,7 +275,7 @@ def run_mst_study(dataset: str, root, output_dir, mst: str | None = None, mst_da
     output_dir.mkdir(parents=True, exist_ok=True)
     device = str(device or default_device())
     clips = load_clips(dataset, root, max_clips, seed)
-    train_clips, test_clips = split_clips(list(clips), test_fraction, seed=seed)
+    train_clips, test_clips = grouped_holdout(list(clips), seed=seed, fraction=test_fraction)
     _log(progress, f"mst-study: {dataset}: {len(train_clips)} training and {len(test_clips)} test clips, "
                    f"{len(clips.classes)} classes")
     mst, mst_summary = _mst_checkpoint(mst, dataset, root, mst_dataset, mst_root, clips, test_clips, output_dir,
