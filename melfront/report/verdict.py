@@ -133,8 +133,13 @@ def _sentence(v: dict) -> str:
                  f"small, not unmeasured.")
     elif need:
         ci, pw, fe, s = max(need)
-        text += (f" Telling them apart at ±{v['delta']:g} points would take about {ci} paired runs for a 95 % "
-                 f"interval, {pw} for 80 % power (the widest spread: {fe}, {s:.1f} points).")
+        if max(ci, pw) <= v["pairs"]:
+            text += (f" The {v['pairs']} paired runs already give 95 % intervals of about ±{v['delta']:g} points "
+                     f"(the widest spread: {fe}, {s:.1f} points): the remaining differences are below "
+                     f"{v['delta']:g} points or within the noise.")
+        else:
+            text += (f" Telling them apart at ±{v['delta']:g} points would take about {ci} paired runs for a 95 % "
+                     f"interval, {pw} for 80 % power (the widest spread: {fe}, {s:.1f} points).")
     return text
 
 
