@@ -94,7 +94,7 @@ def accuracy(args):
         print("clips missing a target: " + ("; ".join(misses) if misses else "none"))
         k_ = cfg["n_mels"]
         show = sorted(set(list(range(4)) + list(range(k_ // 4, k_, k_ // 4)) + [k_ - 2, k_ - 1]))
-        centres = mel.mel_center_frequencies()
+        centres = mel.centre_hz
         print("pooled median relative error by band: " + ", ".join(
             f"#{k} ({centres[k]:.0f} Hz) {band_med[k]:.3f}" for k in show))
         worst = np.argsort(-np.nan_to_num(band_med))[:5]

@@ -1,6 +1,7 @@
 """Every trainable frontend: float64 gradcheck through the module, float32 output under
 torch.autocast (bf16, fp16), and no NaN/inf for silence, full scale, a single frame, or after
-1000 SGD steps at lr 0.1 on random data."""
+1000 SGD steps at lr 0.1 on random data. The specs come from the registry (frontend_specs.py): a newly
+registered frontend is covered by default, and test_every_registered_frontend_is_covered says where not."""
 import math
 
 import pytest
@@ -9,11 +10,11 @@ import torch
 from melfront.errors import ParameterError
 from melfront.frontends import FRONTENDS, Chain, Decibel, MelSpectrogram, Stack, frontend, register_frontend
 
+from frontend_specs import WAVEFORM_SUITES, all_specs, covers, mel_names, trainable_specs
+
 COMMON = dict(n_mels=6, sample_rate=22050, hop_length=512, n_fft=1024)
-TRAINABLE = ["loglearn", "loglearn(per_band=True)", "power", "power(per_band=True)", "pcen(trainable=True)",
-             "pcen(trainable=True, per_band=True, init='loop')", "pcen(trainable=True, per_band=True, init='zero')",
-             "stack(loglearn, pcen(trainable=True, per_band=True), power(per_band=True))"]
-ALL = TRAINABLE + ["db", "db(ref='max')", "logeps", "log10000", "logfloor", "pcen", "minmax", "chain(minmax, db)"]
+TRAINABLE = trainable_specs(**COMMON)
+ALL = all_specs()
 
 
 def _perturb(f, seed=0):
@@ -173,7 +174,9 @@ def test_unknown_name_lists_the_registered_ones():
     (lambda: frontend("loglearn(init_alpha=-200.0)", **COMMON), "init_alpha"),
     (lambda: frontend("loglearn(init_beta=-1e6)", **COMMON), "init_beta"),
     (lambda: frontend("loglearn(init_beta=1e39)", **COMMON), "init_beta"),
-    (lambda: frontend("power(init=-1e6)", **COMMON), "init"),
+    (lambda: frontend("power(init_a=-1e6)", **COMMON), "init_a"),
+    (lambda: frontend("power(init=-1e6)", **COMMON), "init"),           # the old name of init_a, still checked
+    (lambda: frontend("power(init=1.0, init_a=2.0)", **COMMON), "init_a only"),
     (lambda: frontend("logfloor(floor=1e400)", **COMMON), "floor"),
     (lambda: Stack(Decibel(), "db"), "frontend"),
     (lambda: Chain(), "at least one"),
@@ -215,3 +218,35 @@ def test_registered_entries_say_their_input_kind():
     for name in ("adaptive", "mst"):
         if name in FRONTENDS:  # registered by melfront.adaptive / melfront.mst
             assert FRONTENDS[name].input_kind == "waveform"
+
+
+def test_every_registered_frontend_is_covered():
+    """Every registered frontend is in the safety and batch-independence suites (mel input), in the TorchScript and
+    ONNX suites, or, taking audio, named in frontend_specs.WAVEFORM_SUITES with the tests that cover it."""
+    from test_compression import MEL_SPECS
+    from test_export import MEL_FRONTENDS
+    from test_scripting import FRONTENDS as SCRIPTED
+    for name, entry in FRONTENDS.items():
+        if entry.combines:
+            assert covers(ALL, name) and covers(MEL_SPECS, name) and covers(SCRIPTED, name), name
+        elif entry.input_kind == "mel":
+            assert name in mel_names() and covers(ALL, name), name
+            for suite, keys in (("batch independence", MEL_SPECS), ("TorchScript", SCRIPTED), ("ONNX", MEL_FRONTENDS)):
+                assert covers(keys, name), f"{name} is not in the {suite} suite"
+        else:
+            assert name in WAVEFORM_SUITES, f"registered frontend {name!r} takes {entry.input_kind}: say where it is tested"
+
+
+def test_the_old_argument_names_still_work_with_a_warning():
+    from melfront.frontends import LogLearn, MelSpectrogram as Mel, PowerLearn
+    with pytest.warns(DeprecationWarning, match="init_a"):
+        old = frontend("power(init=2.0)")
+    torch.testing.assert_close(old.exponent, PowerLearn(init_a=2.0).exponent)
+    with pytest.warns(DeprecationWarning, match="n_mels, per_band"):
+        f = LogLearn(True, 4)                                     # the order before: (per_band, n_mels)
+    assert f.per_band and f.n_mels == 4 and f.alpha.shape == (4,)
+    assert PowerLearn(4, True).exponent.shape == (4,)            # the order now: (n_mels, per_band), as PCEN
+    mel = Mel(16000, n_fft=512, n_mels=10)
+    with pytest.warns(DeprecationWarning, match="centre_hz"):
+        np_old = mel.mel_center_frequencies()
+    assert (np_old == mel.centre_hz).all() and mel.centre_hz.shape == (10,)

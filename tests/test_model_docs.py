@@ -69,10 +69,10 @@ def test_a_dotted_set_key_is_refused_not_ignored():
 def test_powerlearn_sign_convention_against_the_blog_form():
     x = torch.tensor([[0.25, 4.0, 9.0]])
     for a in (-1.5, 0.0, 2.0):
-        melfront_out = PowerLearn(init=a)(x)
+        melfront_out = PowerLearn(init_a=a)(x)
         blog_a = -a  # the blog writes S^(1 / (1 + e^a))
         blog_out = x ** (1.0 / (1.0 + math.exp(blog_a)))
         torch.testing.assert_close(melfront_out, blog_out)
-    torch.testing.assert_close(PowerLearn(init=0.0)(x), x.sqrt())  # init 0: the square root in both
+    torch.testing.assert_close(PowerLearn(init_a=0.0)(x), x.sqrt())  # init 0: the square root in both
     doc = " ".join(PowerLearn.__doc__.split())
     assert "1 / (1 + e^{-a})" in doc and "S^{1 / (1 + e^{a})}" in doc and "init=-a_blog" in doc

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from melfront import functional as F
-from melfront.frontends import (Chain, Decibel, Log10000, LogEPS, LogFloor, LogLearn, LogOffset, MelSpectrogram,
-                                MinMax, PCEN, PowerLearn, Spectrogram, Stack, StreamingPCEN)
+from melfront.frontends import (Chain, Decibel, LogFloor, LogOffset, MelSpectrogram, MinMax, PCEN, PowerLearn,
+                                Spectrogram, Stack, StreamingPCEN, frontend)
 from melfront.mst import MSTModel, mst_frontend, save_mst
+
+from frontend_specs import registered_specs
 
 N_MELS = 8
 
@@ -39,18 +41,10 @@ FRONTENDS = {
     "mel": lambda: MelSpectrogram(8000, n_fft=256, hop_length=64, n_mels=N_MELS),
     "spectrogram_magnitude": lambda: Spectrogram(n_fft=128, hop_length=32, power=1.0),
     "spectrogram_power3": lambda: Spectrogram(n_fft=128, hop_length=32, power=3.0),
-    "db": lambda: Decibel(),
     "db_max": lambda: Decibel(ref="max", top_db=None),
     "db_ref": lambda: Decibel(ref=10.0, top_db=30.0),
-    "logoffset": lambda: LogOffset(alpha=3.0, beta=0.5, base=2),
-    "logeps": lambda: LogEPS(),
-    "log10000": lambda: Log10000(),
-    "loglearn": lambda: _learned(LogLearn()),
-    "loglearn_band": lambda: _learned(LogLearn(per_band=True, n_mels=N_MELS)),
-    "logfloor": lambda: LogFloor(floor=1e-2),
-    "power": lambda: _learned(PowerLearn()),
-    "power_band": lambda: _learned(PowerLearn(per_band=True, n_mels=N_MELS)),
-    "minmax": lambda: MinMax(),
+    "logoffset_base2": lambda: LogOffset(alpha=3.0, beta=0.5, base=2),
+    "logfloor_floor": lambda: LogFloor(floor=1e-2),
     "chain": lambda: Chain(MinMax(), Decibel()),
     "stack_nested": lambda: Stack(Decibel(), Stack(PCEN(), _learned(PowerLearn()))),
     "waveform_chain": lambda: Chain(MelSpectrogram(8000, n_fft=256, hop_length=64, n_mels=N_MELS), PCEN()),
@@ -61,6 +55,8 @@ for _init in F.PCEN_INITS:
         PCEN(trainable=True, per_band=True, n_mels=N_MELS, init=init))
 FRONTENDS["pcen_trained_global"] = lambda: _learned(PCEN(trainable=True))
 FRONTENDS["pcen_no_bias"] = lambda: PCEN(delta=0.0)
+for _spec in registered_specs():  # every registered mel frontend, with each flag it takes (from the registry)
+    FRONTENDS[_spec] = lambda spec=_spec: _learned(frontend(spec, n_mels=N_MELS))
 
 
 @pytest.mark.parametrize("name", sorted(FRONTENDS))

@@ -135,7 +135,7 @@ def test_bounds_do_not_change_the_initial_output(cls, kwargs):
 @pytest.mark.parametrize("build", [
     lambda: LogLearn(init_alpha=math.inf), lambda: LogLearn(init_alpha=math.nan),
     lambda: LogLearn(init_beta=math.inf), lambda: LogLearn(init_beta=-math.inf),
-    lambda: PowerLearn(init=math.nan), lambda: PowerLearn(init=-math.inf),
+    lambda: PowerLearn(init_a=math.nan), lambda: PowerLearn(init_a=-math.inf),
     lambda: PCEN(trainable=True, alpha=math.inf), lambda: PCEN(trainable=True, s=math.nan),
     lambda: PCEN(trainable=True, delta=math.inf), lambda: PCEN(trainable=True, r=math.nan),
     lambda: PCEN(trainable=True, eps=math.inf, per_band=True, n_mels=4),

@@ -5,8 +5,11 @@ Each command is a pair in its module's ``COMMANDS``: ``add(subparsers)`` declare
 (train, evaluate, predict), :mod:`.mst` (learn-mel, mst-study), :mod:`.study` (compare, report),
 :mod:`.presets` (presets),
 :mod:`.data` (download, synth); shared argument groups are in :mod:`.options`.
-Heavy melfront modules (torch models, training, plotting) are imported inside the ``run`` functions,
-the one place in melfront where imports live in functions, to keep ``melfront --help`` fast.
+Nothing that imports torch or numpy is imported before argparse has parsed: the command modules
+declare arguments only, and the heavy melfront modules (frontends, models, training, plotting) are
+imported inside the ``run`` functions and the setting checks of :mod:`.options`, the one place in
+melfront where imports live in functions, so that ``melfront --help`` and ``melfront COMMAND --help``
+start in about 0.4 s (``tests/test_cli_help.py`` checks that torch stays unimported).
 
 Errors: :func:`main` turns every deliberate error (:class:`~melfront.errors.MelfrontError`, a missing
 or unreadable file, a diverged training) into one line ``melfront CMD: error: ...`` on stderr and

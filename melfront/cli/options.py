@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ast
 import json
+from functools import lru_cache
 
 from ..checks import one_of, positive_float, positive_int
 from ..errors import ParameterError
-from ..frontends import MelSpectrogram
-from ..study.preflight import MAX_EPOCHS
-from ..train import OPTIMIZERS, TrainSettings
+
+# No torch here: ``melfront --help`` builds every parser from this module. MelSpectrogram, TrainSettings,
+# OPTIMIZERS and MAX_EPOCHS (torch-importing layers) are looked up when a setting is checked.
 
 __all__ = ["split_specs", "parse_value", "key_values", "int_list", "add_mel_args", "add_dataset_args",
            "add_split_args", "cache_arg", "MEL_DEFAULTS", "SETTING_OPTIONS", "MEL_SETTINGS", "add_settings_args",
@@ -201,16 +202,44 @@ SETTING_OPTIONS = (
     ("--n-mels", "n_mels", positive_int, "mel bands (default: 40, 64 or 128 by sample rate, none empty)"),
     ("--patch-frames", "patch_frames", positive_int, "patch length in frames (default: the median clip, 3 s at most)"),
     ("--epochs", "epochs", positive_int, "training epochs (default: about 1200 steps, 20-100 epochs)"),
-    ("--optimizer", "optimizer", lambda name, v: one_of(name, v, OPTIMIZERS), "sgd or adam (default adam)"),
+    ("--optimizer", "optimizer", lambda name, v: one_of(name, v, _optimizers()), "sgd or adam (default adam)"),
     ("--lr", "lr", positive_float, "learning rate (default 1e-3)"),
     ("--batch-size", "batch_size", positive_int, "batch size (default 16; 32 from 500 training clips)"),
     ("--precision", "precision", lambda name, v: one_of(name, v, ("fp32", "bf16")),
      "fp32 (default) or bf16: the backbone under torch.autocast in bfloat16, frontends float32 (opt-in)"),
 )
 
-#: The mel settings ``--set`` accepts (those of :class:`melfront.MelSpectrogram`); the rest are training settings.
-_MEL_DEFAULT_CONFIG = MelSpectrogram(sample_rate=16000).config()
-MEL_SETTINGS = tuple(_MEL_DEFAULT_CONFIG)
+
+
+def _optimizers():
+    from ..train import OPTIMIZERS
+    return OPTIMIZERS
+
+
+@lru_cache(maxsize=1)
+def _mel_default_config() -> dict:
+    from ..frontends import MelSpectrogram
+    return MelSpectrogram(sample_rate=16000).config()
+
+
+def _mel_settings() -> tuple:
+    """:data:`MEL_SETTINGS`: the mel settings ``--set`` accepts (those of :class:`melfront.MelSpectrogram`)."""
+    return tuple(_mel_default_config())
+
+
+def _max_epochs() -> int:
+    from ..study.preflight import MAX_EPOCHS
+    return MAX_EPOCHS
+
+
+def __getattr__(name: str):
+    """``MEL_SETTINGS`` (the mel settings ``--set`` accepts; the rest are training settings) and ``MAX_EPOCHS``
+    (:data:`melfront.study.preflight.MAX_EPOCHS`), computed on first use."""
+    if name == "MEL_SETTINGS":
+        return _mel_settings()
+    if name == "MAX_EPOCHS":
+        return _max_epochs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def add_settings_args(p) -> None:
@@ -257,8 +286,9 @@ def settings_from_args(args, extra_keys=()) -> dict:
     ...
     melfront.errors.ParameterError: --epochs must be a positive integer, got 0
     """
+    from ..train import TrainSettings
     given = key_values(getattr(args, "set", None), "--set")
-    known = sorted(set(MEL_SETTINGS) | set(TrainSettings.known()) | set(extra_keys))
+    known = sorted(set(_mel_settings()) | set(TrainSettings.known()) | set(extra_keys))
     for key in given:
         if key not in known:
             raise ParameterError(f"--set: unknown setting {key!r}; known: {', '.join(known)}")
@@ -292,8 +322,10 @@ def check_setting_type(name: str, key: str, value) -> None:
     melfront.errors.ParameterError: --set model_options must be a mapping of option names, e.g. {"width": 8}; got [1, 2]
     """
     import dataclasses
-    if key in MEL_SETTINGS:
-        default = _MEL_DEFAULT_CONFIG.get(key)
+
+    from ..train import TrainSettings
+    if key in _mel_settings():
+        default = _mel_default_config().get(key)
         kinds = "float" if isinstance(default, float) else type(default).__name__ if default is not None else ""
         kinds += " | None" if key in ("fmax", "win_length", "norm") else ""
     else:
@@ -312,8 +344,8 @@ def check_setting_type(name: str, key: str, value) -> None:
         what = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a text"}[base]
         hint = f" (a string: write {key}={value})" if isinstance(value, str) and base != "str" else ""
         raise ParameterError(f"{name} must be {what}, got {value!r}{hint}")
-    if key in ("epochs", "max_epochs") and isinstance(value, int) and value > MAX_EPOCHS:
-        raise ParameterError(f"{name} must be at most {MAX_EPOCHS} epochs, got {value}")
+    if key in ("epochs", "max_epochs") and isinstance(value, int) and value > _max_epochs():
+        raise ParameterError(f"{name} must be at most {_max_epochs()} epochs, got {value}")
 
 
 def split_settings(given: dict) -> tuple[dict, dict]:
@@ -322,5 +354,5 @@ def split_settings(given: dict) -> tuple[dict, dict]:
     >>> split_settings({"hop_length": 160, "n_mels": 40, "epochs": 3})
     ({'hop_length': 160, 'n_mels': 40}, {'epochs': 3})
     """
-    mel = {k: v for k, v in given.items() if k in MEL_SETTINGS}
+    mel = {k: v for k, v in given.items() if k in _mel_settings()}
     return mel, {k: v for k, v in given.items() if k not in mel}

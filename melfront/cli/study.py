@@ -16,8 +16,6 @@ from pathlib import Path
 
 from ..checks import positive_int
 from ..fileio import write_json
-from ..study import ResultStore, StudyConfig, load_clips
-from ..train import fit_settings
 from .options import add_settings_args, add_split_args, int_list, settings_from_args, split_settings, split_specs
 
 __all__ = ["COMMANDS", "study_config_from_args", "study_setup"]
@@ -131,6 +129,8 @@ def study_setup(args):
     >>> config.mel["hop_length"], config.train["patience"], fitted
     (256, 4, None)
     """
+    from ..study import StudyConfig, load_clips
+    from ..train import fit_settings
     overrides = _overrides(args)
     given = settings_from_args(args)
     profile = args.profile or ("fitted" if args.dataset not in (None, "synth") and not args.config else "quick")

@@ -10,10 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..data import dataset as load_dataset
 from ..errors import MelfrontError
 from ..fileio import write_json
-from ..train import DEFAULT_MEL, fit_settings, training_size
 from .options import add_dataset_args, add_settings_args, add_split_args, cache_arg, key_values, settings_from_args, \
     split_settings
 
@@ -57,6 +55,8 @@ def _train_overrides(args) -> tuple[dict, dict | None, object]:
     """``(train, mel, fitted)``: the settings given on the command line, the rest fitted to the data (printed;
     ``fitted`` is the :class:`~melfront.train.FittedSettings`) or, with ``--profile paper``, the model's
     (``mel`` None: :data:`~melfront.train.DEFAULT_MEL` with the model's bands)."""
+    from ..data import dataset as load_dataset
+    from ..train import DEFAULT_MEL, fit_settings, training_size
     given = settings_from_args(args)
     mel, train = split_settings(given)
     if args.profile == "paper":

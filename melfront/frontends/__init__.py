@@ -13,8 +13,8 @@ declares what it consumes in ``input_kind``: ``"waveform"`` ``(..., time)`` or `
 - :mod:`.streaming`: :class:`StreamingPCEN`, :class:`StreamingMelSpectrogram` (chunks with explicit state)
 
 Importing this package registers the frontends defined here; ``adaptive`` (:mod:`melfront.adaptive`)
-and ``mst`` (:mod:`melfront.mst`) register themselves when those packages are imported (``import melfront``
-does).
+and ``mst`` (:mod:`melfront.mst`) register themselves when those packages are imported, which
+:data:`FRONTENDS` does the first time it is listed or misses a name (``registry.PROVIDERS``).
 
 >>> import torch
 >>> from melfront.frontends import MelSpectrogram, frontend

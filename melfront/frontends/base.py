@@ -9,6 +9,7 @@ torch.Size([2, 4, 5])
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from typing import Callable
 
@@ -17,9 +18,10 @@ from torch import nn
 
 from ..checks import boolean, finite_float, positive_int
 from ..errors import ParameterError
+from ..functional import plain_mode
 from .registry import FRONTENDS
 
-__all__ = ["Frontend", "FixedSettings", "band_count", "float32_parameter"]
+__all__ = ["Frontend", "FixedSettings", "band_count", "float32_parameter", "legacy_band_order"]
 
 
 def _encode(value) -> float:
@@ -94,7 +96,13 @@ class Frontend(FixedSettings, nn.Module):
     frontends (:class:`Chain`). Trainable frontends expose their learned values as properties
     (e.g. ``.alpha``) and all of them through :meth:`learned_parameters`.
 
-    A subclass implements ``compress(x)``:
+    A subclass implements ``compress(x)``, the eager body (argument checks, fast kernels), and, when
+    that body is not plain tensor code, ``compress_plain(x)``: the same values in plain tensor ops,
+    with no Python checks or custom autograd Functions (default: ``compress``). :meth:`forward` is
+    the one place that chooses between them: ``compress_plain`` under ``torch.jit.script``,
+    ``torch.export``, ONNX export, ``torch.compile`` and tracing
+    (:func:`melfront.functional.plain_mode`), ``compress`` otherwise. Each pair is checked for
+    equal values in ``tests/test_scripting.py`` and ``tests/test_export.py``.
 
     >>> class Square(Frontend):
     ...     def compress(self, x):
@@ -103,6 +111,8 @@ class Frontend(FixedSettings, nn.Module):
     torch.float32
     >>> Square().learned_parameters()
     {}
+    >>> torch.jit.script(Square())(torch.full((1, 2), 2.0)).tolist()  # compress_plain: compress
+    [[4.0, 4.0]]
     """
 
     input_kind = "mel"
@@ -111,19 +121,28 @@ class Frontend(FixedSettings, nn.Module):
     readable: tuple[str, ...] = ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():
+        if torch.jit.is_scripting():  # TorchScript compiles this branch only: no autocast context, no checks
+            if x.dtype == torch.float16 or x.dtype == torch.bfloat16:
+                x = x.float()
+            return self.compress_plain(x)
+        else:
             if not isinstance(x, torch.Tensor):
                 raise ParameterError(f"{type(self).__name__} expects a tensor x (..., n_mels, frames), "
                                      f"got {type(x).__name__}")
-        if x.dtype == torch.float16 or x.dtype == torch.bfloat16:
-            x = x.float()
-        if torch.jit.is_scripting():  # TorchScript: no autocast context (scripted frontends run as they are)
-            return self.compress(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return self.compress(x)
+            if x.dtype == torch.float16 or x.dtype == torch.bfloat16:
+                x = x.float()
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                if plain_mode():  # export, compile, tracing: no Python checks or custom Functions in the graph
+                    return self.compress_plain(x)
+                return self.compress(x)
 
     def compress(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """``compress(x)`` in plain tensor ops (TorchScript, export, compile); subclasses whose ``compress`` is
+        already plain tensor code inherit this default, which calls it."""
+        return self.compress(x)
 
     def __add__(self, other):
         if not isinstance(other, nn.Module):
@@ -158,6 +177,28 @@ def band_count(owner: str, per_band, n_mels) -> int | None:
     if per_band and n_mels is None:
         raise ParameterError(f"{owner}(per_band=True) needs n_mels (the number of mel bands), got None")
     return None if n_mels is None else positive_int("n_mels", n_mels)
+
+
+def legacy_band_order(owner: str, n_mels, per_band):
+    """``(n_mels, per_band)`` of a per-band frontend, also when called in the old positional order.
+
+    Every per-band frontend takes ``(n_mels, per_band, ...)`` (PCEN's order). ``LogLearn`` and
+    ``PowerLearn`` took ``(per_band, n_mels, ...)`` before 2026-12: a bool in the ``n_mels`` place
+    (never a valid ``n_mels``) is that order; it is swapped with a ``DeprecationWarning``.
+
+    >>> legacy_band_order("LogLearn", 8, True)
+    (8, True)
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     legacy_band_order("LogLearn", True, 8)
+    (8, True)
+    """
+    if not isinstance(n_mels, bool):
+        return n_mels, per_band
+    warnings.warn(f"{owner}(per_band, n_mels, ...) in this order is deprecated: every per-band frontend takes "
+                  f"(n_mels, per_band, ...); pass them by name", DeprecationWarning, stacklevel=3)
+    return (None if isinstance(per_band, bool) else per_band), n_mels
 
 
 def float32_parameter(name: str, value, transform: Callable[[torch.Tensor], torch.Tensor], what: str,

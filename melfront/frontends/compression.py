@@ -11,6 +11,7 @@ Fixed laws (:class:`Decibel`, :class:`LogOffset`, :class:`LogEPS`, :class:`Log10
 from __future__ import annotations
 
 import math
+import warnings
 from typing import List
 
 import torch
@@ -18,13 +19,15 @@ from torch import nn
 
 from .. import functional as F
 from ..checks import positive_float
-from .base import Frontend, band_count, float32_parameter
+from ..errors import ParameterError
+from .base import Frontend, band_count, float32_parameter, legacy_band_order
 from .registry import register_frontend
 
 __all__ = ["Decibel", "LogOffset", "LogEPS", "Log10000", "LogLearn", "LogFloor", "PowerLearn", "MinMax"]
 
-# Plain-tensor forms for TorchScript (``torch.jit.script`` cannot compile melfront.functional's argument
-# checks); eager mode, torch.export, ONNX and torch.compile use melfront.functional.
+# ``compress`` calls melfront.functional (argument checks, in-place fast paths); ``compress_plain`` is the same
+# law in plain tensor ops for TorchScript, export and compile (Frontend.forward chooses, tests/test_scripting.py
+# and tests/test_export.py check that both agree).
 
 
 def _per_band(v: torch.Tensor) -> torch.Tensor:
@@ -60,14 +63,11 @@ class Decibel(Frontend):
     def compress(self, x):
         if x.numel() == 0 and x.is_floating_point():  # no frames: no per-example maximum to take
             return x * 0.0
-        if torch.jit.is_scripting():
-            return self._plain(x)
-        else:
-            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
-                return self._plain(x)
-            return F.power_to_db(x, self.ref, self.amin, self.top_db)
+        return F.power_to_db(x, self.ref, self.amin, self.top_db)
 
-    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+    def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() == 0:  # no frames: no per-example maximum to take
+            return x * 0.0
         db = 10.0 * torch.log10(torch.clamp(x, min=self.amin))
         db = db - db.amax(dim=_example_dims(x), keepdim=True) if self._ref_max else db - self._ref_db
         if self._top_db >= 0:
@@ -98,14 +98,9 @@ class LogOffset(Frontend):
         self._fix_settings(alpha=alpha, beta=beta, base=base if isinstance(base, str) else float(base))
 
     def compress(self, x):
-        if torch.jit.is_scripting():
-            return self._plain(x)
-        else:
-            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
-                return self._plain(x)
-            return F.log_offset(x, self.alpha, self.beta, self.base)
+        return F.log_offset(x, self.alpha, self.beta, self.base)
 
-    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+    def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log(self.alpha * x + self.beta) * self._scale
 
     def extra_repr(self):
@@ -143,7 +138,7 @@ class LogLearn(Frontend):
     :math:`\alpha = e^{t_a}` and :math:`\beta = \mathrm{softplus}(t_b)` keep both positive; the
     trainable pre-gates start at ``init_alpha=7`` and ``init_beta=1`` (:math:`\alpha_0 = 1096.63`,
     :math:`\beta_0 = 1.31`, as Pons et al.). ``per_band=True`` learns one pair per mel band
-    (needs ``n_mels``). Read the learned values as ``.alpha`` and ``.beta`` (vectors when per band).
+    (needs ``n_mels``; ``n_mels, per_band`` come first, in that order, in every per-band frontend). Read the learned values as ``.alpha`` and ``.beta`` (vectors when per band).
     The pre-gates are float32: a start value whose :math:`\alpha` or :math:`\beta` is not finite and
     positive in float32 (``init_alpha`` outside about (-103, 88.7), ``init_beta`` below about -103)
     is refused.
@@ -170,9 +165,10 @@ class LogLearn(Frontend):
     #: ``(low, high)`` of the pre-gates ``t_a`` and ``t_b`` while training (widened to include the start values).
     GATE_RANGE = (-40.0, 40.0)
 
-    def __init__(self, per_band: bool = False, n_mels: int | None = None, init_alpha: float = 7.0,
+    def __init__(self, n_mels: int | None = None, per_band: bool = False, init_alpha: float = 7.0,
                  init_beta: float = 1.0):
         super().__init__()
+        n_mels, per_band = legacy_band_order("LogLearn", n_mels, per_band)
         n_mels = band_count("LogLearn", per_band, n_mels)
         init_alpha = float32_parameter("init_alpha", init_alpha, torch.exp, "alpha = exp(init_alpha)")
         init_beta = float32_parameter("init_beta", init_beta, nn.functional.softplus, "beta = softplus(init_beta)")
@@ -194,14 +190,9 @@ class LogLearn(Frontend):
         return nn.functional.softplus(torch.clamp(self.pre_beta, self.beta_low, self.beta_high))
 
     def compress(self, x):
-        if torch.jit.is_scripting():
-            return self._plain(x)
-        else:
-            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
-                return self._plain(x)
-            return F.log_offset(x, self.alpha.to(x.dtype), self.beta.to(x.dtype))
+        return F.log_offset(x, self.alpha.to(x.dtype), self.beta.to(x.dtype))
 
-    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+    def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log(_per_band(self.alpha.to(x.dtype)) * x + _per_band(self.beta.to(x.dtype)))
 
     def extra_repr(self):
@@ -222,14 +213,9 @@ class LogFloor(Frontend):
         self._fix_settings(floor=self.floor)
 
     def compress(self, x):
-        if torch.jit.is_scripting():
-            return self._plain(x)
-        else:
-            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
-                return self._plain(x)
-            return F.log_floor(x, self.floor)
+        return F.log_floor(x, self.floor)
 
-    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+    def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log(torch.clamp(x, min=self.floor))
 
     def extra_repr(self):
@@ -240,22 +226,24 @@ class LogFloor(Frontend):
 class PowerLearn(Frontend):
     r"""Learned power law :math:`X^{\sigma(a)} = X^{1 / (1 + e^{-a})}` (Schlüter 2018).
 
-    ``a`` starts at ``init=0`` (the square root) and the exponent stays in (0, 1). ``per_band``
+    ``a`` starts at ``init_a=0`` (the square root) and the exponent stays in (0, 1). ``per_band``
     learns one exponent per mel band (needs ``n_mels``). Read it as ``.exponent``. ``a`` is float32:
-    an ``init`` whose exponent underflows to 0 in float32 (below about -103) is refused. While
-    training, ``a`` is clamped to :attr:`GATE_RANGE` (widened to include ``init``, so that the
+    an ``init_a`` whose exponent underflows to 0 in float32 (below about -103) is refused. While
+    training, ``a`` is clamped to :attr:`GATE_RANGE` (widened to include ``init_a``, so that the
     initial output is unchanged) before the sigmoid: the exponent never underflows to exactly 0.
+    ``init``, the old name of ``init_a`` (PCEN's ``init`` is a start mode), still works with a
+    ``DeprecationWarning``, in specs too (``power(init=2.0)``).
 
     Sign convention: melfront's exponent is :math:`\sigma(a) = 1 / (1 + e^{-a})`, so a larger ``a``
     compresses less (``a -> +inf``: exponent 1, no compression). The Macaulay Library's Merlin blog
     (Cornell Lab of Ornithology, on spectrogram compression for Merlin Sound ID) writes the same law
     as :math:`S^{1 / (1 + e^{a})}`: its ``a`` is minus melfront's (a larger blog ``a`` compresses
     more). Both start at ``a = 0``, the square root. To start from a blog value ``a_blog``, pass
-    ``init=-a_blog``.
+    ``init_a=-a_blog``.
 
     >>> PowerLearn()(torch.tensor([[4.0, 9.0]])).tolist()
     [[2.0, 3.0]]
-    >>> round(float(PowerLearn(init=2.0).exponent.detach()), 4), round(1 / (1 + math.exp(-2.0)), 4)  # sigmoid(+2)
+    >>> round(float(PowerLearn(init_a=2.0).exponent.detach()), 4), round(1 / (1 + math.exp(-2.0)), 4)  # sigmoid(+2)
     (0.8808, 0.8808)
     """
 
@@ -263,13 +251,23 @@ class PowerLearn(Frontend):
     #: ``(low, high)`` of ``a`` while training (widened to include the start value).
     GATE_RANGE = (-40.0, 40.0)
 
-    def __init__(self, per_band: bool = False, n_mels: int | None = None, init: float = 0.0):
+    def __init__(self, n_mels: int | None = None, per_band: bool = False, init_a: float = 0.0,
+                 init: float | None = None):
         super().__init__()
+        n_mels, per_band = legacy_band_order("PowerLearn", n_mels, per_band)
         n_mels = band_count("PowerLearn", per_band, n_mels)
-        init = float32_parameter("init", init, torch.sigmoid, "exponent = sigmoid(init)")
+        name = "init_a"
+        if init is not None:  # the name before 2026-12; PCEN's init is a start mode, not a number
+            if init_a != 0.0:
+                raise ParameterError(f"PowerLearn got init_a={init_a!r} and init={init!r}: pass init_a only "
+                                     f"(init is its old name)")
+            warnings.warn("PowerLearn(init=...) is deprecated: the start value of a is now init_a "
+                          "(power(init_a=...) in specs)", DeprecationWarning, stacklevel=2)
+            name, init_a = "init", init
+        init_a = float32_parameter(name, init_a, torch.sigmoid, f"exponent = sigmoid({name})")
         self.per_band, self.n_mels = bool(per_band), n_mels
-        self._param("a", init, per_band, n_mels, True)
-        self.a_low, self.a_high = min(self.GATE_RANGE[0], init), max(self.GATE_RANGE[1], init)
+        self._param("a", init_a, per_band, n_mels, True)
+        self.a_low, self.a_high = min(self.GATE_RANGE[0], init_a), max(self.GATE_RANGE[1], init_a)
 
     @property
     def exponent(self) -> torch.Tensor:
@@ -277,14 +275,9 @@ class PowerLearn(Frontend):
         return torch.sigmoid(torch.clamp(self.a, self.a_low, self.a_high))
 
     def compress(self, x):
-        if torch.jit.is_scripting():
-            return self._plain(x)
-        else:
-            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
-                return self._plain(x)
-            return F.power_compress(x, self.exponent.to(x.dtype))
+        return F.power_compress(x, self.exponent.to(x.dtype))
 
-    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+    def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
         p, pos = _per_band(self.exponent.to(x.dtype)), x > 0
         return torch.where(pos, torch.exp(p * torch.log(torch.where(pos, x, torch.ones_like(x)))),
                            torch.zeros_like(x))
@@ -311,14 +304,11 @@ class MinMax(Frontend):
     def compress(self, x):
         if x.numel() == 0 and x.is_floating_point():  # no frames: no per-example minimum to take
             return x * 0.0
-        if torch.jit.is_scripting():
-            return self._plain(x)
-        else:
-            if F.plain_mode():  # torch.compile / export: no Python checks in the graph
-                return self._plain(x)
-            return F.minmax(x)
+        return F.minmax(x)
 
-    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+    def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() == 0:  # no frames: no per-example minimum to take
+            return x * 0.0
         lo = x.amin(dim=_example_dims(x), keepdim=True)
         tiny = 2.2250738585072014e-308 if x.dtype == torch.float64 else 1.1754943508222875e-38
         return (x - lo) / torch.clamp(x.amax(dim=_example_dims(x), keepdim=True) - lo, min=tiny)

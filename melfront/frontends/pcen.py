@@ -160,10 +160,11 @@ class PCEN(Frontend):
         return [torch.tensor(self.fixed[n], dtype=x.dtype, device=x.device) for n in ["s", "alpha", "delta", "r", "eps"]]
 
     def compress(self, x):
-        if torch.jit.is_scripting():
-            v = self.plain_values(x)
-            return F.pcen_plain(x, v[0], v[1], v[2], v[3], v[4], self.init, None)[0]
         return self._pcen(x, None, False)
+
+    def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.plain_values(x)
+        return F.pcen_plain(x, v[0], v[1], v[2], v[3], v[4], self.init, None)[0]
 
     def _pcen(self, x, initial_state, return_state: bool):
         values = [self._value(n, x).to(x.dtype) for n in self.readable]

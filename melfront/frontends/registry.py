@@ -13,6 +13,7 @@ or builder function); this module imports none of them and only looks names up, 
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 from typing import Callable, NamedTuple
 
@@ -20,7 +21,8 @@ from torch import nn
 
 from ..errors import ParameterError
 
-__all__ = ["FrontendEntry", "FRONTENDS", "register_frontend", "frontend", "MAX_SPEC_LENGTH", "MAX_SPEC_DEPTH"]
+__all__ = ["FrontendEntry", "FRONTENDS", "PROVIDERS", "register_frontend", "frontend", "MAX_SPEC_LENGTH",
+           "MAX_SPEC_DEPTH"]
 
 #: longest spec string :func:`frontend` parses (characters)
 MAX_SPEC_LENGTH = 2000
@@ -46,8 +48,74 @@ class FrontendEntry(NamedTuple):
     combines: bool = False
 
 
+#: Modules above ``melfront.frontends`` that register frontends (``adaptive``, ``mst``). This module never
+#: imports them up front (no cycle, and ``import melfront.frontends`` stays light); :data:`FRONTENDS` imports
+#: them, by name, the first time it is read in full or misses a name, as an entry-point table would.
+PROVIDERS = ("melfront.adaptive", "melfront.mst")
+
+
+class _Registry(dict):
+    """:data:`FRONTENDS`: a dict that imports the :data:`PROVIDERS` before it is listed or misses a name.
+
+    So ``"mst" in FRONTENDS`` and ``frontend("adaptive")`` hold whatever was imported before, without
+    ``import melfront`` importing every layer (the CLI's ``--help`` needs none of them).
+
+    >>> "mst" in FRONTENDS and FRONTENDS["adaptive"].input_kind
+    'waveform'
+    """
+
+    _providers_loaded = False
+
+    def load_providers(self) -> None:
+        """Import every module of :data:`PROVIDERS` once (each registers its frontends)."""
+        if _Registry._providers_loaded:
+            return
+        _Registry._providers_loaded = True  # first: a provider's own import reads the registry too
+        try:
+            for module in PROVIDERS:
+                importlib.import_module(module)
+        except BaseException:
+            _Registry._providers_loaded = False
+            raise
+
+    def __missing__(self, key):
+        self.load_providers()
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key) -> bool:
+        if not dict.__contains__(self, key):
+            self.load_providers()
+        return dict.__contains__(self, key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def __iter__(self):
+        self.load_providers()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self.load_providers()
+        return dict.__len__(self)
+
+    def keys(self):
+        self.load_providers()
+        return dict.keys(self)
+
+    def values(self):
+        self.load_providers()
+        return dict.values(self)
+
+    def items(self):
+        self.load_providers()
+        return dict.items(self)
+
+
 #: name -> :class:`FrontendEntry`, filled by :func:`register_frontend` as the frontend modules are imported
-FRONTENDS: dict[str, FrontendEntry] = {}
+#: (those of :data:`PROVIDERS` the first time the registry is listed or misses a name)
+FRONTENDS: dict[str, FrontendEntry] = _Registry()
 
 
 def register_frontend(name: str, description: str, *, input_kind: str | None = None, combines: bool = False):
@@ -77,7 +145,7 @@ def register_frontend(name: str, description: str, *, input_kind: str | None = N
     def decorate(builder):
         if not callable(builder):
             raise ParameterError(f"register_frontend({name!r}) decorates a class or function, got {builder!r}")
-        old = FRONTENDS.get(name)
+        old = dict.get(FRONTENDS, name)  # no provider import: this runs while the providers are imported
         if old is not None and _qualified(old.builder) != _qualified(builder):
             raise ParameterError(f"frontend name {name!r} is already registered by {_qualified(old.builder)}")
         kind = input_kind or (None if combines else getattr(builder, "input_kind", None))

@@ -8,6 +8,9 @@
 """
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +41,7 @@ class Spectrogram(FixedSettings, nn.Module):
         one_of("pad_mode", pad_mode, ("constant", "reflect"))
         optional(positive_float, "power", power)  # stored as given, like n_fft: config() keys caches
         self.n_fft, self.center, self.pad_mode, self.power = n_fft, boolean("center", center), pad_mode, power
+        self._power = None if power is None else float(power)  # typed for TorchScript (power=2 is an int)
         self.window_name = window if isinstance(window, str) else "custom"
         # Buffers are kept in float64 and cast to the input's dtype at use, so that float64 input
         # gets a float64 window and filterbank (exact to ~1e-12 of librosa) and float32 input loses nothing.
@@ -50,29 +54,18 @@ class Spectrogram(FixedSettings, nn.Module):
                     center=self.center, pad_mode=self.pad_mode, power=self.power)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return self._stft_plain(waveform)
-        else:
-            if F.plain_mode():  # export / compile: no checks that would fix the number of samples
-                return self._stft_plain(waveform)
-            return F.spectrogram(waveform, self.n_fft, self.hop_length, self.win_length, None, self.center,
-                                 self.pad_mode, self.power, window_tensor=self.window.to(waveform.dtype))
+        return self._stft(waveform)
 
-    def _stft_plain(self, waveform: torch.Tensor) -> torch.Tensor:
-        """:func:`melfront.functional.spectrogram` without its argument checks (for TorchScript)."""
-        x = waveform.reshape(-1, waveform.shape[-1])
-        spec = torch.stft(x, self.n_fft, self.hop_length, self.n_fft, self.window.to(x.dtype), self.center,
-                          self.pad_mode, False, True, True)
-        shape = waveform.shape[:-1] + spec.shape[-2:]
-        spec = spec.reshape(shape)
-        p = self.power
-        if p is None:
-            return spec
-        if p == 2.0:
-            return spec.real.square() + spec.imag.square()
-        if p == 1.0:
-            return spec.abs()
-        return spec.abs().pow(p)
+    def _stft(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The STFT: :func:`melfront.functional.spectrogram` (checked) in eager mode, its unchecked body
+        :func:`~melfront.functional.spectrogram_plain` under TorchScript, export, compile and tracing
+        (:func:`~melfront.functional.plain_mode`: checks there would fix the number of samples)."""
+        if not torch.jit.is_scripting():  # TorchScript skips this block
+            if not F.plain_mode():
+                return F.spectrogram(waveform, self.n_fft, self.hop_length, self.win_length, None, self.center,
+                                     self.pad_mode, self.power, window_tensor=self.window.to(waveform.dtype))
+        return F.spectrogram_plain(waveform, self.n_fft, self.hop_length, self.window, self.center, self.pad_mode,
+                                   self._power)
 
     def num_frames(self, n_samples: int) -> int:
         """Number of frames produced for ``n_samples`` input samples (:func:`melfront.functional.num_frames`).
@@ -106,6 +99,8 @@ class MelSpectrogram(Spectrogram):
     (torch.Size([64, 44]), 43.06640625, 11025.0)
     """
 
+    __jit_unused_properties__ = ["centre_hz"]  # numpy: TorchScript leaves it out
+
     def __init__(self, sample_rate: float = 22050, n_fft: int = 2048, hop_length: int | None = None,
                  win_length: int | None = None, window="hann", center: bool = True, pad_mode: str = "constant",
                  power: float = 2.0, n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None,
@@ -125,10 +120,7 @@ class MelSpectrogram(Spectrogram):
         self._fix_settings(**self.config())
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # TorchScript has no super()
-            spec = self._stft_plain(waveform)
-        else:
-            spec = super().forward(waveform)
+        spec = self._stft(waveform)
         return torch.matmul(self.mel_basis.to(spec.dtype), spec)
 
     @property
@@ -146,13 +138,27 @@ class MelSpectrogram(Spectrogram):
                     win_length=self.win_length, window=self.window_name, center=self.center, pad_mode=self.pad_mode,
                     power=self.power, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax, htk=self.htk, norm=self.norm)
 
-    def mel_center_frequencies(self):
-        """Centre frequency (Hz) of each mel band, shape ``(n_mels,)``.
+    @property
+    def centre_hz(self) -> np.ndarray:
+        """Centre frequency (Hz) of each mel band, float64 ``(n_mels,)`` (the name AdaptiveFilterbank uses too).
 
-        >>> MelSpectrogram(16000, n_fft=512, n_mels=40).mel_center_frequencies().shape
+        >>> MelSpectrogram(16000, n_fft=512, n_mels=40).centre_hz.shape
         (40,)
         """
         return F.mel_frequencies(self.n_mels + 2, self.fmin, self.fmax, self.htk)[1:-1]
+
+    def mel_center_frequencies(self) -> np.ndarray:
+        """Deprecated name of :attr:`centre_hz` (a ``DeprecationWarning``; same values).
+
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     MelSpectrogram(16000, n_fft=512, n_mels=40).mel_center_frequencies().shape
+        (40,)
+        """
+        warnings.warn("MelSpectrogram.mel_center_frequencies() is deprecated: use the property centre_hz",
+                      DeprecationWarning, stacklevel=2)
+        return self.centre_hz
 
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, " + super().extra_repr()

@@ -23,11 +23,11 @@ from .params import band_param, check_spec
 from .pcen import PCEN_INITS, SCAN_CHUNK, pcen, pcen_plain, pcen_smoother, pcen_time_constant_to_s, plain_mode, start_state
 from .spectral import (DEFAULT_CHUNK_FRAMES, MAX_FILTERBANK_ELEMENTS, check_stft_args, deltas, fft_frequencies,
                        get_window, hz_to_mel, mel_filterbank, mel_frequencies, mel_to_hz, melspectrogram,
-                       melspectrogram_chunked, num_frames, spectrogram)
+                       melspectrogram_chunked, num_frames, spectrogram, spectrogram_plain)
 
 __all__ = [
     "hz_to_mel", "mel_to_hz", "mel_frequencies", "fft_frequencies", "mel_filterbank", "get_window",
-    "spectrogram", "melspectrogram", "deltas", "num_frames", "check_stft_args", "MAX_FILTERBANK_ELEMENTS",
+    "spectrogram", "spectrogram_plain", "melspectrogram", "deltas", "num_frames", "check_stft_args", "MAX_FILTERBANK_ELEMENTS",
     "melspectrogram_chunked", "DEFAULT_CHUNK_FRAMES",
     # compressions
     "LOG_EPS", "log_offset", "power_to_db", "log_floor", "power_compress", "minmax",

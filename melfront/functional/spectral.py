@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from functools import lru_cache
+from typing import Optional
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from ..errors import ParameterError
 
 __all__ = [
     "hz_to_mel", "mel_to_hz", "mel_frequencies", "fft_frequencies", "mel_filterbank", "MAX_FILTERBANK_ELEMENTS",
-    "get_window", "check_stft_args", "num_frames", "spectrogram", "melspectrogram", "melspectrogram_chunked",
+    "get_window", "check_stft_args", "num_frames", "spectrogram", "spectrogram_plain", "melspectrogram", "melspectrogram_chunked",
     "DEFAULT_CHUNK_FRAMES", "deltas",
 ]
 
@@ -276,7 +277,8 @@ def spectrogram(waveform: torch.Tensor, n_fft: int = 2048, hop_length: int | Non
     >= 0.10, or "reflect") so that frame ``t`` is centred on sample ``t * hop_length``; frames =
     ``1 + time // hop_length``. With ``center=False``, frames = ``1 + (time - n_fft) // hop_length``
     (see :func:`num_frames`). ``window_tensor`` (length ``n_fft``) skips rebuilding the window;
-    modules pass their buffer.
+    modules pass their buffer. The arguments are checked, then :func:`spectrogram_plain` computes
+    (:class:`~melfront.frontends.Spectrogram` calls that directly under TorchScript, export and compile).
 
     >>> spectrogram(torch.ones(3, 1000), n_fft=256, hop_length=100).shape
     torch.Size([3, 129, 11])
@@ -286,19 +288,32 @@ def spectrogram(waveform: torch.Tensor, n_fft: int = 2048, hop_length: int | Non
     if pad_mode not in _PAD_MODES:
         raise ParameterError(f"pad_mode must be one of {', '.join(map(repr, _PAD_MODES))}, got {pad_mode!r}")
     power = optional(positive_float, "power", power)
-    length = _check_waveform(waveform, n_fft, hop_length, center, pad_mode)
+    _check_waveform(waveform, n_fft, hop_length, center, pad_mode)
     if window_tensor is None:
         window_tensor = get_window(window, win_length, n_fft, dtype=waveform.dtype, device=waveform.device)
-    lead = waveform.shape[:-1]
-    x = waveform.reshape(-1, length)
+    return spectrogram_plain(waveform, n_fft, hop_length, window_tensor, center, pad_mode, power)
+
+
+def spectrogram_plain(waveform: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor, center: bool = True,
+                      pad_mode: str = "constant", power: Optional[float] = 2.0) -> torch.Tensor:
+    """:func:`spectrogram`'s computation with no argument checks (TorchScript-compatible; the one STFT body).
+
+    ``window`` is the ``n_fft``-long window tensor (cast to the waveform's dtype and device);
+    ``power`` 2 gives :math:`|z|^2` from the real and imaginary parts (exact, with a gradient
+    defined at 0), 1 the magnitude, ``None`` the complex STFT. Call it directly only where
+    :func:`spectrogram`'s Python checks cannot run (``torch.jit.script``).
+
+    >>> spectrogram_plain(torch.ones(3, 1000), 256, 100, torch.hann_window(256)).shape
+    torch.Size([3, 129, 11])
+    """
+    x = waveform.reshape(-1, waveform.shape[-1])
     spec = torch.stft(x, n_fft=n_fft, hop_length=hop_length, win_length=n_fft,
-                      window=window_tensor.to(dtype=x.dtype, device=x.device), center=center,
+                      window=window.to(dtype=x.dtype, device=x.device), center=center,
                       pad_mode=pad_mode, normalized=False, onesided=True, return_complex=True)
-    spec = spec.reshape(*lead, spec.shape[-2], spec.shape[-1])
+    spec = spec.reshape(waveform.shape[:-1] + spec.shape[-2:])
     if power is None:
         return spec
     if power == 2.0:
-        # |z|^2 from real and imaginary parts: exact and with a gradient defined at 0
         return spec.real.square() + spec.imag.square()
     if power == 1.0:
         return spec.abs()

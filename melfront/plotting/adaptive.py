@@ -168,7 +168,7 @@ def plot_mel_vs_adaptive(output, waveform: torch.Tensor, sample_rate: float, n_f
     fig.colorbar(im, ax=axes[1, 0], pad=0.01).set_label("dB", fontsize=8)
     band_med = [float(rel[k][mask[k]].median()) if bool(mask[k].any()) else np.nan for k in range(n_mels)]
     ax = axes[1, 1]
-    ax.semilogx(mel.mel_center_frequencies(), np.array(band_med) * 100, ".-", lw=0.8)
+    ax.semilogx(mel.centre_hz, np.array(band_med) * 100, ".-", lw=0.8)
     ax.axhline(5, color="grey", ls="--", lw=0.8)
     ax.set_xlabel("band centre (Hz)")
     ax.set_ylabel("median relative error (%)")

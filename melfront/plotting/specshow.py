@@ -44,7 +44,7 @@ def _hz_label(f: float) -> str:
 def mel_ticks(ax, mel, n_ticks: int = 6) -> None:
     """Label a band-index y axis with the bands' centre frequencies in Hz (``n_ticks`` ticks).
 
-    ``mel`` is a :class:`~melfront.frontends.MelSpectrogram` (its ``mel_center_frequencies()``) or
+    ``mel`` is a :class:`~melfront.frontends.MelSpectrogram` (its ``centre_hz``) or
     the centre frequencies (Hz) of the bands themselves, one per row of the image.
 
     >>> fig, ax = pyplot().subplots()
@@ -53,7 +53,7 @@ def mel_ticks(ax, mel, n_ticks: int = 6) -> None:
     (['100', '400', '1.5k', '5.0k'], 'frequency (Hz)')
     >>> pyplot().close(fig)
     """
-    centres = np.asarray(mel.mel_center_frequencies() if hasattr(mel, "mel_center_frequencies") else mel, dtype=float)
+    centres = np.asarray(mel.centre_hz if hasattr(mel, "centre_hz") else mel, dtype=float)
     idx = np.unique(np.linspace(0, len(centres) - 1, positive_int("n_ticks", n_ticks)).round().astype(int))
     ax.set_yticks(idx)
     ax.set_yticklabels([_hz_label(centres[i]) for i in idx])
