@@ -16,10 +16,13 @@ folder, are flushed to disk, and replace the target with :func:`os.replace`, ato
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
+
+from .errors import PathError
 
 __all__ = ["atomic_write", "write_json", "write_text", "torch_save", "save_figure", "TEMP_PREFIX"]
 
@@ -29,16 +32,42 @@ TEMP_PREFIX = "melfront-tmp-"
 
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
-    """Open a temporary file beside ``path``; on success it replaces ``path``, on error it is removed."""
+    """Open a temporary file beside ``path``; on success it replaces ``path``, on error it is removed.
+
+    An operating-system error of the write itself (a read-only or missing folder, a full disk, ``path`` a
+    directory) is a :class:`~melfront.errors.PathError` naming ``path`` (never the temporary file) and the
+    errno's meaning; the old ``path``, if any, is left as it was.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_write(d, "w") as f:  # doctest: +ELLIPSIS
+    ...     _ = f.write("x")
+    Traceback (most recent call last):
+    ...
+    melfront.errors.PathError: /...: cannot write: is a directory (EISDIR)
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + TEMP_PREFIX, suffix=path.suffix)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + TEMP_PREFIX, suffix=path.suffix)
+    except OSError as exc:
+        raise PathError.from_os_error(exc, path, "cannot write") from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            try:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:
+                if exc.filename is not None or isinstance(exc, PathError):  # another file's error: as it is
+                    raise
+                raise PathError.from_os_error(exc, path, "cannot write") from None
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise PathError.from_os_error(exc, path, "cannot write") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -26,6 +26,10 @@ def _run_export(args):
     from ..export import StreamingClassifier, check_onnx, export_onnx, held_out_inputs
     from ..errors import ParameterError
     from ..train import dummy_input, load_classifier
+    from pathlib import Path
+    if Path(args.output).is_dir():  # refused before the model is loaded and exported
+        raise ParameterError(f"-o/--output {args.output}: is a directory; give the ONNX file to write, e.g. "
+                             f"{Path(args.output) / 'model.onnx'}")
     clf, cfg = load_classifier(args.run)
     example = dummy_input(clf.input_kind, cfg["mel"], cfg["patch_frames"], batch=2)
     module, inputs = clf, (example,)

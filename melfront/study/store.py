@@ -80,6 +80,9 @@ class ResultStore:
                     db.execute("ALTER TABLE results ADD COLUMN status TEXT NOT NULL DEFAULT 'ok'")
                 if "error" not in columns:
                     db.execute("ALTER TABLE results ADD COLUMN error TEXT")
+        except sqlite3.OperationalError as exc:  # the folder or disk, not the file's content
+            raise StudyError(f"{self.path}: cannot open the results store for writing ({exc}): is the folder "
+                             f"writable and the disk not full?") from None
         except sqlite3.DatabaseError as exc:
             raise StudyError(f"{self.path}: not a melfront results store ({exc})") from None
 
@@ -139,8 +142,11 @@ class ResultStore:
     def _write(self, sql: str, args=()) -> int:
         if self.readonly:
             raise StudyError(f"{self.path}: opened read-only")
-        with self._connect() as db:
-            return db.execute(sql, args).rowcount
+        try:
+            with self._connect() as db:
+                return db.execute(sql, args).rowcount
+        except sqlite3.OperationalError as exc:  # read-only folder, full disk, locked beyond the timeout
+            raise StudyError(f"{self.path}: cannot write the results store ({exc})") from None
 
     # ---- the study's config ------------------------------------------------------------------
     def save_config(self, config: StudyConfig):
