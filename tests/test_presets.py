@@ -23,8 +23,15 @@ PONS_COMMON = {
     "train.sbcnn.model_options.input_bn": True, "train.vgg.model_options.width": 32,
     "train.protonet.model_options.width": 128, "train.protonet.model_options.embedding_dim": 10,
     "train.protonet.support": "fixed", "train.protonet.support_per_class": 5, "train.protonet.query_per_class": 5,
-    "train.protonet.eval_hop": 42, "train.protonet.aggregation": "mean_logprob", "train.protonet.patience": 200,
+    "train.protonet.eval_hop": 42, "train.protonet.aggregation": "mean_logprob",
     "train.protonet.epochs": None, "train.protonet.weight_decay": 0.0,
+    # the training loop's semantics (issue 21): src/sl_train.py, src/proto.py, tf.layers.batch_normalization
+    "train.decay_before_clip": True, "train.bn_momentum": 0.01, "train.bn_eps": 0.001, "train.drop_last": False,
+    "train.protonet.monitor": "train_clip_accuracy", "train.protonet.restore_best": False,
+    "train.protonet.patience": 201, "train.protonet.patience_count": "total",  # not_improve > 200, never reset
+    "train.protonet.max_epochs": None, "train.protonet.epoch_updates": "patch_grid",
+    "train.protonet.queries": "grid_patches", "train.protonet.grid_hop": 42, "train.protonet.episode_passes": 2,
+    "subsets": "independent", "mel.power": 2.0, "mel.pad_mode": "reflect",
     "frontends": ["logeps", "loglearn"], "compare": [["logeps", "loglearn"]],
     "n_per_class": [1, 2, 5, 10, 20, 50, 100], "runs": "pons", "protocol.pad_short": "repeat-pad",
 }
@@ -62,10 +69,12 @@ def test_every_setting_has_a_source_and_a_valid_status():
 
 
 def test_read_status_cites_a_file_or_section():
-    for name in ("pons2019-us8k", "pons2019-tut"):
-        for s in get_preset(name).settings:
+    """A `read` value names the file (reference code), the seed text (quoted) or the section it was read in."""
+    cites = ("src/", "reference code", "melfront", "seed 00", "Sec.", "section", "MSTmodel/", "EnvClassification/")
+    for preset in PRESETS.values():
+        for s in preset.settings:
             if s.status == "read":
-                assert "src/" in s.source or "reference code" in s.source or "melfront" in s.source, s.key
+                assert any(c in s.source for c in cites), (preset.name, s.key)
 
 
 def test_merlin_exponent_sign_is_explained():
@@ -93,7 +102,23 @@ def test_show_lists_every_setting_with_status_and_source():
     text = preset.show()
     for s in preset.settings:
         assert s.key in text
-    assert "unfixed" in text and "recalled" in text and "src/proto.py" in text
+    assert "unfixed" in text and "src/proto.py" in text
+    # every deviation from a cited source is said, after the table
+    tail = text.split("deviations from the sources (declared):")[1]
+    deviating = [s for s in preset.settings if s.deviation]
+    assert {"split", "protocol.resampler", "train.protonet.support"} <= {s.key for s in deviating}
+    for s in deviating:
+        assert f"{s.key}: {s.deviation}" in tail
+    assert preset.setting("split").as_dict()["deviation"] == preset.setting("split").deviation
+    assert "deviation" not in preset.setting("mel.n_fft").as_dict()
+
+
+def test_every_preset_declares_what_melfront_does_differently():
+    """Issue 21's table: each row equal to the reference (a value test above) or declared with its reason."""
+    declared = {name: {s.key for s in get_preset(name).settings if s.deviation} for name in PRESETS}
+    assert {"protocol.protonet_input_bn", "train.drop_last"} <= declared["pons2019-us8k"]
+    assert {"protocol.minmax", "frontends", "mel.power"} & declared["merlin"]
+    assert {"protocol.frames"} <= declared["tax2017"]
 
 
 # ------------------------------------------------------------------------------------------------

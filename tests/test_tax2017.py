@@ -24,9 +24,10 @@ PUBLISHED = {
     "segment.frames": 101, "segment.overlap": 0.5, "segment.silence_db": -72.0,
     "augment.copies": 4, "augment.seed": 41,
     "mst.optimizer": "adam", "mst.lr": 3e-4, "mst.batch_size": 100, "mst.max_epochs": 800, "mst.patience": 50,
-    "train.lr": 5e-3, "train.batch_size": 500, "train.epochs": 200,
+    "train.lr": 5e-3, "train.batch_size": 500, "train.epochs": 200, "train.drop_last": True,
 }
-STATUS = {"mst.batch_norm": "recalled", "mst.loss": "recalled", "train.finetune_lr_scale": "unfixed",
+STATUS = {"mst.batch_norm": "read", "mst.loss": "read", "segment.peak_normalise": "read",  # issue 21
+          "train.finetune_lr_scale": "unfixed",
           "train.d.branch_epoch": "unfixed", "mst.init_output": "unfixed", "folds.pairs": "read",
           "augment.copies": "read", "train.batch_size": "read", "train.epochs": "read"}
 

@@ -8,6 +8,9 @@ the value:
 - ``"recalled"``: stated by the paper's text or a secondary account, not checked against the source here;
 - ``"unfixed"``: the sources do not fix it; melfront's own choice (``source`` says why).
 
+A setting whose value differs from what its cited source does says so in ``deviation`` (what differs and
+why melfront cannot or should not do the same); ``--show`` lists every deviation after the table.
+
 ``plan()`` checks the protocol against the data and either refuses (:class:`~melfront.errors.StudyError`
 naming the reason and the fix) or returns a :class:`Plan` that declares every reduction and every user
 override; nothing is changed silently. Presets join :data:`PRESETS` with :func:`register_preset` in the file
@@ -40,26 +43,37 @@ class Setting:
 
     ``key`` is dotted (``"dataset"``, ``"mel.sample_rate"``, ``"train.sbcnn.patch_frames"``, ``"n_per_class"``,
     ``"runs"`` ...), ``value`` JSON-able, ``source`` where it comes from (``"reference code src/config_file.py"``,
-    ``"paper Sec. 3"``), ``status`` one of :data:`STATUSES` (default ``"read"``).
+    ``"paper Sec. 3"``), ``status`` one of :data:`STATUSES` (default ``"read"``), ``deviation`` empty when the
+    value is the source's, else what differs and why (declared in ``--show`` and the report).
+
+    >>> Setting("protocol.resampler", "soxr", "librosa 0.6.2 pinned", deviation="soxr, not kaiser_best").deviation
+    'soxr, not kaiser_best'
     """
 
     key: str
     value: object
     source: str
     status: str = "read"
+    deviation: str = ""
 
     def __post_init__(self):
         if not isinstance(self.key, str) or not self.key:
             raise ParameterError(f"Setting key must be a non-empty string, got {self.key!r}")
         if not isinstance(self.source, str) or not self.source.strip():
             raise ParameterError(f"Setting {self.key!r}: source must be a non-empty string")
+        if not isinstance(self.deviation, str):
+            raise ParameterError(f"Setting {self.key!r}: deviation must be text, got {self.deviation!r}")
         if self.status not in STATUSES:
             raise ParameterError(f"Setting {self.key!r}: status must be one of "
                                  f"{', '.join(map(repr, STATUSES))}; got {self.status!r}")
 
     def as_dict(self) -> dict:
-        """``{"key", "value", "source", "status"}`` (JSON-able, for the results store's meta)."""
-        return {"key": self.key, "value": self.value, "source": self.source, "status": self.status}
+        """``{"key", "value", "source", "status"}`` and ``"deviation"`` when there is one (JSON-able, for the results
+        store's meta)."""
+        out = {"key": self.key, "value": self.value, "source": self.source, "status": self.status}
+        if self.deviation:
+            out["deviation"] = self.deviation
+        return out
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,10 @@ class Preset:
                  f"default dataset: {self.default_dataset}", ""]
         for r in [head] + rows:
             lines.append(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}".rstrip())
+        deviations = [s for s in self.settings if s.deviation]
+        if deviations:
+            lines += ["", "deviations from the sources (declared):"]
+            lines += [f"  {s.key}: {s.deviation}" for s in deviations]
         if self.claims:
             lines += ["", "claims:"]
             for c in self.claims:

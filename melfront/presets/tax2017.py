@@ -47,8 +47,13 @@ SETTINGS = (
     Setting("segment.silence_db", -72.0, _REF + "Dataset/esc50_processor.py (segments kept when the mean "
             "log-mel (librosa.logamplitude) > -72)"),
     Setting("segment.peak_normalise", "clip, then each kept segment",
-            "melfront's choice (MSTFrontend divides every input by its peak); the reference code divides only the "
-            "whole clip by its peak (Dataset/esc50_processor.py)", "unfixed"),
+            "seed 004 Sec. 2.2.1: 'their amplitudes are normalized per segment (corresponding to a single "
+            "mel-spectrogram of framelength 101) between -1 and 1 through division with the maximum absolute value "
+            "of the segment'; but " + _REF + "Dataset/esc50_processor.py lines 239-240 divide the whole clip by its "
+            "peak, once: a paper-vs-code conflict",
+            deviation="paper and code disagree; melfront follows the paper for the MSTmodel's input (MSTFrontend "
+                      "divides every segment by its peak) after the code's per-clip division, so a quiet segment of "
+                      "a loud clip is scaled up where the code would leave it quiet"),
     Setting("augment.copies", 4, _REF + "Dataset/esc50_processor.py (augmentations=4, training folds only: "
             "validation and test use augmented == 0, EnvClassification/loader.py)"),
     Setting("augment.shift", "leading zeros, uniform integer in [0, sample_rate) samples (< 1 s), clip kept whole",
@@ -60,10 +65,20 @@ SETTINGS = (
             _REF + "MSTmodel/MSTloader.py; the same for arm (a)'s input, EnvClassification/loader.py"),
     Setting("mst.layers", "conv 512 x 1024 stride 512, conv 256 x 3, conv 60 x 3 (ReLU, ReLU, tanh)",
             _REF + "EnvClassification/Models/RawPiczakCNN.py (the MSTmodel scope)"),
-    Setting("mst.batch_norm", True, _PAPER + "Sec. 2 (MSTmodel with batch normalisation), not checked against "
-            "MSTmodel/MSTmodel.py here", "recalled"),
-    Setting("mst.loss", "mean squared error", _PAPER + "Sec. 2, not checked against MSTmodel/MSTmodel.py here",
-            "recalled"),
+    Setting("mst.batch_norm", "after each convolution: learned shift, no scale, decay 0.999, epsilon 1e-3",
+            _REF + "MSTmodel/MSTmodel.py lines 66-82: slim.batch_norm with its defaults (center=True, scale=False, "
+            "decay=0.999, epsilon=0.001) = melfront MSTModel(bn_scale=False, bn_momentum=0.001, bn_eps=1e-3) "
+            "(melfront.mst.protocol.MST_SLIM_BN)"),
+    Setting("mst.loss", "mean squared error", _REF + "MSTmodel/MSTmodel.py get_loss_op ('Builds the MSE loss "
+            "op'); seed 004 Sec. 2.2.1: 'a simple mean squared error (MSE) loss between the predicted "
+            "representations and the target mel-spectrograms'"),
+    Setting("protocol.frames", "101 frames in and out, centred with zero padding",
+            _REF + "MSTmodel/MSTmodel.py: 'SAME' convolutions turn 512 x 100 samples into 100 frames; "
+            "MSTmodel/MSTtrainer.py lines 196-197 slice the target's last (101st) frame off (seed 004 footnote 2); "
+            "the targets are librosa 0.5.1's (requirements.txt), which centres frames with reflect padding",
+            deviation="melfront's MSTModel pads its first layer as the STFT centres its frames, so prediction and "
+                      "target both have 101 frames and none is dropped; its log-mel target pads with zeros where "
+                      "librosa 0.5.1 reflects (only the two edge frames differ)"),
     Setting("mst.optimizer", "adam", _REF + "MSTmodel/MSTtrainer.py (AdamOptimizer)"),
     Setting("mst.lr", 3e-4, _REF + "Experiments/mst_learning.py (lr=3e-4)"),
     Setting("mst.batch_size", 100, _REF + "Experiments/mst_learning.py (batch_size=100)"),
@@ -72,8 +87,12 @@ SETTINGS = (
             "stop after 50 epochs without a lower validation-fold MSE, keep the best model"),
     Setting("mst.init_output", False, "melfront's output-layer start (train_mst init_output) is a CPU speed-up "
             "not in the paper; off, for the paper's Xavier start (RawPiczakCNN.py xavier_initializer)", "unfixed"),
-    Setting("train.model", "piczak (60 x 101, dense 5000, dropout 0.5)",
-            _REF + "EnvClassification/Models/PiczakCNN.py"),
+    Setting("train.model", "piczak (60 x 101, dense 5000, dropout 0.5; first block conv, ReLU, dropout, pool)",
+            _REF + "EnvClassification/Models/PiczakCNN.py lines 57-64 (dropout before the first max-pool; "
+            "melfront PiczakCNN(dropout_before_pool=True) in melfront.mst.study)"),
+    Setting("train.drop_last", True, _REF + "EnvClassification/loader.py lines 137-141 and MSTmodel/MSTloader.py: "
+            "floor(n / batch_size) batches per epoch, the last partial batch never trained on (melfront's "
+            "classifier arms: train setting drop_last=True)"),
     Setting("train.optimizer", "sgd, Nesterov momentum 0.9", _REF + "EnvClassification/trainer.py (train(): "
             "MomentumOptimizer use_nesterov=True, momentum 0.9)"),
     Setting("train.lr", 5e-3, _REF + "EnvClassification/trainer.py train() default, used by "
@@ -101,11 +120,15 @@ SETTINGS = (
 )
 
 CLAIMS = (
-    Claim(("a", "c"), "Tax et al. (Sec. 3, Figure 3): PiczakCNN on raw audio through the frozen MSTmodel layers "
-          "reaches an accuracy close to PiczakCNN on the log-mel (recalled, not checked against the paper here)"),
-    Claim(("a", "b"), "Tax et al. (Sec. 3, Figure 3): the same raw-waveform network trained from a random start is "
-          "clearly worse than the log-mel baseline (recalled)"),
-    Claim(("c", "d"), "Tax et al. left fine-tuning the MSTmodel layers as an open question (Sec. 4): no claim; "
+    Claim(("a", "c"), "seed 004 (abstract; Sec. 2.3.2; Sec. 3): 'upon initializing the first layers of an "
+          "end-to-end CNN classifier with the learned transformation, convergence and performance on the ESC-50 "
+          "environmental sound classification dataset are similar to a CNN-based model trained on the highly "
+          "pre-processed log-scaled mel-spectrogram features' (Figure 3: (c) about equal to (a))"),
+    Claim(("a", "b"), "seed 004 Sec. 2.3.2: initializing with the learned transformation 'results in better "
+          "convergence and increases performance on raw waveform approximately to mel-spectrogram-levels' "
+          "(Figure 3: the randomly initialised raw-waveform network (b) stays below the log-mel baseline (a))"),
+    Claim(("c", "d"), "seed 004 Sec. 3: 'it will be interesting to fine-tune the previously fixed parameters of "
+          "the first layers of the classifier': an open question there (a future direction), no claim; "
           "melfront's arm (d) measures it"),
 )
 
