@@ -1,4 +1,9 @@
-"""Running a study's grid: the trials in order and local or Ray execution into the store (splits: :mod:`.splits`)."""
+"""Running a study's grid: the trials in order and local or Ray execution into the store (splits: :mod:`.splits`).
+
+The engine part, shared by every study (the few-data grid and the Tax et al. protocol): :func:`pending_units`
+(what a store still lacks) and :func:`run_units` (units of :mod:`.execution` into the store, each trial stored the
+moment it ends, with a progress bar).
+"""
 from __future__ import annotations
 
 import json
@@ -14,12 +19,13 @@ from ..data.sampling import n_per_class_actual, seed_for
 from ..errors import StudyError
 from ..train import DEFAULT_MEL, run_trial
 from .config import StudyConfig, Trial, train_settings
-from .execution import execute_local, execute_ray
+from .execution import OneByOne, execute_ray_units, execute_units
 from .preflight import preflight
 from .splits import check_study, folds_to_test, split_for_trial, study_clips
 from .store import ResultStore, StudyLock
 
-__all__ = ["plan", "split_for_trial", "load_clips", "execute_trial", "run_study", "open_study", "failure_summary"]
+__all__ = ["plan", "split_for_trial", "load_clips", "execute_trial", "run_study", "open_study", "failure_summary",
+           "pending_units", "run_units", "say_failures"]
 
 
 def plan(config: StudyConfig, clips) -> list[Trial]:
@@ -190,20 +196,57 @@ def _run_locked(config, store_path, *, ray_address, jobs, progress, quiet, trial
     store.set_meta("skipped_clips", clips.skipped)
     store.set_meta("cell_shortfalls", accounting["shortfalls"])
     keyed = [(t.key(config), t) for t in trials]
-    done, failed = store.finished_keys(), store.failed_keys()
-    skip = done if retry_failed else done | failed
-    pending = [(k, t) for k, t in keyed if k not in skip]
+    units, old_failed = pending_units(store, [[kt] for kt in keyed], retry_failed)
+    pending = sum(len(u) for u in units)
     say = (lambda *a: None) if quiet else print
     for line in accounting["lines"]:
         say(line)
-    old_failed = len({k for k, _ in keyed} & failed)
     retry_note = (f"; {old_failed} failed before: {'retrying them' if retry_failed else 'skipped (--retry-failed retries them)'}"
                   if old_failed else "")
-    say(f"study: {len(trials)} trials ({len(trials) - len(pending)} already done{retry_note}) on {config.dataset} "
+    say(f"study: {len(trials)} trials ({len(trials) - pending} already done{retry_note}) on {config.dataset} "
         f"({len(clips)} clips, {len(clips.classes)} classes)")
+    run_units(store, config, units, OneByOne(execute_trial), config.to_dict(), total=len(trials), trial_fn=trial_fn,
+              jobs=jobs, ray_address=ray_address, ray_num_cpus=ray_num_cpus, ray_num_gpus=ray_num_gpus,
+              progress=progress, quiet=quiet, describe=_progress_line)
+    say_failures(store, {k for k, _ in keyed}, retry_failed, say)
+    return store
+
+
+def pending_units(store: ResultStore, units, retry_failed: bool = False) -> tuple[list, int]:
+    """``(units without the trials the store holds, how many of the units' trials failed before)``: finished
+    trials are always left out, failed ones too unless ``retry_failed``; units left empty are dropped.
+
+    >>> import tempfile, pathlib
+    >>> from melfront.study.config import Trial
+    >>> store = ResultStore(pathlib.Path(tempfile.mkdtemp()) / "study.db")
+    >>> t = Trial(1, 1, 0, "sbcnn", "db")
+    >>> _ = store.add("k1", t, StudyConfig(), {"accuracy": 0.5}); _ = store.add_failure("k2", t, StudyConfig(), "x")
+    >>> pending_units(store, [[("k1", t), ("k2", t)], [("k3", t)]])
+    ([[('k3', Trial(fold=1, n=1, run=0, model='sbcnn', frontend='db'))]], 1)
+    >>> len(pending_units(store, [[("k1", t), ("k2", t)]], retry_failed=True)[0][0])
+    1
+    """
+    done, failed = store.finished_keys(), store.failed_keys()
+    skip = done if retry_failed else done | failed
+    keys = {k for u in units for k, _ in u}
+    out = [[(k, t) for k, t in u if k not in skip] for u in units]
+    return [u for u in out if u], len(keys & failed)
+
+
+def run_units(store: ResultStore, config: StudyConfig, units, run_unit, cfg: dict, *, total: int, trial_fn=None,
+              jobs: int = 1, ray_address: str | None = None, ray_num_cpus: float = 1, ray_num_gpus: float = 0,
+              progress: bool = True, quiet: bool = False, describe=None, unit_name: str = "trial") -> None:
+    """Run ``units`` (:mod:`.execution`: lists of ``(key, trial)``, ``run_unit(cfg, trial_dicts, trial_fn)``) and
+    store each trial the moment its outcome is known (ok row, or failed row with its cause), so a killed run
+    keeps every finished trial. ``jobs`` worker processes, or Ray tasks (one per unit) with ``ray_address``.
+    ``total``: the study's trial count (the progress bar starts at those already stored); ``describe(trial,
+    outcome)``: the progress line of a trial.
+    """
+    say = (lambda *a: None) if quiet else print
+    pending = sum(len(u) for u in units)
     bar = None
     if progress and not quiet and pending:
-        bar = tqdm(total=len(trials), initial=len(trials) - len(pending), desc="grid", unit="trial")
+        bar = tqdm(total=total, initial=total - pending, desc="grid", unit=unit_name)
     write = bar.write if bar else say
 
     def on_outcome(key, trial, outcome):
@@ -211,23 +254,26 @@ def _run_locked(config, store_path, *, ray_address, jobs, progress, quiet, trial
             store.add(key, trial, config, outcome[1])
         else:
             store.add_failure(key, trial, config, outcome[1])
-        write(_progress_line(trial, outcome))
+        if describe is not None:
+            write(describe(trial, outcome))
         if bar:
             bar.update(1)
 
-    run_one, cfg = execute_trial, config.to_dict()
     try:
         if ray_address:
-            execute_ray(pending, run_one, cfg, trial_fn, on_outcome, address=ray_address, num_cpus=ray_num_cpus,
-                        num_gpus=ray_num_gpus, say=write)
+            execute_ray_units(units, run_unit, cfg, trial_fn, on_outcome, address=ray_address, num_cpus=ray_num_cpus,
+                              num_gpus=ray_num_gpus, say=write)
         else:
-            execute_local(pending, run_one, cfg, trial_fn, jobs, on_outcome)
+            execute_units(units, run_unit, cfg, trial_fn, jobs, on_outcome)
     finally:
         if bar:
             bar.close()
-    planned = {k for k, _ in keyed}
+
+
+def say_failures(store: ResultStore, planned: set, retry_failed: bool, say=print) -> list:
+    """The stored failures among the ``planned`` keys, said in one line (:func:`failure_summary`) when any."""
     failures = [f for f in store.failures() if f["key"] in planned]
     if failures:
-        say(failure_summary(failures, len(trials)) + "; every other trial is stored"
+        say(failure_summary(failures, len(planned)) + "; every other trial is stored"
             + ("" if retry_failed else "; rerun with --retry-failed to try the failed ones again"))
-    return store
+    return failures
