@@ -307,3 +307,58 @@ def test_run_stores_the_preset_meta_before_training(tmp_path, monkeypatch):
     assert any(s["key"] == "mel.hop_length" and s["value"] == 1024 for s in meta["settings"])
     assert meta["overrides"] and meta["title"] == plan.title
     assert (tmp_path / "out" / "config.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 21: the protocol's semantics reach the study; overrides that drop a compared pair
+# ------------------------------------------------------------------------------------------------
+def test_frontends_override_drops_the_compared_pair_declared(tmp_path):
+    plan = get_preset("pons2019-us8k").plan(root=us8k(tmp_path), overrides=dict(frontends=["logeps"], runs=1,
+                                                                                  n_per_class=[1]))
+    assert plan.details["config"].compare == []
+    said = "\n".join(plan.overrides)
+    assert "compare: pair logeps vs loglearn dropped ('loglearn' not among --frontends)" in said
+    assert {g["frontend"] for g in plan.grid} == {"logeps"}
+
+
+def test_pons_plan_carries_the_reference_semantics(tmp_path):
+    from melfront.study import train_settings
+    from melfront.train import resolve_settings
+    config = get_preset("pons2019-us8k").plan(root=us8k(tmp_path), overrides=dict(runs=1)).details["config"]
+    assert config.subsets == "independent"
+    proto = resolve_settings("protonet", train_settings(config, "protonet"))
+    assert (proto["monitor"], proto["restore_best"], proto["epoch_updates"], proto["queries"], proto["grid_hop"],
+            proto["episode_passes"], proto["max_epochs"], proto["patience"], proto["patience_count"]) == \
+        ("train_clip_accuracy", False, "patch_grid", "grid_patches", 42, 2, None, 201, "total")
+    sb = resolve_settings("sbcnn", train_settings(config, "sbcnn"))
+    assert (sb["bn_momentum"], sb["bn_eps"], sb["decay_before_clip"], sb["restore_best"]) == (0.01, 1e-3, True, True)
+
+
+def test_old_protonet_semantics_are_one_set_away(tmp_path):
+    """The lead's old-vs-new comparison: --set restores melfront's former rules, each override declared."""
+    old = dict(monitor="auto", restore_best=True, epoch_updates="episodes", queries="clips", episode_passes=1,
+               max_epochs=1000, patience=200, patience_count="consecutive", bn_momentum=0.1, bn_eps=1e-5,
+               subsets="nested", runs=1, n_per_class=[1])
+    plan = get_preset("pons2019-us8k").plan(root=us8k(tmp_path), overrides=dict(old, models=["protonet"]))
+    from melfront.study import train_settings
+    from melfront.train import resolve_settings
+    s = resolve_settings("protonet", train_settings(plan.details["config"], "protonet"))
+    assert (s["monitor"], s["restore_best"], s["epoch_updates"], s["max_epochs"]) == ("auto", True, "episodes", 1000)
+    said = "\n".join(plan.overrides)
+    assert "train.restore_best: (model default) (protonet: false) -> true" in said
+    assert "subsets: independent -> nested" in said
+
+
+def test_merlin_runs_on_magnitude_with_the_blogs_claims(tmp_path):
+    preset = get_preset("merlin")
+    plan = preset.plan(root=esc50(tmp_path, folds=(1, 2, 3, 4, 5), per_fold=2), overrides=dict(runs=1))
+    assert plan.details["config"].mel["power"] == 1.0
+    meta = preset.meta(plan)
+    assert meta["claims_note"] == "" and "not available" not in preset.show()
+    texts = [c["text"] for c in meta["claims"]]
+    assert all(c["metric"] == "map" for c in meta["claims"]) and len(texts) == 4
+    assert any("less than one percent MAP" in t and ".010 MAP" in t and ".017" in t for t in texts)
+    assert any("strong baseline" in t for t in texts)
+    assert all(c.pair[0] == MERLIN_FRONTENDS[0] and c.pair[1] in MERLIN_FRONTENDS for c in preset.claims)
+    for key in ("models", "runs"):  # not in the blog: melfront's choices
+        assert preset.setting(key).status == "unfixed"

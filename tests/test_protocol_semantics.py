@@ -250,3 +250,27 @@ def test_mst_batch_norm_as_slim_no_scale_decay_0999():
     assert torch.allclose(y, expected, atol=1e-5)
     assert MSTModel(**m.config()).config() == m.config()  # a checkpoint rebuilds the same layers
     assert "bn_scale" not in MSTModel(n_mels=4, n_fft=16, hop_length=8, n_filters=3, n_hidden=2).config()
+
+
+def test_subsets_are_independent_across_n_when_set():
+    from melfront.data import Clip, ClipList
+    from melfront.study import StudyConfig
+    from melfront.study.splits import split_for_trial
+    clips = ClipList([Clip(f"{k}_{i}.wav", k, "ab"[k], 1 + i % 2) for k in range(2) for i in range(40)],
+                     classes=["a", "b"])
+
+    def nested_everywhere(subsets):
+        config = StudyConfig(n_per_class=[2, 10], subsets=subsets)
+        out = []
+        for run in range(6):
+            small = set(c.path for c in split_for_trial(config, clips, 1, 2, run)[0])
+            large = set(c.path for c in split_for_trial(config, clips, 1, 10, run)[0])
+            out.append(small <= large)
+        return out
+    assert all(nested_everywhere("nested"))
+    assert not all(nested_everywhere("independent"))  # 2 of 20 inside a draw of 10 of 20: p = 0.24 per run
+    with pytest.raises(ParameterError, match="subsets"):
+        StudyConfig(subsets="sometimes")
+    from melfront.study.config import Trial
+    trial = Trial(1, 2, 0, "sbcnn", "db")  # a finished nested trial is not mistaken for an independent one
+    assert trial.key(StudyConfig()) != trial.key(StudyConfig(subsets="independent"))
