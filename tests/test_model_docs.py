@@ -75,4 +75,4 @@ def test_powerlearn_sign_convention_against_the_blog_form():
         torch.testing.assert_close(melfront_out, blog_out)
     torch.testing.assert_close(PowerLearn(init_a=0.0)(x), x.sqrt())  # init 0: the square root in both
     doc = " ".join(PowerLearn.__doc__.split())
-    assert "1 / (1 + e^{-a})" in doc and "S^{1 / (1 + e^{a})}" in doc and "init=-a_blog" in doc
+    assert "1 / (1 + e^{-a})" in doc and "S^{1 / (1 + e^{a})}" in doc and "init_a=-a_blog" in doc

@@ -120,7 +120,7 @@ def test_pushed_loglearn_stops_at_its_bounds_and_stays_finite():
 @pytest.mark.parametrize("cls, kwargs", [(LogLearn, dict(init_alpha=7.0, init_beta=1.0)),
                                          (LogLearn, dict(init_alpha=88.0, init_beta=80.0)),
                                          (LogLearn, dict(init_alpha=-100.0, init_beta=-100.0)),
-                                         (PowerLearn, dict(init=0.0)), (PowerLearn, dict(init=-80.0))])
+                                         (PowerLearn, dict(init_a=0.0)), (PowerLearn, dict(init_a=-80.0))])
 def test_bounds_do_not_change_the_initial_output(cls, kwargs):
     f = cls(**kwargs)
     x = torch.rand(2, 3, 5) + 1e-3
