@@ -18,15 +18,43 @@ from pathlib import Path
 
 from ..fileio import write_text
 
-__all__ = ["md_table", "html_table", "planned_runs", "run_counts", "incomplete_cells", "group_causes",
+__all__ = ["md_table", "md_escape", "short_paths", "html_table", "planned_runs", "run_counts", "incomplete_cells", "group_causes",
            "settings_rows", "settings_section", "account_sections", "write_pages"]
 
 #: Longest list written out in full in the HTML page (longer ones fold into a <details> element).
 OPEN_LIST = 20
 
 
+_MD_ACTIVE = re.compile(r"([\\`\[\]|])")
+_ABS_PATH = re.compile(r"(?<![\w.~])/(?:[^/\s'\"<>|]+/)+[^/\s'\"<>|:,;]+")
+
+
+def md_escape(text) -> str:
+    r"""``text`` as inert Markdown: one line (line breaks become spaces: no injected heading), ``<``, ``>`` and
+    ``&`` as HTML entities (no raw HTML), and the characters that make links, images, code and table cells
+    (``[ ] ` | \``) backslash-escaped (no ``javascript:`` link); renders as the text itself.
+
+    >>> md_escape("<img src=x onerror=alert(1)>\n# [x](javascript:alert(1))")
+    '&lt;img src=x onerror=alert(1)&gt; # \\[x\\](javascript:alert(1))'
+    """
+    text = " ".join(str(text).splitlines())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_ACTIVE.sub(r"\\\1", text)
+
+
+def short_paths(text) -> str:
+    """``text`` with every absolute path cut to its last two parts (``…/dog/1-100.wav``): a report names the clip
+    (class folder and file), not where the data sit on the machine that ran the study.
+
+    >>> short_paths("AudioError: /home/ann/data/dog/1-100.wav: truncated")
+    'AudioError: …/dog/1-100.wav: truncated'
+    """
+    return _ABS_PATH.sub(lambda m: "…/" + "/".join(m.group(0).rsplit("/", 2)[-2:]), str(text))
+
+
 def md_table(header, body) -> str:
-    """A Markdown table; a cell given as ``(text, detail)`` is written ``text; detail``.
+    """A Markdown table; a cell given as ``(text, detail)`` is written ``text; detail``; every cell escaped
+    (:func:`md_escape`).
 
     >>> print(md_table(["a", "b"], [[1, ("x", "y")]]))
     | a | b |
@@ -35,8 +63,8 @@ def md_table(header, body) -> str:
     """
     def cell(c):
         text = f"{c[0]}; {c[1]}" if isinstance(c, tuple) and c[1] else (c[0] if isinstance(c, tuple) else c)
-        return str(text).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return md_escape(text)
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in body]
     return "\n".join(lines)
 
@@ -190,7 +218,7 @@ def _section(heading, text, header=None, body=None, html_text=None, long_list=No
     md = [text] + ([md_table(header, body)] if header else [])
     page = [html_text or f"<p>{html.escape(text)}</p>"] + ([html_table(header, body, kind="list")] if header else [])
     if long_list:
-        md.append("\n".join(f"- {line}" for line in long_list))
+        md.append("\n".join(f"- {md_escape(line)}" for line in long_list))
         items = "".join(f"<li>{html.escape(line)}</li>" for line in long_list)
         page.append(f"<ul>{items}</ul>" if len(long_list) <= OPEN_LIST else
                     f"<details><summary>all {len(long_list)}</summary><ul>{items}</ul></details>")
@@ -216,7 +244,7 @@ def settings_section(derived) -> list[tuple[str, str, str]]:
 def _failure_section(failures) -> list:
     if not failures:
         return []
-    groups = group_causes([f.get("error") or "unknown error" for f in failures])
+    groups = group_causes([short_paths(f.get("error") or "unknown error") for f in failures])
     body = []
     for example, count, idx in groups:
         cells = sorted({f"{failures[i]['model']}/{failures[i]['frontend']} n={failures[i]['n']}" for i in idx})
@@ -255,6 +283,7 @@ def _skipped_section(skipped) -> list:
     items = [(str(s[0]), str(s[1]) if len(s) > 1 else "") for s in skipped if isinstance(s, (list, tuple)) and s]
     if not items:
         return []
+    items = [(short_paths(path), short_paths(cause.replace(path, short_paths(path)))) for path, cause in items]
     groups = group_causes([cause.replace(path, "FILE") for path, cause in items])
     body = [[example, count] for example, count, _ in groups]
     text = (f"{len(items)} clip(s) could not be read and were left out before sampling (n counts readable clips "
@@ -295,13 +324,18 @@ def write_pages(out: Path, title: str, sections, images) -> Path:
     body = [f"<h1>{html.escape(title)}</h1>"]
     for heading, m, h in sections:
         if heading:
-            md += [f"## {heading}", ""]
+            md += [f"## {' '.join(str(heading).splitlines())}", ""]
             body.append(f"<h2>{html.escape(heading)}</h2>")
         md += [m, ""]
         body.append(h)
     for heading, fname, *note in images:
         note_md, note_html = note[0] if note and note[0] else ("", "")
-        md += [f"## {heading}", "", f"![{heading}]({fname})", ""] + ([note_md, ""] if note_md else [])
+        heading = short_paths(heading)  # may name a clip (class and file names: escaped, no data paths)
+        if not fname:  # a figure that could not be drawn: its note alone
+            md += [md_escape(heading), ""]
+            body.append(f"<p class='note'>{html.escape(heading)}</p>")
+            continue
+        md += [f"## {md_escape(heading)}", "", f"![{md_escape(heading)}]({fname})", ""] + ([note_md, ""] if note_md else [])
         data = base64.b64encode((out / fname).read_bytes()).decode()
         body.append(f"<h2>{html.escape(heading)}</h2><img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>"
                     + note_html)
