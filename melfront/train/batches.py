@@ -22,9 +22,12 @@ Prototypical networks (``sampling="episodes"``) have two support rules (setting 
   identically on resume and checks it against the clips stored in the checkpoint); the queries are drawn
   per episode as with ``"episode"`` (clips with replacement, the support clips included, one random patch
   each); the evaluation prototypes are the class means of the fixed support set embedded in eval mode.
-  Differences from the reference code: its patches lie on a 42-frame grid (melfront crops at any frame),
-  its queries are distinct patches (melfront's may repeat a clip), and it embeds support and queries in
-  two passes (batch norm sees each apart; melfront embeds an episode in one pass).
+  By default melfront differs from the reference code in three ways, each a setting that the
+  ``pons2019-*`` presets set to the reference's rule: its queries are distinct patches of a 42-frame grid
+  (``queries="grid_patches"``, ``grid_hop``; by default melfront crops clips drawn with replacement), an
+  epoch is ``total_patches // query_size`` updates (``epoch_updates="patch_grid"``, :func:`grid_updates_per_epoch`),
+  and it embeds support and queries in two passes (``episode_passes=2``; by default one). The fixed support's
+  patches are cropped at any frame (the reference takes one patch of each clip's grid).
 """
 from __future__ import annotations
 
