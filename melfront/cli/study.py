@@ -290,12 +290,13 @@ def _add_report(sub):
 
 
 def _run_report(args):
+    from ..errors import DataNotFoundError
     from ..report import write_report
     path = Path(args.study)
     if path.is_dir():
         path = path / "study.db"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such study (run melfront compare first)")
+        raise DataNotFoundError(f"{path}: no such study (run melfront compare first)")
     out = Path(args.output) if args.output else path.parent / "report"
     from ..report.verdict import store_verdict
     from ..study import ResultStore

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ..errors import MelfrontError
-from ..fileio import write_json
+from ..fileio import write_json, write_text
 from .options import add_dataset_args, add_settings_args, add_split_args, cache_arg, key_values, settings_from_args, \
     split_settings
 
@@ -128,7 +128,7 @@ def _run_evaluate(args):
     text = json.dumps(m, indent=2)
     print(text)
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        write_text(args.output, text + "\n")
 
 
 def _add_predict(sub):

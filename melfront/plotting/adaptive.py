@@ -11,6 +11,7 @@ import torch
 from .. import functional as F
 from ..adaptive import AdaptiveFilterbank, damped_notes, window_equivalence
 from ..frontends import MelSpectrogram
+from ..fileio import save_figure
 from .specshow import pyplot, specshow
 
 __all__ = ["plot_window_equivalence", "plot_mel_vs_adaptive"]
@@ -24,9 +25,7 @@ def _db(x: torch.Tensor, top_db: float = 80.0) -> np.ndarray:
 
 def _save(fig, output) -> Path:
     fig.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=100)
+    output = save_figure(fig, output, dpi=100)
     pyplot().close(fig)
     return output
 
