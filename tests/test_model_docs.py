@@ -1,6 +1,8 @@
 """What the model and frontend docs promise: Piczak's shapes and its deltas option (model docstring and
-`melfront train --help`), and PowerLearn's sign convention against the Merlin blog's form."""
+`melfront train --help`), each backbone's stated minimum input, and PowerLearn's sign convention against the
+Merlin blog's form."""
 import math
+import re
 
 import pytest
 import torch
@@ -9,7 +11,7 @@ from melfront.cli import build_parser
 from melfront.cli.options import settings_from_args, split_settings
 from melfront.errors import ParameterError
 from melfront.frontends import PowerLearn
-from melfront.models import PiczakCNN
+from melfront.models import MODELS, PiczakCNN, min_input
 from melfront.train import build_classifier, resolve_settings
 
 MEL = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=60)
@@ -76,3 +78,17 @@ def test_powerlearn_sign_convention_against_the_blog_form():
     torch.testing.assert_close(PowerLearn(init_a=0.0)(x), x.sqrt())  # init 0: the square root in both
     doc = " ".join(PowerLearn.__doc__.split())
     assert "1 / (1 + e^{-a})" in doc and "S^{1 / (1 + e^{a})}" in doc and "init_a=-a_blog" in doc
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_each_backbone_states_its_minimum_input_as_min_input_gives_it(name):
+    """The "at least A mels x B frames" (or "A x B") of each backbone's docstring is what min_input says."""
+    cls = MODELS[name][0]
+    doc = " ".join(cls.__doc__.split())
+    stated = re.findall(r"[Aa]t least (\d+) (?:mels )?x (\d+)", doc)
+    expected = min_input(name)
+    if name in ("vgg", "timbre"):  # stated as formulas of their options: 2 ** n_blocks, filter_mels x filter_frames
+        assert expected == ((2 ** 5, 2 ** 5) if name == "vgg" else (108, 7))
+    else:
+        assert stated and {(int(a), int(b)) for a, b in stated} == {expected}, (name, stated, expected)
+    assert f"{cls.__name__}.min_input()" in cls.__doc__  # and its example shows it

@@ -117,7 +117,7 @@ class ResNet(Backbone):
     @classmethod
     def _input_ops(cls, **options):
         # stem conv 7x7/2 (pad 3), max-pool 3x3/2 (pad 1), stride-2 3x3 convs (pad 1) in stages 1-3:
-        # every step leaves at least one bin of one, so any input size works
+        # each step maps a single bin to a single bin, so any input size works
         ops = [(7, 2, 3), (3, 2, 1)] + [(3, 2, 1)] * 3
         return ops, ops
 

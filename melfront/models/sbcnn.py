@@ -40,7 +40,7 @@ class SBCNN(Backbone):
     n_classes : int
         Number of output logits.
     n_mels, n_frames : int
-        Input patch size (default 128 x 128, 3 s at 44.1 kHz with hop 1024); at least 52 mels x
+        Input patch size (default 128 x 128, 3 s at 44.1 kHz with hop 1024); at least 32 mels x
         100 frames.
     in_channels : int
         Channels of the input (stacked frontends), default 1.
