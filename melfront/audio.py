@@ -36,7 +36,7 @@ import torch
 from .checks import boolean, optional, positive_float, positive_int
 from .errors import AudioError, ParameterError
 
-__all__ = ["AudioError", "load_audio", "resample", "audio_info", "MAX_DECODED_BYTES", "MIN_SAMPLE_RATE",
+__all__ = ["AudioError", "load_audio", "resample", "audio_info", "audio_problem", "MAX_DECODED_BYTES", "MIN_SAMPLE_RATE",
            "MAX_SAMPLE_RATE", "BLOCK_SAMPLES"]
 
 #: Largest float32 output (bytes) :func:`load_audio` produces unless given ``max_bytes=``; 4 GiB is a
@@ -345,6 +345,46 @@ def audio_info(path) -> soundfile._SoundFileInfo:
         return soundfile.info(_sf_name(path))
     except Exception as exc:
         raise AudioError(path, f"not a readable audio file ({_clean(exc)})") from None
+
+
+def audio_problem(path) -> str | None:
+    """Why ``path`` cannot be used as audio, or None: every sample is decoded once (at the file's own rate,
+    block by block, nothing kept), so a truncated file, undecodable data and NaN or infinite samples are found
+    as :func:`load_audio` would find them, without resampling or holding the clip in memory.
+
+    >>> import tempfile, pathlib, numpy as np, soundfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> soundfile.write(d / "ok.wav", np.zeros(800, np.float32), 8000)
+    >>> soundfile.write(d / "nan.wav", np.full(800, np.nan, np.float32), 8000, subtype="FLOAT")
+    >>> audio_problem(d / "ok.wav"), audio_problem(d / "nan.wav"), audio_problem(d / "gone.wav")
+    (None, 'contains 800 NaN or infinite sample(s)', 'file not found')
+    """
+    try:
+        path = _check_path(path)
+        problem = _container_problem(path)
+        if problem:
+            return problem
+        with _open(path) as f:
+            if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+                return f"header declares a sample rate of {f.samplerate} Hz: the header is corrupt"
+            block = max(1, BLOCK_SAMPLES // max(1, f.channels))
+            read = bad = 0
+            while True:
+                try:
+                    x = f.read(block, dtype="float32", always_2d=True)
+                except Exception as exc:
+                    return f"corrupt or truncated audio data after {read} frames ({_clean(exc)})"
+                if not x.shape[0]:
+                    break
+                read += x.shape[0]
+                bad += int(x.size - np.count_nonzero(np.isfinite(x)))
+            if read == 0:
+                return _no_samples_cause(path, f)
+            if 0 < f.frames < _UNKNOWN_FRAMES and read < f.frames and not _is_mp3(f):
+                return f"truncated: header declares {f.frames} frames, only {read} could be read"
+    except AudioError as exc:
+        return exc.cause
+    return f"contains {bad} NaN or infinite sample(s)" if bad else None
 
 
 def load_audio(path, sample_rate: int | None = None, mono: bool = True, max_bytes: int | None = None):

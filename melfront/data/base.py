@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_info
+from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_info, audio_problem
 from ..errors import AudioError, DataError, DataNotFoundError, MetadataError
 from ..safe_regex import search_all
 
@@ -291,13 +291,15 @@ def _header_problem(path) -> str | None:
 
 
 def check_clips(clips: ClipList) -> tuple[ClipList, list[list[str]]]:
-    """``(readable clips, [[path, cause], ...])``: every clip's header read (no samples decoded), unreadable ones out.
+    """``(readable clips, [[path, cause], ...])``: every clip checked, unreadable ones out.
 
-    Cheap (under a millisecond a clip): missing, empty, special and non-audio files, corrupt headers,
-    implausible rates and zero-length audio are found here, before any few-shot sampling, so that ``n``
-    clips per class means ``n`` readable clips. The rare file whose header is sound but whose samples are
-    not (truncated data) is still skipped, and counted, when its features are computed. The returned list
-    also becomes ``readable.skipped``.
+    Each clip's header is read, then its samples are decoded once at the file's own rate
+    (:func:`melfront.audio.audio_problem`: block by block, nothing kept, no resampling): missing, empty, special
+    and non-audio files, corrupt headers, implausible rates, zero-length audio, truncated data and NaN or
+    infinite samples are all found here, before any few-shot sampling, so that ``n`` clips per class means
+    ``n`` readable clips. The returned list also becomes ``readable.skipped`` (after the loader's own
+    ``clips.skipped``, e.g. directories or FIFOs named like audio). A class that had clips and has no
+    readable one left is a DataError naming it and the first cause (it would stay in the study untrainable).
 
     >>> import tempfile, pathlib, numpy as np, soundfile
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -308,13 +310,19 @@ def check_clips(clips: ClipList) -> tuple[ClipList, list[list[str]]]:
     >>> len(readable), [pathlib.Path(p).name for p, _ in skipped], "not a readable audio file" in skipped[0][1]
     (1, ['bad.wav'], True)
     """
-    kept, skipped = [], []
+    kept, skipped, first_bad = [], [], {}
     for c in clips:
-        problem = _header_problem(c.path)
+        problem = _header_problem(c.path) or audio_problem(c.path)
         if problem is None:
             kept.append(c)
         else:
             skipped.append([str(c.path), problem])
+            first_bad.setdefault(c.class_name, skipped[-1])
+    had, left = Counter(c.class_name for c in clips), Counter(c.class_name for c in kept)
+    for name in sorted(set(had) - set(left), key=str):
+        first = first_bad[name]
+        raise DataError(f"class {name!r}: all {had[name]} of its clips are unreadable (first: {first[0]}: "
+                        f"{first[1]}); fix or remove them, or remove the class")
     readable = clips.subset(kept) if isinstance(clips, ClipList) else ClipList(kept)
     readable.missing = list(getattr(clips, "missing", []))
     readable.skipped = list(getattr(clips, "skipped", [])) + skipped

@@ -90,6 +90,25 @@ def _audio_files(path: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
 
 
+def _not_files(path: Path, exts) -> list[list[str]]:
+    """``[path, cause]`` of every entry named like audio that is not a regular file (a directory, FIFO, socket,
+    device, broken or looping link): listed as skipped, never dropped unsaid.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "dir.wav").mkdir(); (d / "gone.wav").symlink_to(d / "nowhere")
+    >>> [(pathlib.Path(p).name, cause[:20]) for p, cause in _not_files(d, (".wav",))]
+    [('dir.wav', 'is a directory, not '), ('gone.wav', 'broken symbolic link')]
+    """
+    from ..audio import audio_problem
+    out = []
+    for p in sorted(path.rglob("*")):
+        if p.suffix.lower() in exts and not p.is_file() \
+                and not any(part.startswith(".") for part in p.relative_to(path).parts):
+            out.append([str(p), audio_problem(p) or "not a regular file"])
+    return out
+
+
 @register_dataset("folder", description="any folder-per-class tree (optionally split into fold{N}/ or train/, test/)")
 def load_folder(root=None, extensions=None) -> ClipList:
     """A folder-per-class tree (optionally split into ``fold{N}/`` or ``train/``/``test/`` first).
@@ -124,10 +143,11 @@ def load_folder(root=None, extensions=None) -> ClipList:
         groups = [(p.name, p) for p in top]
     else:
         groups = [(1, root)]
-    per_fold = []
+    per_fold, not_files = [], []
     for fold, base in groups:
         for cdir in _subdirs(base):
             files = [p for p in _audio_files(cdir) if p.suffix.lower() in exts]
+            not_files += _not_files(cdir, exts)
             if files:
                 per_fold.append((fold, cdir.name, files))
     if not per_fold:
@@ -136,4 +156,6 @@ def load_folder(root=None, extensions=None) -> ClipList:
     classes = sorted({c for _, c, _ in per_fold})
     index = {c: i for i, c in enumerate(classes)}
     clips = [Clip(str(p.resolve()), index[c], c, fold, "") for fold, c, files in per_fold for p in files]
-    return ClipList(clips, name="folder", classes=classes, root=root)
+    out = ClipList(clips, name="folder", classes=classes, root=root)
+    out.skipped = list(getattr(out, "skipped", None) or []) + not_files  # kept by check_clips, shown in reports
+    return out
