@@ -10,10 +10,9 @@ work as if they were imported here. Submodules (``melfront.data``, ``melfront.mo
 ('PCEN', 'build')
 """
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version as _version
 
-from .errors import (AudioError, CheckpointError, DataError, DivergenceError, MelfrontError, ParameterError,
-                     StudyError, TrainingError)
+from .errors import (AudioError, CheckpointError, DataError, DataNotFoundError, DivergenceError, MelfrontError,
+                     ParameterError, StudyError, TrainingError)
 
 #: public name -> the submodule that defines it (imported by :func:`__getattr__` on first use)
 _LAZY = {
@@ -27,8 +26,8 @@ _LAZY = {
     "load_classifier": "train",  # rebuild a trained classifier from a checkpoint: (classifier, config)
 }
 
-__all__ = ["AudioError", "CheckpointError", "DataError", "DivergenceError", "MelfrontError", "ParameterError",
-           "StudyError", "TrainingError", *_LAZY, "data", "models", "mst", "plotting"]
+__all__ = ["AudioError", "CheckpointError", "DataError", "DataNotFoundError", "DivergenceError", "MelfrontError",
+           "ParameterError", "StudyError", "TrainingError", *_LAZY, "data", "models", "mst", "plotting"]
 
 
 def __getattr__(name: str):
@@ -38,6 +37,9 @@ def __getattr__(name: str):
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name == "__version__":  # importlib.metadata takes 0.1 s to import: not for --help
+        globals()[name] = _installed_version()
+        return globals()[name]
     if not name.startswith("_"):
         try:
             return import_module(f".{name}", __name__)  # the import sets the attribute too
@@ -51,7 +53,10 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-try:
-    __version__ = _version("melfront")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+local"
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("melfront")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0.0.0+local"

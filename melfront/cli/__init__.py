@@ -52,6 +52,18 @@ COMMANDS = [(name, *_BY_NAME[name]) for name in _ORDER] + [
     (name, *entry) for name, entry in _BY_NAME.items() if name not in _ORDER]
 
 
+class _Version(argparse.Action):
+    """``--version``: looks the installed version up only when asked (importlib.metadata is slow to import)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .. import __version__
+        print(f"melfront {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command.
 
@@ -59,11 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.debug
     ('frontends', True)
     """
-    from .. import __version__
     parser = argparse.ArgumentParser(
         prog="melfront",
         description="Mel-spectrogram frontends for neural audio classifiers: look at them, train with them, compare them.")
-    parser.add_argument("--version", action="version", version=f"melfront {__version__}")
+    parser.add_argument("--version", action=_Version, help="show melfront's version and exit")
     parser.add_argument("--debug", action="store_true",
                         help="on an unexpected error, print the full traceback (for bug reports)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
