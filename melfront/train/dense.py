@@ -127,21 +127,27 @@ def dense_reason(model: nn.Module, kind: str = "mel") -> str | None:
 
 
 def _pool_phases(x: torch.Tensor, pool: nn.MaxPool2d, offsets: list[int], stride_so_far: int):
-    """Pool every time phase of ``x`` ``(K*B, C, M, W)``: ``(st*K*B, C, M, n)`` and the new phase offsets."""
-    kt, st = _pair(pool.kernel_size)[1], _pair(pool.stride if pool.stride else pool.kernel_size)[1]
+    """Pool every time phase of ``x`` ``(K*B, C, M, W)``: ``(st*K*B, C, M, n)`` and the new phase offsets.
+
+    A max-pooling with stride 1 along time computes every window once; phase ``r`` is its columns
+    ``r, r + st, r + 2 st, ...`` (windows starting there). Columns past the end (the last phases are one
+    shorter) are zeros that no patch reaches.
+    """
+    (km, kt), (sm, st) = _pair(pool.kernel_size), _pair(pool.stride if pool.stride else pool.kernel_size)
     if st == 1:
         return pool(x), offsets
-    width = x.shape[-1]
-    if width < kt:
-        n = 0
-    else:
-        n = (width - kt) // st + 1
-    need = (n - 1) * st + kt + st - 1
-    if need > width:  # zeros at the far end only reach positions no patch uses
-        x = nn.functional.pad(x, (0, need - width))
-    span = (n - 1) * st + kt
-    out = torch.cat([pool(x[..., r:r + span]) for r in range(st)])
-    return out, [o + r * stride_so_far for r in range(st) for o in offsets]
+    if km > 1 or sm > 1:  # along mel as the pooling does (the patch sees the same mel axis)
+        x = x.unfold(-2, km, sm).amax(-1)
+    width = x.shape[-1] - kt + 1  # stride 1 along time, as running maxima (measured faster than max_pool2d here)
+    y = x[..., :width]
+    for j in range(1, kt):
+        y = torch.maximum(y, x[..., j:j + width])
+    n = -(-y.shape[-1] // st)
+    if n * st > y.shape[-1]:
+        y = nn.functional.pad(y, (0, n * st - y.shape[-1]))
+    lead = y.shape[:-1]
+    y = y.reshape(*lead, n, st).movedim(-1, 0).reshape(st * lead[0], *lead[1:], n)
+    return y, [o + r * stride_so_far for r in range(st) for o in offsets]
 
 
 def _pair(v):
