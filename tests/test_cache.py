@@ -115,9 +115,11 @@ def test_exception_between_write_and_replace_leaves_no_entry(tmp_path, monkeypat
     def boom(src, dst):
         raise OSError("simulated crash before the rename")
 
+    monkeypatch.setattr("melfront.data.cache._UNWRITABLE", {})
     monkeypatch.setattr("melfront.data.cache.os.replace", boom)
-    with pytest.raises(OSError, match="simulated"):
-        cache.mel(wav, CFG)
+    # the clip is fine, the cache is not: the features are computed (and the failure said once, see
+    # tests/test_scan_hostile.py), nothing is stored
+    torch.testing.assert_close(cache.mel(wav, CFG), _reference(wav), rtol=0, atol=0)
     assert list((tmp_path / "c").rglob("*.npy")) == []  # neither an entry nor a temp file
     monkeypatch.undo()
     torch.testing.assert_close(cache.mel(wav, CFG), _reference(wav), rtol=0, atol=0)

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ..audio import load_audio
 from ..checks import one_of, positive_int
-from ..errors import AudioError, ParameterError
+from ..errors import AudioError, ParameterError, PathError
 from ..fileio import TEMP_PREFIX, atomic_write
 from ..frontends import MelSpectrogram
 from ..functional.spectral import melspectrogram_chunked
@@ -117,8 +117,17 @@ def _read_entry(entry: Path) -> np.ndarray | None:
     return arr if np.isfinite(arr).all() else None
 
 
+#: Cache roots that could not be written (read-only, full) in this process, with the error: said once, then
+#: features are computed without storing them (the clips are fine; the cache is not).
+_UNWRITABLE: dict[str, Exception] = {}
+
+
 class FeatureCache:
     """A folder of cached features, checksummed and written atomically.
+
+    A cache that cannot be written (a read-only folder, a full disk) does not make clips unusable: the first
+    failed write is said once on stderr with its cause (the path and the errno's meaning), and features are
+    computed without storing them from then on.
 
     Parameters
     ----------
@@ -184,7 +193,14 @@ class FeatureCache:
             return cached
         self.misses += 1
         value = compute().to(torch.float32).contiguous()
-        self._store(entry, value)
+        root = str(self.root)
+        if root not in _UNWRITABLE:
+            try:
+                self._store(entry, value)
+            except OSError as exc:  # read-only or full: the clip is fine, the cache is not; say it once
+                _UNWRITABLE[root] = PathError.from_os_error(exc, doing="cannot write the feature cache")
+                print(f"melfront: {_UNWRITABLE[root]}; features are computed without the cache from now on",
+                      file=sys.stderr)
         return value
 
     # -- features ----------------------------------------------------------------------------
