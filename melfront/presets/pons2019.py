@@ -105,6 +105,12 @@ PONS_SETTINGS = (
     Setting("protocol.timbre_filters", "n_classes",
             f"{_MSL}: timbre(..., num_filters=config['num_classes_dataset']), 7 x 108 filters, global max pool "
             f"(melfront's Timbre sizes its filters by n_classes already)", "read"),
+    Setting("protocol.timbre_input_bn", "no scale or shift", f"{_MSL} line 142: timbre's input "
+                                                              f"tf.layers.batch_normalization with its defaults, a "
+                                                              f"learned scale and shift",
+            deviation="melfront's Timbre normalises its input without affine parameters (melfront.models.Timbre: "
+                      "a scale and shift before the linear convolution are absorbed into its weights and bias): the "
+                      "same functions, but SGD with weight decay takes another path through them"),
     # prototypical networks (proto.py, config_proto)
     Setting("train.protonet.model_options.width", 128, f"{_MPR} vgg_bn NUMBER_FILTERS = 128, 10-unit embedding"),
     Setting("train.protonet.model_options.embedding_dim", 10, f"{_MPR} select(): vgg_bn(x, ..., 10, ...)"),
