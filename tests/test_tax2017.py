@@ -2,8 +2,6 @@
 on complete and incomplete ESC-50 layouts, early stopping of the MSTModel, fold averaging, a tiny full run."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -186,65 +184,100 @@ def test_average_curves_over_folds():
     assert one["curve"][1] == {"epoch": 2, "mean": 0.7, "std": 0.0, "n_folds": 1}
 
 
-def test_whole_protocol_runs_to_a_report(tmp_path):
-    # the reduced version (one split) through the preset: report, results, figures, exit status, reuse
+def _rows(out):
+    from melfront.study import ResultStore
+    store = ResultStore(out / "study.db")
+    return store.rows(), store.failures()
+
+
+def test_whole_protocol_runs_as_a_study_to_a_report(tmp_path):
+    # the reduced version (one split) through the preset: rows in study.db, the report of any study, a rerun
     root = _esc50(tmp_path / "d", folds=(4,), per_class=5)
     preset = get_preset("tax2017")
     plan = preset.plan(root, overrides=TINY)
     out = tmp_path / "out"
     assert preset.run(plan, out, quiet=True) == 0
-    results = json.loads((out / "results.json").read_text())
-    (f,) = results["folds"]
-    assert f["name"] == "holdout" and f["status"] == "ok" and results["failed"] == 0
-    n_train = f["n_train_clips"]
-    assert (f["n_train_segments"], f["n_train_segments_from_copies"]) == (2 * n_train, n_train)  # 1 copy, train only
-    assert f["n_val_segments"] == f["n_val_clips"] and f["n_test_segments"] == f["n_test_clips"]
-    assert f["mst"]["epochs_run"] <= 2 and f["mst"]["stopped"] in ("patience", "max_epochs")
-    assert set(results["average"]) == {"a", "b", "c", "d"}
-    assert [r["epoch"] for r in results["average"]["d"]["curve"]] == [1, 2]
-    assert "val_accuracy" in f["arms"]["a"]["curve"][0]
-    report = (out / "report.md").read_text()
-    for text in ("# tax2017 (reduced)", "- Only fold(s) 4 of folds 1-5", "epochs: 200 -> 2", "## MSTModel per fold",
-                 "one fold: no spread to test against", "open question", "| mst.lr | 0.0003 | read |", "## Failures"):
-        assert text in report, text
-    assert "| mean ± std |" not in report and " ± 0.0" not in report  # one fold: no spread is shown
-    assert (out / "accuracy_vs_epoch.png").is_file() and (out / "mst_learning_curves.png").is_file()
-    assert (out / "fold_holdout" / "mst.pt").is_file()
-    # a rerun with the same settings reuses the finished fold
+    rows, failures = _rows(out)
+    assert failures == [] and sorted((r["model"], r["frontend"]) for r in rows) == \
+        [("mst", "mst")] + [("piczak", arm) for arm in "abcd"]
+    mst = next(r for r in rows if r["model"] == "mst")["metrics"]
+    assert mst["epochs_run"] <= 2 and mst["stopped"] in ("patience", "max_epochs") and mst["history"][0]["epoch"] == 0
+    assert (mst["n_train_segments"], mst["n_train_segments_from_copies"]) == (2 * mst["n_train_clips"],
+                                                                              mst["n_train_clips"])  # 1 copy
+    d = next(r for r in rows if r["frontend"] == "d")
+    assert [h["epoch"] for h in d["metrics"]["history"]] == [1, 2]  # (d) branches off (c) after epoch 1
+    a = next(r for r in rows if r["frontend"] == "a")
+    assert len(a["metrics"]["history"]) == 2 and "val_accuracy" in a["metrics"]["history"][0]
+    assert a["accuracy"] == a["metrics"]["history"][-1]["test_accuracy"]
+    md = (out / "report" / "report.md").read_text()
+    page = (out / "report" / "report.html").read_text()
+    for text in ("tax2017 (reduced)", "Only fold(s) 4 of folds 1-5", "epochs: 200 -> 2", "## MSTModel per fold",
+                 "## Test accuracy per arm (final and best epoch)", "(c) raw, MSTModel layers frozen",
+                 "## Data per fold", "One fold: no spread over folds to show."):
+        assert text in md, text
+    assert "<h2>Test accuracy per arm (final and best epoch)</h2>" in page and "data:image/png;base64," in page
+    assert (out / "report" / "accuracy_vs_epoch.png").is_file() and (out / "report" / "mst_learning_curves.png").is_file()
+    assert (out / "fold_holdout" / "mst.pt").is_file() and not (out / "results.json").exists()
+    # a rerun with the same settings trains nothing and keeps the rows
+    before = {r["key"]: r["finished"] for r in rows}
     assert preset.run(plan, out, quiet=True) == 0
-    assert json.loads((out / "results.json").read_text())["folds"] == results["folds"]
+    assert {r["key"]: r["finished"] for r in _rows(out)[0]} == before
 
 
-def test_protocol_averages_folds_and_records_a_failed_fold(tmp_path):
+def test_a_fold_that_raises_fails_alone_and_a_rerun_redoes_no_finished_fold(tmp_path, monkeypatch):
+    import melfront.mst.protocol as protocol
     from melfront.data import dataset
-    from melfront.mst.protocol import run_protocol
     clips = dataset("esc50", _esc50(tmp_path / "d"))
     splits = fold_splits(clips, FOLD_PAIRS[:2])
-    splits.append(dict(splits[0], name="broken", val=[]))  # no validation clips: this fold fails
     settings = ProtocolSettings().replace(**{**TINY, "epochs": 1, "finetune_epochs": 0})
-    results = run_protocol(splits, clips.classes, tmp_path / "out", settings, meta={"title": "t"}, progress=False)
-    assert [f["status"] for f in results["folds"]] == ["ok", "ok", "failed"] and results["failed"] == 1
-    assert "no val clips" in results["folds"][2]["error"]
-    assert set(results["average"]) == {"a", "b", "c"}  # no (d) without fine-tuning epochs
-    a = results["average"]["a"]["curve"]
-    assert a[0]["n_folds"] == 2
-    accs = [f["arms"]["a"]["curve"][0]["test_accuracy"] for f in results["folds"][:2]]
-    assert a[0]["mean"] == pytest.approx(np.mean(accs)) and a[0]["std"] == pytest.approx(np.std(accs, ddof=1))
-    assert "- fold broken: StudyError" in (tmp_path / "out" / "report.md").read_text()
+    real_arms, real_mst = protocol.train_fold_arms, protocol.train_mst
+    calls = {"arms": 0, "mst": 0}
+
+    def arms(*args, **kwargs):
+        calls["arms"] += 1
+        if calls["arms"] == 2:  # the second fold's arms break
+            raise MemoryError("no room for the arms")
+        return real_arms(*args, **kwargs)
+
+    def mst(*args, **kwargs):
+        calls["mst"] += 1
+        return real_mst(*args, **kwargs)
+
+    monkeypatch.setattr(protocol, "train_fold_arms", arms)
+    monkeypatch.setattr(protocol, "train_mst", mst)
+    out = tmp_path / "out"
+    run = dict(dataset="esc50", meta={"name": "tax2017", "title": "t"}, progress=False, quiet=True)
+    protocol.run_protocol(splits, clips.classes, out, settings, **run)
+    rows, failures = _rows(out)
+    assert calls == {"arms": 2, "mst": 2}
+    assert sorted((r["fold"], r["frontend"]) for r in rows) == [("1-2", f) for f in ("a", "b", "c", "mst")] + \
+        [("2-3", "mst")]
+    assert sorted(f["frontend"] for f in failures) == ["a", "b", "c"]
+    assert all(f["fold"] == "2-3" and f["error"] == "MemoryError: no room for the arms" for f in failures)
+    # rerun: nothing finished is redone; failed rows only with retry_failed (the fold's MSTModel is loaded)
+    protocol.run_protocol(splits, clips.classes, out, settings, **run)
+    assert calls == {"arms": 2, "mst": 2}
+    protocol.run_protocol(splits, clips.classes, out, settings, retry_failed=True, **run)
+    rows, failures = _rows(out)
+    assert calls == {"arms": 3, "mst": 2} and failures == [] and len(rows) == 8
+    from melfront.report import write_report
+    md = (write_report(out / "study.db", tmp_path / "report").parent / "report.md").read_text()
+    assert "Mean ± sample standard deviation over 2 folds." in md and "| 1-2 |" in md
 
 
-def test_claims_reading_follows_the_fold_to_fold_noise():
-    from melfront.mst.protocol import _claims_section
-
-    def fold(a, c):
-        return {"n_test_clips": 80, "arms": {k: {"curve": [{"test_accuracy": v}]} for k, v in (("a", a), ("c", c))}}
-    claim = [{"pair": ["a", "c"], "text": "close"}]
-    steady = _claims_section([fold(0.50, 0.60 + d) for d in (0.0, 0.01, -0.01, 0.02, -0.02)], claim)[-1]
-    assert "+10.0 ± 1.6" in steady and "B better by 10.0 points" in steady and "excludes 0" in steady
-    noisy = _claims_section([fold(0.50, 0.50 + d) for d in (0.10, -0.10, 0.05, -0.04, 0.0)], claim)[-1]
-    assert "within the fold-to-fold noise" in noisy and "better" not in noisy
-    one = _claims_section([fold(0.50, 0.45)], claim)[-1]
-    assert "| -5.0 | 1 |" in one and "one test clip is 1.2 points" in one
+def test_protocol_rows_have_stable_keys_per_fold_and_arm():
+    from melfront.data.base import Clip
+    from melfront.mst.protocol import protocol_trials, study_config, trial_key
+    clips = [Clip(f"{f}-{i}.wav", i % 2, "ab"[i % 2], f) for f in range(1, 6) for i in range(4)]
+    splits = fold_splits(clips, FOLD_PAIRS[:2])
+    s = ProtocolSettings()
+    config = study_config(splits, s, "esc50", None, 8)
+    trials = protocol_trials(splits, s, 8)
+    keys = [trial_key(config, s, splits[0 if t.fold == "1-2" else 1], t) for t in trials]
+    assert len(trials) == 10 and len(set(keys)) == 10
+    assert config.frontends == ["a", "b", "c", "d"] and config.test_folds == ["1-2", "2-3"]
+    other = s.replace(lr=1e-3)
+    assert trial_key(config, other, splits[0], trials[1]) != keys[1]
 
 
 def test_dry_run_estimate_times_real_steps(tmp_path):

@@ -9,36 +9,46 @@ the validation fold; then PiczakCNN arms (a)-(d) (:func:`melfront.mst.study.trai
 and their test accuracy (majority vote per clip) recorded per epoch; the curves are averaged over the
 folds (the paper's Figure 3).
 
+The protocol is a study like any other (:mod:`melfront.study`): one SQLite store, one row per fold and trained
+thing (the fold's MSTModel, model and frontend ``"mst"``; each arm, model ``"piczak"``, frontend ``a``-``d``),
+per-epoch curves in each row's ``history``; one execution unit per fold (:mod:`melfront.study.execution`), so
+folds resume, fail alone and run side by side; the report is :func:`melfront.report.write_report`'s
+(:mod:`melfront.report.protocol` adds the protocol's own tables and curves).
+
 - :func:`fold_splits` / :func:`holdout_split`: the fold pairs, or one grouped split when folds are missing;
-- :func:`run_fold`: one fold = one call (segments, MSTModel, arms);
-- :func:`run_protocol`: every fold (finished folds are reused), the averages, ``results.json``, the
-  figures and ``report.md`` (:func:`report_markdown`).
+- :func:`protocol_trials`, :func:`trial_key`, :func:`study_config`: the study's rows, their ids, its config;
+- :func:`run_fold_unit`: one fold's unit (segments, MSTModel, arms), one outcome per row;
+- :func:`run_protocol`: every fold into ``OUT/study.db`` (finished rows never redone);
+- :func:`average_curves`: the arms' curves averaged over folds (the figure).
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from ..checks import boolean, finite_float, nonnegative_int, one_of, positive_float, positive_int
 from ..data.sampling import grouped_holdout
-from ..errors import MelfrontError, ParameterError, StudyError
+from ..errors import ParameterError, StudyError
 from ..fileio import write_json
-from ..plotting.mst import plot_fold_average, plot_mst_curves
-from ..report.stats import mean_interval, mean_std
+from ..report.stats import mean_std
+from ..study import ResultStore, StudyConfig
+from ..study.store import StudyLock
+from ..study.config import Trial
+from ..study.grid import pending_units, run_units, say_failures
 from ..train import default_device
-from .checkpoint import save_mst
+from .checkpoint import load_mst, save_mst
 from .learn import levels_off, train_mst
 from .model import DEFAULT_MEL, SEGMENT_FRAMES
 from .segments import SILENCE_DB, load_segments
 from .study import LABELS, train_fold_arms
 
-__all__ = ["FOLD_PAIRS", "ProtocolSettings", "fold_splits", "holdout_split", "run_fold", "average_curves",
-           "run_protocol", "report_markdown"]
+__all__ = ["FOLD_PAIRS", "ARMS", "MST_ROW", "ProtocolSettings", "fold_splits", "holdout_split", "protocol_trials",
+           "trial_key", "run_fold_unit", "study_config", "average_curves",
+           "run_protocol", "class_counts_of"]
 
 #: The MSTmodel's batch norm as Tax et al.'s MSTmodel/MSTmodel.py (lines 66-82): slim.batch_norm's defaults,
 #: a learned shift and no scale, decay 0.999 (torch momentum 0.001), epsilon 0.001.
@@ -168,47 +178,197 @@ def _fold_counts(split, train, val, test) -> dict:
             "n_test_segments": len(test)}
 
 
-def run_fold(split: dict, classes, settings: ProtocolSettings, output_dir, *, device: str | None = None,
-             progress: bool = True) -> dict:
-    """One fold: cut the segments (shifted copies for training only), train the fold's MSTModel to early
-    stopping (saved as ``output_dir/mst.pt``), then the arms (:func:`~melfront.mst.study.train_fold_arms`),
-    validation and test accuracy after every epoch. Returns a JSON-able dict: the split's name and folds,
-    counts, ``mst`` (history, best epoch, kept scores, ``stopped``, ``levels_off``) and ``arms``.
+ARMS = ("a", "b", "c", "d")
+#: model and frontend names of a fold's MSTModel row in the store (the arms' rows: model "piczak", frontend a-d)
+MST_ROW = "mst"
+
+
+def protocol_trials(splits: list, settings: ProtocolSettings, n: int) -> list:
+    """The study's trials, fold by fold: the MSTModel row, then the arms (``(d)`` only with fine-tuning epochs).
+    ``n`` is the fewest training clips of a class over the folds (the tables' n).
+
+    >>> s = ProtocolSettings(finetune_epochs=0)
+    >>> [(t.fold, t.model, t.frontend) for t in protocol_trials([{"name": "1-2"}], s, 24)]
+    [('1-2', 'mst', 'mst'), ('1-2', 'piczak', 'a'), ('1-2', 'piczak', 'b'), ('1-2', 'piczak', 'c')]
     """
-    s = settings.check()
-    output_dir = Path(output_dir)
-    device = str(device or default_device())
+    arms = ARMS if settings.finetune_epochs else ARMS[:3]
+    out = []
+    for split in splits:
+        out.append(Trial(split["name"], n, 0, MST_ROW, MST_ROW))
+        out += [Trial(split["name"], n, 0, "piczak", arm) for arm in arms]
+    return out
+
+
+def trial_key(config: StudyConfig, settings: ProtocolSettings, split: dict, trial: Trial) -> str:
+    """A stable id of a protocol trial: data set, root, the settings, the fold's clips and the row.
+
+    >>> t = Trial("1-2", 24, 0, "piczak", "a")
+    >>> len(trial_key(StudyConfig(dataset="esc50"), ProtocolSettings(), {"train": [], "val": [], "test_clips": []}, t))
+    24
+    """
+    clips = {side: sorted(str(getattr(c, "path", c)) for c in split[side]) for side in ("train", "val", "test_clips")}
+    ident = dict(protocol="tax2017", dataset=config.dataset, root=os.path.abspath(config.root) if config.root else None,
+                 settings=settings.as_dict(), clips=clips, fold=str(trial.fold), model=trial.model,
+                 frontend=trial.frontend)
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _segments(split: dict, s: ProtocolSettings, progress: bool):
     for side in ("train", "val", "test_clips"):
         if not split[side]:
             raise StudyError(f"split {split['name']}: no {side.replace('_clips', '')} clips")
     cut = dict(mel=s.mel, segment_frames=s.segment_frames, overlap=s.overlap, silence_db=s.silence_db,
                progress=progress)
-    t0 = time.perf_counter()
     train = load_segments(split["train"], copies=s.copies, max_shift=max(1, round(s.max_shift_seconds
                           * s.mel["sample_rate"])), seed=s.augment_seed, **cut)
-    val, test = load_segments(split["val"], **cut), load_segments(split["test_clips"], **cut)
-    counts = _fold_counts(split, train, val, test)
-    _log(progress, f"tax2017 fold {split['name']}: {counts['n_train_segments']} training segments "
-                   f"({counts['n_train_segments_from_copies']} from shifted copies), {len(val)} validation, "
-                   f"{len(test)} test ({time.perf_counter() - t0:.0f} s to prepare)")
+    return train, load_segments(split["val"], **cut), load_segments(split["test_clips"], **cut)
+
+
+def _fold_mst(split, s: ProtocolSettings, train, val, checkpoint: Path, key: str, wanted: bool, device, progress):
+    """The fold's MSTModel and target, and its row (None when not ``wanted``): trained, or (its row stored
+    already) loaded from the fold's checkpoint of the same key; saved atomically for the arms of a rerun."""
+    if not wanted and checkpoint.is_file():
+        model, target, config = load_mst(checkpoint)
+        if config.get("key") == key:
+            return model, target, None
     result = train_mst(train.waves, val.waves, s.mel, epochs=s.mst_epochs, patience=s.mst_patience,
                        batch_size=s.mst_batch_size, lr=s.mst_lr, seed=s.seed,
                        model_options={**MST_SLIM_BN, **s.mst_model_options},
                        device=device, progress=progress, init_output=s.mst_init_output)
-    mst = {"history": result.history, "best_epoch": result.best_epoch, "val_mse": result.val["mse"],
-           "val_corr": result.val["corr"], "stopped": result.stopped, "epochs_run": len(result.history) - 1,
-           "corr_levels_off_epoch": levels_off(result.history), "seconds": result.seconds}
-    save_mst(output_dir / "mst.pt", result.model, result.target,
-             extra={"training": {k: v for k, v in mst.items() if k != "history"}, "fold": split["name"]})
-    _log(progress, f"tax2017 fold {split['name']}: MSTModel validation correlation {mst['val_corr']:.3f} "
-                   f"(best epoch {mst['best_epoch']}, stopped by {mst['stopped']})")
-    arms = train_fold_arms(result.model, result.target, train, test, classes, val=val, epochs=s.epochs,
+    row = {"accuracy": result.val["corr"] ** 2, "val_mse": result.val["mse"], "val_corr": result.val["corr"],
+           "best_epoch": result.best_epoch, "stopped": result.stopped, "epochs_run": len(result.history) - 1,
+           "corr_levels_off_epoch": levels_off(result.history), "train_seconds": result.seconds,
+           "history": result.history}
+    save_mst(checkpoint, result.model, result.target, extra={"key": key, "fold": split["name"],
+                                                              "training": {k: v for k, v in row.items()
+                                                                           if k != "history"}})
+    return result.model, result.target, row
+
+
+def run_fold_unit(cfg: dict, trial_dicts: list, trial_fn=None):
+    """The unit of one fold (:mod:`melfront.study.execution`): yields one outcome per trial of ``trial_dicts``
+    (all of one fold; the MSTModel row first, then arms), each the moment it is known.
+
+    Cuts the fold's segments (shifted copies for training only), trains the fold's MSTModel to early stopping
+    (``FOLDER/fold_NAME/mst.pt``; when its row is stored already, that checkpoint is loaded instead), then the
+    arms (:func:`~melfront.mst.study.train_fold_arms`: they train together, (d) branching off (c)). The
+    MSTModel row's ``accuracy`` is the squared validation correlation r² (in [0, 1]); its ``history`` the
+    validation curve. An arm row's ``accuracy`` is the final test accuracy, ``best_accuracy`` the best over
+    epochs, ``history`` the per-epoch curve. ``cfg``: ``settings`` (:class:`ProtocolSettings` fields),
+    ``splits`` (name -> split), ``classes``, ``folder``, ``keys`` (name -> the MSTModel row's key), ``device``,
+    ``progress``. ``trial_fn`` is unused (the units' signature).
+    """
+    s = ProtocolSettings(**cfg["settings"]).check()
+    name = str(trial_dicts[0]["fold"])
+    split = cfg["splits"][name]
+    progress = bool(cfg.get("progress"))
+    device = str(cfg.get("device") or default_device())
+    wanted = [t["frontend"] for t in trial_dicts]
+    t0 = time.perf_counter()
+    train, val, test = _segments(split, s, progress)
+    counts = _fold_counts(split, train, val, test)
+    _log(progress, f"tax2017 fold {name}: {counts['n_train_segments']} training segments "
+                   f"({counts['n_train_segments_from_copies']} from shifted copies), {len(val)} validation, "
+                   f"{len(test)} test ({time.perf_counter() - t0:.0f} s to prepare)")
+    model, target, row = _fold_mst(split, s, train, val, Path(cfg["folder"]) / f"fold_{name}" / "mst.pt",
+                                   cfg["keys"][name], MST_ROW in wanted, device, progress)
+    if MST_ROW in wanted:
+        yield "ok", {**row, **counts}
+    arms_wanted = [w for w in wanted if w != MST_ROW]
+    if not arms_wanted:
+        return
+    arms = train_fold_arms(model, target, train, test, cfg["classes"], val=val, epochs=s.epochs,
                            finetune_epochs=s.finetune_epochs, batch_size=s.batch_size, optimizer=s.optimizer,
                            lr=s.lr, finetune_lr_scale=s.finetune_lr_scale, hidden=s.hidden,
                            segment_frames=s.segment_frames, seed=s.seed, device=device, progress=progress)
-    return {"name": split["name"], "validation": split["validation"], "test": split["test"], "status": "ok",
-            **counts, "mst": mst, "arms": arms, "skipped": [list(x) for x in train.skipped + val.skipped
-                                                             + test.skipped]}
+    for arm in arms_wanted:
+        if arm not in arms:
+            yield "failed", f"StudyError: arm ({arm}) was not trained (no fine-tuning epochs?)"
+            continue
+        a = arms[arm]
+        yield "ok", {"accuracy": a["final_test_accuracy"], "best_accuracy": a["best_test_accuracy"],
+                     "label": a["label"], "history": a["curve"], "train_seconds": a["seconds"], **counts}
+
+
+def _progress_line(trial: Trial, outcome: tuple) -> str:
+    head = f"tax2017 fold {trial.fold}: " + ("MSTModel" if trial.model == MST_ROW else LABELS[trial.frontend])
+    status, result = outcome
+    if status != "ok":
+        return f"{head}: FAILED: {result}"
+    if trial.model == MST_ROW:
+        return (f"{head}: validation MSE {result['val_mse']:.4f}, correlation {result['val_corr']:.3f} "
+                f"(best epoch {result['best_epoch']}, stopped by {result['stopped']})")
+    return f"{head}: test accuracy {result['accuracy']:.3f} (best {result['best_accuracy']:.3f})"
+
+
+def study_config(splits: list, settings: ProtocolSettings, dataset: str, root, n: int) -> StudyConfig:
+    """The :class:`~melfront.study.StudyConfig` the store holds for the protocol (what the report reads):
+    model piczak, frontends the arms, the folds as test folds, one run, the claims' pairs as comparisons."""
+    arms = list(ARMS if settings.finetune_epochs else ARMS[:3])
+    compare = [["a", "c"], ["a", "b"]] + ([["c", "d"], ["a", "d"]] if "d" in arms else [])
+    return StudyConfig(dataset=dataset, root=None if root is None else str(root), frontends=arms, models=["piczak"],
+                       n_per_class=[n], runs={"default": 1}, test_folds=[s["name"] for s in splits],
+                       mel=dict(settings.mel), seed=settings.seed, compare=compare)
+
+
+def run_protocol(splits: list, classes, output_dir, settings: ProtocolSettings | None = None, *,
+                 dataset: str = "esc50", root=None, meta: dict | None = None, device: str | None = None,
+                 jobs: int = 1, ray_address: str | None = None, ray_num_gpus: float = 0, progress: bool = True,
+                 quiet: bool = False, retry_failed: bool = False) -> ResultStore:
+    """Run (or resume) the protocol as a study into ``output_dir/study.db``: one unit per fold
+    (:func:`run_fold_unit`), each row stored as it ends; finished rows are never redone, failed ones only with
+    ``retry_failed``; a fold whose unit raises is failed rows and the other folds finish; ``jobs`` folds side by
+    side (or Ray tasks). ``meta``: the preset's (stored as the ``preset`` meta, for the report). The folder is
+    locked for the run (:class:`~melfront.study.StudyLock`). Returns the store.
+    """
+    s = (settings or ProtocolSettings()).check()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n = min((min(class_counts_of(sp["train"]).values(), default=1) for sp in splits), default=1)
+    config = study_config(splits, s, dataset, root, max(1, n))
+    trials = protocol_trials(splits, s, config.n_per_class[0])
+    by_name = {sp["name"]: sp for sp in splits}
+    keyed = [(trial_key(config, s, by_name[t.fold], t), t) for t in trials]
+    units = [[kt for kt in keyed if kt[1].fold == sp["name"]] for sp in splits]
+    say = (lambda *a: None) if quiet else print
+    with StudyLock(out):
+        store = ResultStore(out / "study.db")
+        old = store.config()
+        if old is not None and old.to_dict() != config.to_dict() and store.rows():
+            say(f"tax2017: {out / 'study.db'} held the protocol with other settings or data; its rows stay, the "
+                f"report shows this run's")
+        store.save_config(config)
+        store.set_meta("protocol", "tax2017")
+        store.set_meta("protocol_settings", s.as_dict())
+        if meta is not None:
+            store.set_meta("preset", meta)
+        store.set_meta("skipped_clips", [])
+        write_json(out / "config.json", {"study": config.to_dict(), "protocol": s.as_dict()})
+        pending, old_failed = pending_units(store, units, retry_failed)
+        n_pending = sum(len(u) for u in pending)
+        note = (f"; {old_failed} failed before: {'retrying them' if retry_failed else 'skipped (--retry-failed)'}"
+                if old_failed else "")
+        say(f"tax2017: {len(splits)} fold(s), {len(keyed)} rows ({len(keyed) - n_pending} already done{note})")
+        cfg = {"settings": s.as_dict(), "splits": by_name, "classes": list(classes), "folder": str(out),
+               "keys": {t.fold: k for k, t in keyed if t.model == MST_ROW}, "device": device,
+               "progress": progress and not quiet and jobs <= 1 and not ray_address}
+        run_units(store, config, pending, run_fold_unit, cfg, total=len(keyed), jobs=jobs, ray_address=ray_address,
+                  ray_num_gpus=ray_num_gpus, progress=False, quiet=quiet, describe=_progress_line)
+        say_failures(store, {k for k, _ in keyed}, retry_failed, say)
+    return store
+
+
+def class_counts_of(clips) -> dict:
+    """``{label: clips}`` of ``clips``.
+
+    >>> from melfront.data.base import Clip
+    >>> class_counts_of([Clip("a.wav", 0, "x", 1), Clip("b.wav", 0, "x", 1), Clip("c.wav", 1, "y", 1)])
+    {0: 2, 1: 1}
+    """
+    counts: dict = {}
+    for c in clips:
+        counts[c.label] = counts.get(c.label, 0) + 1
+    return counts
 
 
 def average_curves(fold_arms: list) -> dict:
@@ -240,193 +400,3 @@ def average_curves(fold_arms: list) -> dict:
         out[arm] = {"label": per_fold[0].get("label", LABELS.get(arm, arm)), "curve": curve,
                     "final": {"mean": final[0], "std": final[1]}, "best": {"mean": best[0], "std": best[1]}}
     return out
-
-
-def _cached(path: Path, settings: dict, retry_failed: bool, progress: bool, name: str):
-    """A finished fold's record from an earlier run with the same settings (failed ones unless retried)."""
-    if not path.is_file():
-        return None
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if old.get("settings") != settings:
-        _log(progress, f"tax2017 fold {name}: earlier results were made with other settings; running it again")
-        return None
-    if old.get("status") != "ok" and retry_failed:
-        return None
-    _log(progress, f"tax2017 fold {name}: reusing the earlier {old.get('status')} result in {path}")
-    return old
-
-
-def run_protocol(splits: list, classes, output_dir, settings: ProtocolSettings | None = None, *,
-                 meta: dict | None = None, device: str | None = None, progress: bool = True,
-                 retry_failed: bool = False) -> dict:
-    """Run every split (:func:`run_fold`), average the arms' curves over the folds that finished, and write
-    ``results.json``, ``accuracy_vs_epoch.png`` (fold average), ``mst_learning_curves.png`` and ``report.md``
-    in ``output_dir``. ``meta``: what the report states besides the results (``title``, ``citation``,
-    ``reduced``, ``overrides``, ``settings`` rows, ``claims``; see :func:`report_markdown`).
-
-    Each fold's record is kept in ``fold_NAME/fold.json``; a rerun with the same settings reuses finished folds
-    (and failed ones, unless ``retry_failed``). A fold that fails (a :class:`~melfront.errors.MelfrontError`,
-    e.g. divergence) is recorded with its error and the others go on; ``results["failed"]`` counts them.
-    """
-    s = (settings or ProtocolSettings()).check()
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    settings_dict = s.as_dict()
-    folds = []
-    for split in splits:
-        fold_dir = output_dir / f"fold_{split['name']}"
-        record = _cached(fold_dir / "fold.json", settings_dict, retry_failed, progress, split["name"])
-        if record is None:
-            try:
-                record = run_fold(split, classes, s, fold_dir, device=device, progress=progress)
-            except MelfrontError as exc:
-                _log(progress, f"tax2017 fold {split['name']}: FAILED: {exc}")
-                record = {"name": split["name"], "validation": split["validation"], "test": split["test"],
-                          "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            record["settings"] = settings_dict
-            write_json(fold_dir / "fold.json", record)
-        folds.append(record)
-    ok = [f for f in folds if f["status"] == "ok"]
-    average = average_curves([f["arms"] for f in ok]) if ok else {}
-    figures = {}
-    if ok:
-        branch = s.epochs if s.finetune_epochs else None
-        figures["accuracy"] = str(plot_fold_average(
-            average, output_dir / "accuracy_vs_epoch.png", branch_epoch=branch,
-            title=f"{(meta or {}).get('title', 'tax2017')}: test accuracy, mean over {len(ok)} fold(s)"))
-        figures["mst"] = str(plot_mst_curves({f["name"]: f["mst"] for f in ok}, output_dir / "mst_learning_curves.png",
-                                             title="MSTModel validation curves per fold"))
-    results = {"meta": meta or {}, "settings": settings_dict, "classes": list(classes), "folds": folds,
-               "average": average, "figures": figures, "failed": len(folds) - len(ok),
-               "device": str(device or default_device())}
-    write_json(output_dir / "results.json", results)
-    (output_dir / "report.md").write_text(report_markdown(results))
-    return results
-
-
-# ---------------------------------------------------------------------------------------------------- report
-def _pct(x) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
-
-
-def _pm(d) -> str:
-    return f"{_pct(d['mean'])} ± {_pct(d['std'])}"
-
-
-def _mst_section(ok) -> list:
-    lines = ["## MSTModel per fold (early stopping on the validation split)", "",
-             "| fold | epochs run | stopped by | best epoch | val MSE | val correlation | correlation levels off "
-             "(within 0.005 of its best) at epoch |", "|---|---|---|---|---|---|---|"]
-    for f in ok:
-        m = f["mst"]
-        lines.append(f"| {f['name']} | {m['epochs_run']} | {m['stopped']} | {m['best_epoch']} | {m['val_mse']:.4f} | "
-                     f"{m['val_corr']:.3f} | {m['corr_levels_off_epoch']} |")
-    capped = [f["name"] for f in ok if f["mst"]["stopped"] == "max_epochs"]
-    lines += ["", "Target of issue 12: validation correlation about 0.95. "
-              + (f"Fold(s) {', '.join(capped)} hit the epoch cap before early stopping: not shown to have "
-                 "converged; raise mst_epochs." if capped else "Every fold stopped by early stopping.")]
-    for f in ok:
-        h = f["mst"]["history"]
-        picks = sorted({int(round(x)) for x in np.linspace(0, len(h) - 1, min(len(h), 12))})
-        lines += ["", f"Fold {f['name']}, validation curve:", "",
-                  "| epoch | " + " | ".join(str(h[i]["epoch"]) for i in picks) + " |",
-                  "|---|" + "---|" * len(picks),
-                  "| MSE | " + " | ".join(f"{h[i]['val_mse']:.4f}" for i in picks) + " |",
-                  "| correlation | " + " | ".join(f"{h[i]['val_corr']:.3f}" for i in picks) + " |"]
-    return lines
-
-
-def _arm_section(ok, average) -> list:
-    lines = ["## Test accuracy per arm (clip majority vote, %)", ""]
-    for arm, avg in average.items():
-        lines += [f"### {avg['label']}", "", "| fold | final | best (epoch) |", "|---|---|---|"]
-        for f in ok:
-            if arm not in f["arms"]:
-                continue
-            curve = f["arms"][arm]["curve"]
-            best = max(curve, key=lambda r: r["test_accuracy"])
-            lines.append(f"| {f['name']} | {_pct(curve[-1]['test_accuracy'])} | {_pct(best['test_accuracy'])} "
-                         f"({best['epoch']}) |")
-        if len(ok) > 1:  # one fold has no spread to show
-            lines.append(f"| mean ± std | {_pm(avg['final'])} | {_pm(avg['best'])} |")
-        lines.append("")
-    return lines
-
-
-def _claims_section(ok, claims) -> list:
-    lines = ["## The paper's claims beside the measured result", "",
-             "| claim | measured: final accuracy B - A (%), mean ± std over folds | folds | reading |",
-             "|---|---|---|---|"]
-    for c in claims:
-        a, b = c["pair"]
-        diffs = [f["arms"][b]["curve"][-1]["test_accuracy"] - f["arms"][a]["curve"][-1]["test_accuracy"]
-                 for f in ok if a in f["arms"] and b in f["arms"]]
-        lines.append(f"| ({b}) - ({a}): {c['text']} | {_measured(diffs)} | {len(diffs)} | "
-                     f"{_reading(diffs, ok)} |")
-    return lines
-
-
-def _measured(diffs) -> str:
-    if not diffs:
-        return "not measured"
-    if len(diffs) == 1:
-        return f"{100 * diffs[0]:+.1f}"
-    mean, std = mean_std(diffs)
-    return f"{100 * mean:+.1f} ± {_pct(std)}"
-
-
-def _reading(diffs, ok) -> str:
-    """What the measured differences can and cannot say (never more than the folds support)."""
-    if not diffs:
-        return "-"
-    clip = 100.0 / max(min(f["n_test_clips"] for f in ok), 1)
-    if len(diffs) == 1:
-        return (f"one fold: no spread to test against; one test clip is {clip:.1f} points and the final epoch "
-                f"alone is noisy")
-    mean = mean_std(diffs)[0]
-    low, high = mean_interval(diffs, 0.95)  # 95 % CI of the mean over folds
-    half = (high - low) / 2
-    if abs(mean) <= half:
-        return f"within the fold-to-fold noise (95 % CI ±{100 * half:.1f} points spans 0)"
-    return f"{'B' if mean > 0 else 'A'} better by {100 * abs(mean):.1f} points (95 % CI ±{100 * half:.1f} excludes 0)"
-
-
-def report_markdown(results: dict) -> str:
-    """``report.md`` of :func:`run_protocol`'s results: the protocol and its declared reductions and overrides,
-    the settings with sources, the data per fold, the MSTModel learning curves, a table per arm (final and
-    best test accuracy per fold, mean ± std), the paper's claims beside the measured differences, failures.
-
-    >>> print(report_markdown({"meta": {"title": "tax2017"}, "folds": [], "average": {}, "failed": 0}).splitlines()[0])
-    # tax2017
-    """
-    meta = results.get("meta", {})
-    ok = [f for f in results["folds"] if f["status"] == "ok"]
-    lines = [f"# {meta.get('title', 'tax2017')}", ""]
-    if meta.get("citation"):
-        lines += [meta["citation"], ""]
-    lines += ["## Protocol", "", "Reduced: " + ("no, the full protocol." if not meta.get("reduced") else "yes:")]
-    lines += [f"- {r}" for r in meta.get("reduced", [])]
-    lines += ["", "User overrides: " + (", ".join(meta["overrides"]) if meta.get("overrides") else "none."), ""]
-    if meta.get("settings"):
-        lines += ["| setting | value | status | source |", "|---|---|---|---|"]
-        lines += [f"| {r['key']} | {json.dumps(r['value'])} | {r['status']} | {r['source']} |"
-                  for r in meta["settings"]]
-        lines.append("")
-    lines += ["## Data per fold", "", "| fold (validation-test) | train clips | val | test | train segments (from "
-              "shifted copies) | val segments | test segments |", "|---|---|---|---|---|---|---|"]
-    for f in ok:
-        lines.append(f"| {f['name']} | {f['n_train_clips']} | {f['n_val_clips']} | {f['n_test_clips']} | "
-                     f"{f['n_train_segments']} ({f['n_train_segments_from_copies']}) | {f['n_val_segments']} | "
-                     f"{f['n_test_segments']} |")
-    lines.append("")
-    if ok:
-        lines += _mst_section(ok) + [""] + _arm_section(ok, results["average"])
-        lines += ["Figures: `accuracy_vs_epoch.png` (test accuracy per epoch, mean ± std over folds, the paper's "
-                  "Figure 3) and `mst_learning_curves.png`.", ""]
-        lines += _claims_section(ok, meta.get("claims", []))
-    failed = [f for f in results["folds"] if f["status"] != "ok"]
-    lines += ["", "## Failures", ""] + ([f"- fold {f['name']}: {f['error']}" for f in failed] or ["None."])
-    return "\n".join(lines) + "\n"

@@ -7,7 +7,8 @@ marked "read" below: ``Experiments/*.sh``, ``Experiments/mst_learning.py``, ``Ex
 ``EnvClassification/loader.py``, ``EnvClassification/trainer.py``, ``EnvClassification/Models/*.py``,
 ``Utilities/utilities.py``).
 
-The protocol itself is :mod:`melfront.mst.protocol`; this module holds its settings with their sources,
+The protocol itself is :mod:`melfront.mst.protocol` (a study: rows in ``study.db``, the report of any study);
+this module holds its settings with their sources,
 the paper's claims, and the checks of the data (:meth:`Tax2017.plan`): with ESC-50's folds 1-5 complete
 it runs the five (validation, test) fold pairs; otherwise it declares a reduced version (one grouped,
 class-stratified split within the clips present).
@@ -288,20 +289,27 @@ class Tax2017(Preset):
     # ---------------------------------------------------------------- run
     def run(self, plan: Plan, output_dir, *, jobs=None, ray=None, quiet=False, retry_failed=False,
             ray_num_gpus=0.0) -> int:
-        """Run the protocol (:func:`melfront.mst.protocol.run_protocol`) into ``output_dir``: ``results.json``,
-        ``report.md``, the figures, one folder per fold. 0: every fold finished; 1: some failed (see the report).
-        The folds run one after another in this process: ``jobs``, ``ray`` and ``ray_num_gpus`` are not used (said
-        on stderr)."""
+        """Run the protocol as a study (:func:`melfront.mst.protocol.run_protocol`) into ``output_dir/study.db``,
+        then write ``output_dir/report`` (:func:`melfront.report.write_report`, as for any study). ``jobs``: folds
+        side by side (None: one); ``ray``: folds as Ray tasks. 0: every row finished; 1: some failed (stored,
+        see the report; ``retry_failed`` runs them again)."""
         from ..mst.protocol import run_protocol
-        if (jobs not in (None, 1)) or ray or ray_num_gpus:
-            print(f"{self.name}: the folds run one after another in this process; --jobs/--ray are not used",
-                  file=sys.stderr)
-        results = run_protocol(plan.details["splits"], plan.details["classes"], output_dir,
-                               plan.details["settings"], meta=self.meta(plan), progress=not quiet,
-                               retry_failed=retry_failed)
-        if not quiet:
-            print(f"results: {Path(output_dir) / 'results.json'}\nreport:  {Path(output_dir) / 'report.md'}")
-        return 1 if results["failed"] else 0
+        from ..report import write_report
+        out = Path(output_dir)
+        store = run_protocol(plan.details["splits"], plan.details["classes"], out, plan.details["settings"],
+                             dataset=plan.dataset, root=plan.root, meta=self.meta(plan), jobs=jobs or 1,
+                             ray_address=ray, ray_num_gpus=ray_num_gpus, progress=not quiet, quiet=quiet,
+                             retry_failed=retry_failed)
+        failed = store.failures()
+        if any(r["model"] != "mst" for r in store.rows()):  # an arm finished: something to report
+            page = write_report(store.path, out / "report", examples=False)
+            if not quiet:
+                print(f"results: {store.path}\nreport:  {page} (and report.md)")
+        if failed:
+            print(f"melfront compare: {len(failed)} row(s) of the protocol failed (see the report; --retry-failed "
+                  f"runs them again)", file=sys.stderr)
+            return 1
+        return 0
 
 
 def _estimate(plan: Plan) -> list:

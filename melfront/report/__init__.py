@@ -448,6 +448,10 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None, ex
     rows = store.rows()
     if config is None or not rows:
         raise StudyError(f"{store_path}: no finished trials to report on")
+    from . import protocol  # (at call time: it reads melfront.mst, which reads this package's stats)
+    protocol_rows = None
+    if protocol.is_protocol(store):  # Tax et al.'s per-fold protocol: the arms are the study's rows
+        protocol_rows, rows = rows, protocol.split_rows(rows)[1]
     if compare:
         pairs = check_compare(compare, config.frontends)
     else:
@@ -462,7 +466,12 @@ def write_report(store_path, out_dir, compare=None, title: str | None = None, ex
     out.mkdir(parents=True, exist_ok=True)
     preset = claims.preset_meta(store.meta("preset"))
     sections = _table_sections(store, rows, config, frontends, pairs, preset, delta)
-    images = _figures(store, rows, config, out, examples, claims.headline_metric(preset)[0])
+    if protocol_rows is None:
+        images = _figures(store, rows, config, out, examples, claims.headline_metric(preset)[0])
+    else:  # its own sections after the Protocol section, its own figures
+        at = next((i + 1 for i, sec in enumerate(sections) if str(sec[0]).startswith("Protocol")), 0)
+        sections[at:at] = protocol.protocol_sections(protocol_rows)
+        images = protocol.protocol_figures(store, protocol_rows, out, (preset or {}).get("title") or "tax2017")
     notes = [i[0] for i in images if not i[1]]
     for note in notes:
         sections.append(("Example clip", note, f"<p class='note'>{html.escape(note)}</p>"))
