@@ -155,7 +155,33 @@ def test_part_longer_than_the_server_file_restarts(server, tmp_path):
     (tmp_path / "p.bin.part").write_bytes(_blob(6, 6000))  # an older, longer file, no record
     download_file(f"{server.url}/p.bin", tmp_path / "p.bin", progress=False)
     assert (tmp_path / "p.bin").read_bytes() == data
-    assert [r[1] for r in server.requests] == ["bytes=6000-", None]
+    assert [r[1] for r in server.requests] == [None]  # no record, no checksum: never resumed blindly
+
+
+@pytest.mark.parametrize("damage", ["start", "end"])
+def test_a_corrupt_part_is_not_resumed_without_a_checksum(server, tmp_path, damage):
+    data = _blob(9)
+    meta = _interrupted(server, tmp_path, "k.bin", data, etags='"v1"')
+    assert meta["part_bytes"] == 100_000 and meta["part_sha256"] == hashlib.sha256(data[:100_000]).hexdigest()
+    part = tmp_path / "k.bin.part"
+    raw = bytearray(part.read_bytes())
+    where = slice(0, 1000) if damage == "start" else slice(99_000, 100_000)
+    raw[where] = bytes(1000)  # the first (or last) 1000 bytes changed on disk
+    part.write_bytes(bytes(raw))
+    download_file(f"{server.url}/k.bin", tmp_path / "k.bin", progress=False)  # no checksum known
+    assert (tmp_path / "k.bin").read_bytes() == data
+    assert server.requests[-1][1] is None  # started over, not resumed at byte 100000
+
+
+def test_bytes_after_the_last_record_are_cut_and_resumed(server, tmp_path):
+    data = _blob(10)
+    _interrupted(server, tmp_path, "m.bin", data)
+    part = tmp_path / "m.bin.part"
+    with open(part, "ab") as f:  # a writer killed after writing past its last record: bytes nobody vouches for
+        f.write(b"\xff" * 5000)
+    download_file(f"{server.url}/m.bin", tmp_path / "m.bin", progress=False)
+    assert (tmp_path / "m.bin").read_bytes() == data
+    assert server.requests[-1][1] == "bytes=100000-"
 
 
 def test_server_ignoring_range_restarts_and_records_anew(server, tmp_path):

@@ -170,8 +170,50 @@ def _request(url: str, have: int, meta: dict | None, timeout: float):
         raise DownloadError(f"{url}: {exc}") from None
 
 
-def _open_transfer(url: str, part: Path, size: int | None, timeout: float):
-    """``(response or None, offset to write from, total length or None)``, restarting when resuming is unsafe.
+#: Bytes written between two records of the ``.part``'s length and SHA-256 in ``<dest>.part.json``.
+CHECKPOINT_BYTES = 8 << 20
+
+
+def _kept_prefix(part: Path, meta: dict | None, checksum_known: bool):
+    """``(bytes of the .part to resume from, sha256 object over them)``.
+
+    The record (``part_bytes``, ``part_sha256``, written every :data:`CHECKPOINT_BYTES` and when a transfer
+    stops) decides: a prefix whose digest matches is kept (bytes after it, written after the last record, are
+    cut); a prefix whose digest differs is a damaged ``.part``: start over (0). Without a record, the ``.part``
+    is resumed only when a checksum will judge the whole file at the end; else it starts over.
+    """
+    h = hashlib.sha256()
+    have = part.stat().st_size
+    n, digest = (meta or {}).get("part_bytes"), (meta or {}).get("part_sha256")
+    if isinstance(n, int) and not isinstance(n, bool) and isinstance(digest, str):
+        if not 0 < n <= have:
+            return 0, h
+        with open(part, "rb") as f:
+            left = n
+            while left:
+                block = f.read(min(1 << 20, left))
+                if not block:
+                    return 0, hashlib.sha256()
+                h.update(block)
+                left -= len(block)
+        if h.hexdigest() != digest:
+            return 0, hashlib.sha256()  # changed since it was written: never resumed blindly
+        if n < have:
+            os.truncate(part, n)
+        return n, h
+    if not checksum_known:
+        return 0, h
+    with open(part, "rb") as f:
+        return have, hashlib.file_digest(f, "sha256")
+
+
+def _record(part: Path, meta: dict, n: int, hasher) -> None:
+    write_json(_meta_path(part), {**meta, "part_bytes": int(n), "part_sha256": hasher.hexdigest()})
+
+
+def _open_transfer(url: str, part: Path, size: int | None, timeout: float, checksum_known: bool = False):
+    """``(response or None, offset to write from, total length or None, sha256 of the bytes kept)``, restarting
+    when resuming is unsafe (another file on the server, or a ``.part`` that does not match its record).
 
     ``response`` is None when the ``.part`` is already whole (the server answered 416 for its length).
     """
@@ -179,8 +221,11 @@ def _open_transfer(url: str, part: Path, size: int | None, timeout: float):
     if size is not None and have > size:
         have = 0
     response = None
+    hasher = hashlib.sha256()
     if have:
         meta = _read_meta(part)
+        have, hasher = _kept_prefix(part, meta, checksum_known)
+    if have:
         response = _request(url, have, meta, timeout)
         status = getattr(response, "status", None) or response.code
         start, total = _range_total(response.headers)
@@ -189,37 +234,51 @@ def _open_transfer(url: str, part: Path, size: int | None, timeout: float):
             raise DownloadError(f"{url}: asked to resume at byte {have}, server sent from {start}")
         resumable = _agrees(meta, response.headers, total) and (total is None or have <= total)
         if status == 206 and resumable:
-            return response, have, total
+            return response, have, total, hasher
         if status in (206, 416):  # 200: the server sends the whole file anew
             response.close()
             if status == 416 and resumable and total == have:
-                return None, have, total  # the .part is already whole
+                return None, have, total, hasher  # the .part is already whole
             response = None  # a changed or shorter file: start over
     _discard(part)
     response = response or _request(url, 0, None, timeout)
     length = response.headers.get("Content-Length")
-    return response, 0, (int(length) if length and length.isdigit() else None)
+    return response, 0, (int(length) if length and length.isdigit() else None), hashlib.sha256()
 
 
 def _receive(url: str, response, part: Path, offset: int, total: int | None, progress: bool,
-             chunk_size: int) -> None:
-    """Copy the body into ``part`` from ``offset`` (recording the server's validators on a fresh start)."""
+             chunk_size: int, hasher=None) -> None:
+    """Copy the body into ``part`` from ``offset`` (recording the server's validators on a fresh start, and the
+    ``.part``'s length and SHA-256 every :data:`CHECKPOINT_BYTES` and when the transfer stops)."""
+    hasher = hasher if hasher is not None else hashlib.sha256()
     if offset == 0:
         write_json(_meta_path(part), dict(url=url, total=total, **_validators(response.headers)))
-    with tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
-              file=sys.stderr, disable=not progress) as bar, open(part, "ab" if offset else "wb") as f:
-        while True:
-            try:
-                block = response.read(chunk_size)
-            except TimeoutError:
-                raise _Stalled() from None
-            except Exception as exc:  # connection reset, IncompleteRead
-                raise DownloadError(f"{url}: transfer interrupted after {f.tell()} bytes "
-                                    f"({type(exc).__name__}); run again to resume") from None
-            if not block:
-                break
-            f.write(block)
-            bar.update(len(block))
+    meta = _read_meta(part) or dict(url=url, total=total)
+    since = 0
+    try:
+        with tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
+                  file=sys.stderr, disable=not progress) as bar, open(part, "ab" if offset else "wb") as f:
+            while True:
+                try:
+                    block = response.read(chunk_size)
+                except TimeoutError:
+                    raise _Stalled() from None
+                except Exception as exc:  # connection reset, IncompleteRead
+                    raise DownloadError(f"{url}: transfer interrupted after {f.tell()} bytes "
+                                        f"({type(exc).__name__}); run again to resume") from None
+                if not block:
+                    break
+                f.write(block)
+                hasher.update(block)
+                since += len(block)
+                if since >= CHECKPOINT_BYTES:
+                    f.flush()
+                    _record(part, meta, f.tell(), hasher)
+                    since = 0
+                bar.update(len(block))
+    finally:
+        with contextlib.suppress(OSError):
+            _record(part, meta, part.stat().st_size, hasher)
 
 
 def download_file(url: str, dest, size: int | None = None, md5: str | None = None, sha256: str | None = None,
@@ -230,8 +289,10 @@ def download_file(url: str, dest, size: int | None = None, md5: str | None = Non
     The bytes go to ``<dest>.part``; when the transfer ends they are checked (``size`` in bytes,
     ``md5``/``sha256`` hex digests; the server's ``Content-Length`` when no size is given) and the file
     is renamed to ``dest``. An existing ``dest`` that passes the checks is kept without any transfer.
-    A partial file is resumed with ``Range: bytes=N-`` only if the server's length, ``ETag`` and
-    ``Last-Modified`` match those recorded in ``<dest>.part.json`` when it was started; otherwise
+    A partial file is resumed with ``Range: bytes=N-`` only if its bytes still match the length and SHA-256
+    recorded beside it (``<dest>.part.json``, every :data:`CHECKPOINT_BYTES` and when a transfer stops; a
+    ``.part`` without a record is resumed only when ``md5``/``sha256`` will check the result) and the server's
+    length, ``ETag`` and ``Last-Modified`` match those recorded when it was started; otherwise
     (and when the server answers 200 instead of 206) it restarts from zero. A checksum mismatch
     removes the file and raises :class:`DownloadError`. ``timeout`` (seconds) bounds every wait for the
     server; a stalled transfer is retried ``retries`` times, resuming, after ``backoff``, ``2 * backoff``,
@@ -254,10 +315,10 @@ def download_file(url: str, dest, size: int | None = None, md5: str | None = Non
     part = dest.with_name(dest.name + ".part")
     for attempt in range(retries + 1):
         try:
-            response, offset, total = _open_transfer(url, part, size, timeout)
+            response, offset, total, hasher = _open_transfer(url, part, size, timeout, bool(md5 or sha256))
             if response is not None:
                 with response:
-                    _receive(url, response, part, offset, total, progress, chunk_size)
+                    _receive(url, response, part, offset, total, progress, chunk_size, hasher)
             break
         except _Stalled:
             if attempt < retries:
