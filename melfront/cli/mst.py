@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 __all__ = ["COMMANDS"]
@@ -43,7 +42,8 @@ def _run_learn_mel(args):
     if s["skipped"]:
         print(f"skipped {len(s['skipped'])} clip(s): " + "; ".join(f"{p}: {c}" for p, c in s["skipped"][:5]))
     print(f"wrote {s['checkpoint']}, " + ", ".join(s["figures"]))
-    Path(args.output).with_suffix(".json").write_text(json.dumps(s, indent=2))
+    from ..fileio import write_json
+    write_json(Path(args.output).with_suffix(".json"), s)
 
 
 def _add_mst_study(sub):
