@@ -1,6 +1,6 @@
 """The dry-run estimate (melfront.study.estimate) against measured CPU time, and the full-grid estimates.
 
-    .venv/bin/python benchmarks/bench_estimate.py subgrid [--epochs 5] [--test-per-class 5] [--data DIR]
+    .venv/bin/python benchmarks/bench_estimate.py subgrid [--epochs 5] [--test-per-class 5] [--models M,..] [--data DIR]
     .venv/bin/python benchmarks/bench_estimate.py fullgrid [--data DIR]
 
 ``subgrid`` (a few minutes, one thread): a pons2019-us8k sub-grid of all four models (SB-CNN, VGG-32, TIMBRE,
@@ -78,11 +78,12 @@ def tut_folder(root: Path, dev_per_scene=312, eval_per_scene=108, scenes=15, sec
     meta, folds = [], {f: [] for f in range(1, 5)}
     for k in range(scenes):
         for i in range(dev_per_scene):
-            name, src = f"audio/s{k:02d}_{i:04d}.wav", f"s{k:02d}_{i // 4:04d}"
+            src = f"s{k:02d}x{i // 12:03d}"  # a location: 12 ten-second segments of one recording
+            name = f"audio/{src}_{i % 12}.wav"
             (dev / "audio").mkdir(parents=True, exist_ok=True)
             soundfile.write(str(dev / name), zeros, sr)
             meta.append(f"{name}\tscene{k}\t{src}")
-            folds[1 + (i // 4) % 4].append(f"{name}\tscene{k}")
+            folds[1 + (i // 12) % 4].append(f"{name}\tscene{k}")
     (dev / "meta.txt").write_text("\n".join(meta) + "\n")
     (dev / "evaluation_setup").mkdir(exist_ok=True)
     for f, lines in folds.items():
@@ -103,8 +104,10 @@ def subgrid(args):
     os.environ["MELFRONT_CACHE"] = str(data / "cache")  # features computed fresh (and counted once)
     root = us8k_folder(data / "UrbanSound8K", {1: args.test_per_class, 2: 2}, 4.0, 44100)
     preset = get_preset("pons2019-us8k")
-    plan = preset.plan(root=root, overrides={"n_per_class": [2], "runs": {"default": 1}, "test_folds": [1],
-                                             "epochs": args.epochs})
+    overrides = {"n_per_class": [2], "runs": {"default": 1}, "test_folds": [1], "epochs": args.epochs}
+    if args.models:
+        overrides["models"] = args.models.split(",")
+    plan = preset.plan(root=root, overrides=overrides)
     config, clips = plan.details["config"], plan.details["clips"]
     t0 = time.process_time()
     est = estimate_study(config, clips, plan.grid)
@@ -139,7 +142,7 @@ def fullgrid(args):
     data = Path(args.data or tempfile.mkdtemp(prefix="bench-estimate-"))
     us8k = us8k_folder(data / "UrbanSound8K", {f: 87 for f in range(1, 11)}, 4.0, 1000, noise=False)
     tut = tut_folder(data / "TUT")
-    for name, root in (("pons2019-us8k", us8k), ("pons2019-tut", tut)):
+    for name, root in (("pons2019-us8k", us8k), ("pons2019-tut", tut))[args.skip:]:
         preset = get_preset(name)
         t0 = time.perf_counter()
         plan = preset.plan(root=root)
@@ -152,7 +155,9 @@ def main(argv=None):
     p.add_argument("what", choices=["subgrid", "fullgrid"])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--test-per-class", type=int, default=5)
+    p.add_argument("--models", help="subgrid: comma-separated models (default: the preset's four)")
     p.add_argument("--data", help="folder for the generated data (default: a new temporary folder)")
+    p.add_argument("--skip", type=int, default=0, help=argparse.SUPPRESS)  # fullgrid: skip the first N presets
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     print(json.dumps(dict(machine=machine(), load_avg=os.getloadavg(), python=sys.version.split()[0])))

@@ -23,8 +23,8 @@ class StandIn:
     def __init__(self, cost=COST):
         self.cost, self.calls = cost, []
 
-    def __call__(self, model, frontend, s, mel, n_classes):
-        self.calls.append((model, frontend, s["patch_frames"], mel["n_mels"], n_classes))
+    def __call__(self, model, frontend, s, mel, n_classes, eval_frames=None):
+        self.calls.append((model, frontend, s["patch_frames"], mel["n_mels"], n_classes, eval_frames))
         return self.cost
 
 
@@ -110,10 +110,11 @@ def test_study_estimate_adds_every_trial_exactly(tmp_path):
     trials = plan(config, clips)
     timer = StandIn()
     est = estimate_study(config, clips, trials, timer=timer)
-    # one timing per model and input channels (db: 1, the stack: 2), at the study's input size
-    assert sorted(timer.calls) == sorted([(m, fe, 32, 32, 2) for m in ("sbcnn", "vgg")
-                                          for fe in ("db", "stack(db, pcen)")])
+    # one timing per model and input channels (db: 1, the stack: 2), at the study's input size, evaluation
+    # timed on a clip of the test clips' median length (1-s clips: 63 frames)
     frames = 1 + 8000 // 128  # 1-s clips: 63 frames -> patches at 0, 8, ..., 24 and the tail at 31
+    assert sorted(timer.calls) == sorted([(m, fe, 32, 32, 2, frames) for m in ("sbcnn", "vgg")
+                                          for fe in ("db", "stack(db, pcen)")])
     per_clip_eval = eval_patches(frames, 32, 8) * 0.125
     for model in ("sbcnn", "vgg"):
         want_train = want_eval = 0.0
@@ -173,8 +174,8 @@ def test_pons_preset_estimate_names_the_dominant_model_and_the_protonet_range(tm
     protonet_heavy = StepCost(step=0.0, patch=0.18, eval_patch=0.06)
     light = StepCost(step=0.0, patch=0.012, eval_patch=0.0067)
 
-    def timer(model, frontend, s, mel, n_classes):
-        assert (s["patch_frames"], mel["n_mels"], mel["sample_rate"]) == (128, 128, 44100)
+    def timer(model, frontend, s, mel, n_classes, eval_frames=None):
+        assert (s["patch_frames"], mel["n_mels"], mel["sample_rate"], eval_frames) == (128, 128, 44100, 173)
         return protonet_heavy if model == "protonet" else light
 
     lines = _estimate(preset, p, timer=timer)
@@ -205,3 +206,13 @@ def test_plain_compare_dry_run_prints_the_estimate(tmp_path, monkeypatch, capsys
     assert len(shares) == 2 and sum(shares) == pytest.approx(100, abs=0.11)
     assert main(args + ["--no-estimate"]) == 0
     assert "estimated CPU time" not in capsys.readouterr().out
+
+
+def test_real_timer_runs_the_trainers_own_evaluation(one_thread):
+    """The default timer scores a clip through Trainer.predict (dense or batched, whichever applies)."""
+    from melfront.train import resolve_settings
+    mel = dict(sample_rate=8000, n_fft=256, hop_length=128, n_mels=32)
+    s = resolve_settings("vgg", dict(patch_frames=32, n_mels=32, eval_hop=1, batch_size=4, model_options={"width": 4}))
+    cost = estimate.measure_step_cost("vgg", "logeps", s, mel, 3, eval_frames=63)
+    assert cost.patch > 0 and cost.eval_patch > 0 and cost.features > 0
+    assert "63-frame clip" in cost.how

@@ -218,12 +218,18 @@ def _timed(fn, budget: float = 0.5) -> float:
     return min(times)
 
 
-def measure_step_cost(model: str, frontend: str, s: dict, mel: dict, n_classes: int, sizes=(2, 8)) -> StepCost:
+def measure_step_cost(model: str, frontend: str, s: dict, mel: dict, n_classes: int, sizes=(2, 8),
+                      eval_frames: int | None = None) -> StepCost:
     """Time ``model`` behind ``frontend`` on this machine, one thread: training steps (forward, cross-entropy or,
     for a prototypical network, its embedding, backward, optimiser update with the settings' weight decay
-    and clipping) at two batch sizes give ``step`` and ``patch`` by a straight line; evaluation batches give
-    ``eval_patch``; the mel spectrogram of 2 s of audio gives ``features`` (per second). Inputs are random
-    patches of the study's shape (``n_mels`` x ``patch_frames``, or the samples for waveform frontends).
+    and clipping) at two batch sizes give ``step`` and ``patch`` by a straight line; the mel spectrogram of 2 s
+    of audio gives ``features`` (per second). Inputs are random patches of the study's shape (``n_mels`` x
+    ``patch_frames``, or the samples for waveform frontends).
+
+    ``eval_patch``: with ``eval_frames`` (and complete settings ``s``), one clip of that many frames scored by
+    the trainer's own evaluation (:meth:`melfront.train.Trainer.predict`: exact dense evaluation where it
+    applies, else batched patches), divided by its patches at ``eval_hop``, so that whatever path evaluation
+    takes is what is priced; without, a batch of patches through the classifier.
 
     >>> import torch
     >>> torch.manual_seed(0) is not None
@@ -282,7 +288,11 @@ def measure_step_cost(model: str, frontend: str, s: dict, mel: dict, n_classes: 
             if hasattr(clf.backbone, "set_prototypes"):  # a prototypical network: any prototypes will do
                 clf.backbone.set_prototypes(torch.zeros(n_classes, clf.backbone.embedding_dim),
                                             torch.arange(n_classes))
-            eval_patch = _timed(lambda: clf(x_eval)) / b_eval
+            if eval_frames:
+                eval_patch = _time_predict(clf, s, mel, eval_frames, waveform)
+                b_eval = f"a {eval_frames}-frame clip"
+            else:
+                eval_patch = _timed(lambda: clf(x_eval)) / b_eval
             mel_fe = MelSpectrogram(**full_mel_config(mel))
             wave = torch.rand(2 * int(mel["sample_rate"]))
             features = _timed(lambda: mel_fe(wave)) / 2.0
@@ -290,6 +300,20 @@ def measure_step_cost(model: str, frontend: str, s: dict, mel: dict, n_classes: 
         torch.set_num_threads(threads)
     how = f"batches of {small} and {large} (training), {b_eval} (evaluation)"
     return StepCost(step, patch, eval_patch, features, how)
+
+
+def _time_predict(clf, s: dict, mel: dict, frames: int, waveform: bool) -> float:
+    """CPU seconds per evaluation patch of the trainer's own :meth:`~melfront.train.Trainer.predict` on one clip
+    of ``frames`` frames (random features of the study's shape)."""
+    import torch
+
+    from ..data.patches import samples_for_frames
+    from ..train.trainer import Trainer
+    trainer = Trainer(clf, s, kind="waveform" if waveform else "mel", hop_length=mel["hop_length"], device="cpu",
+                      progress=False)
+    x = (torch.rand(samples_for_frames(frames, mel["hop_length"])) if waveform else
+         torch.rand(mel["n_mels"], frames))
+    return _timed(lambda: trainer.predict([x])) / eval_patches(frames, s["patch_frames"], s["eval_hop"])
 
 
 # ------------------------------------------------------------------------------------------ a study
@@ -329,9 +353,12 @@ def _field(g, name):
 def estimate_study(config, clips, grid, timer=None) -> Estimate:
     """The :class:`Estimate` of the trials ``grid`` (dicts or :class:`~melfront.study.config.Trial`\\ s with
     model, frontend, n, fold, run) of ``config`` on ``clips``. ``timer(model, frontend, settings, mel,
-    n_classes) -> StepCost`` (default :func:`measure_step_cost`) is called once per model, with the first
-    frontend the grid pairs it with; the training and test clips of every trial come from the study's own
-    split (:func:`melfront.study.splits.split_for_trial`), their lengths from the headers.
+    n_classes, eval_frames=F) -> StepCost`` (default :func:`measure_step_cost`) is called once per model, input
+    channels and evaluation path (frame-local frontend or not), with the first such frontend of the grid and
+    ``F`` the median length of the test clips in frames; the training and test clips of every trial come from the study's own
+    split (:func:`melfront.study.splits.split_for_trial`), their lengths from the headers. The features are priced
+    per second of audio: with the default timer by making those of a few of the study's clips (decoding,
+    resampling, mel), else at the timer's ``features`` rate.
 
     >>> import tempfile
     >>> from melfront.study import StudyConfig, load_clips, plan
@@ -340,7 +367,7 @@ def estimate_study(config, clips, grid, timer=None) -> Estimate:
     ...                      dataset_options=dict(n_classes=2, clips_per_class=4, duration=1.0, sample_rate=8000,
     ...                                           n_folds=2))
     >>> clips = load_clips(config)
-    >>> fixed = lambda model, frontend, s, mel, n_classes: StepCost(step=0.5, patch=1.0, eval_patch=0.25)
+    >>> fixed = lambda model, frontend, s, mel, n_classes, eval_frames: StepCost(step=0.5, patch=1.0, eval_patch=0.25)
     >>> est = estimate_study(config, clips, plan(config, clips), timer=fixed)
     >>> est.per_model["vgg"]["train_low"]  # 2 trials x 3 epochs x (1 step x 0.5 s + 2 patches x 1 s)
     15.0
@@ -350,6 +377,7 @@ def estimate_study(config, clips, grid, timer=None) -> Estimate:
     from .config import train_settings
     from .splits import split_for_trial
     from ..frontends import frontend as make_frontend
+    own_timer = timer is None
     timer = measure_step_cost if timer is None else timer
     n_classes = len(clips.classes)
     known, tests, per_model, costs, settings, channels = {}, {}, {}, {}, {}, {}
@@ -358,22 +386,26 @@ def estimate_study(config, clips, grid, timer=None) -> Estimate:
     for g in grid:
         model, fold, n, run, fe = (_field(g, k) for k in ("model", "fold", "n", "run", "frontend"))
         if fe not in channels:
-            channels[fe] = int(getattr(make_frontend(fe, **mel), "out_channels", 1))
+            module = make_frontend(fe, **mel)
+            channels[fe] = (int(getattr(module, "out_channels", 1)), _frame_local(module))
         if model not in settings:
             s = resolve_settings(model, train_settings(config, model))
             s["n_mels"] = int(mel["n_mels"])
             settings[model] = s
             per_model[model] = dict(train_low=0.0, train_high=0.0, evaluation=0.0, trials=0, epochs=(math.inf, 0))
-        s, timing = settings[model], (model, channels[fe])
-        if timing not in costs:  # one timing per model and input channels (a stacked frontend's are more)
-            costs[timing] = timer(model, fe, s, mel, n_classes)
-        cost = costs[timing]
         key = (fold, n, run)
         if key not in tests:
             train, test, _ = split_for_trial(config, clips, fold, n, run)
             tests[key] = (train, test)
         train, test = tests[key]
         test_frames = [f for f, _ in clip_frames(test, mel, known)]
+        # one timing per model, input channels (a stack's are more) and evaluation path (dense needs a frame-local
+        # frontend), its evaluation on a clip of the test set's median length
+        s, timing = settings[model], (model, channels[fe][0], channels[fe][1])
+        if timing not in costs:
+            median = sorted(test_frames)[len(test_frames) // 2] if test_frames else s["patch_frames"]
+            costs[timing] = timer(model, fe, s, mel, n_classes, eval_frames=max(median, s["patch_frames"]))
+        cost = costs[timing]
         train_frames = [f for f, _ in clip_frames(train, mel, known)]
         price = price_trial(model, s, len(train), n_classes, test_frames, cost, train_frames)
         m = per_model[model]
@@ -386,10 +418,36 @@ def estimate_study(config, clips, grid, timer=None) -> Estimate:
             used[c.path] = c
     first = next(iter(costs.values()), None)
     seconds = sum(sec for _, sec in clip_frames(used.values(), mel, known))
-    features = seconds * first.features if first else 0.0
-    named = {(m if sum(k[0] == m for k in costs) == 1 else f"{m} ({ch} channel{'s' * (ch > 1)})"): c
-             for (m, ch), c in costs.items()}
+    rate = first.features if first else 0.0
+    if own_timer and used:  # the real loader on a few of the study's clips: decoding, resampling, mel
+        rate = _feature_rate(list(used.values())[:3], mel, known) or rate
+    features = seconds * rate
+    named = {(m if sum(k[0] == m for k in costs) == 1 else
+              f"{m} ({ch} channel{'s' * (ch > 1)}{', frame-local frontend' if local else ''})"): c
+             for (m, ch, local), c in costs.items()}
     return Estimate(per_model, features, named, machine())
+
+
+def _feature_rate(clips, mel: dict, known: dict) -> float:
+    """CPU seconds per second of audio to make the features of ``clips`` as a trial does (decode, resample,
+    mel; no cache), or 0 when none could be read."""
+    from ..train.trial import clip_features
+    audio = sum(sec for _, sec in clip_frames(clips, mel, known))
+    t0 = time.process_time()
+    try:
+        clip_features(list(clips), mel, "mel", cache=False, progress=False)
+    except MelfrontError:
+        return 0.0
+    return (time.process_time() - t0) / audio if audio else 0.0
+
+
+def _frame_local(module) -> bool:
+    """Whether exact dense evaluation may apply to this frontend (:func:`melfront.train.dense.frame_local`)."""
+    try:
+        from ..train.dense import frame_local
+    except ImportError:  # no dense evaluation in this version
+        return False
+    return bool(frame_local(module))
 
 
 def _hours(seconds: float) -> str:
