@@ -178,3 +178,19 @@ def test_foreign_store_rows_are_refused_naming_file_and_row(tmp_path, capsys, sq
     one_error(capsys, str(path), "results row", fragment, "melfront did not write this row" if "key" not in fragment
               else "one row per trial")
     assert not (tmp_path / "report" / "report.md").exists()
+
+
+def test_train_into_a_read_only_folder(tmp_path, monkeypatch, capsys):
+    from melfront.data import dataset
+    monkeypatch.setenv("MELFRONT_CACHE", str(tmp_path / "cache"))
+    dataset("synth", root=str(tmp_path / "synth"), n_classes=2, clips_per_class=4, duration=0.25, sample_rate=4000,
+            n_folds=2)  # the data are written first; then every write fails
+    _read_only(monkeypatch)
+    run = tmp_path / "ro-run"
+    code = main(["train", "--dataset", "synth", "--root", str(tmp_path / "synth"), "--dataset-option", "n_classes=2",
+                 "--dataset-option", "clips_per_class=4", "--dataset-option", "duration=0.25",
+                 "--dataset-option", "sample_rate=4000", "--dataset-option", "n_folds=2", "--test-fold", "1",
+                 "--model", "vgg", "--set", 'model_options={"width": 4}', "--n-mels", "32", "--n-fft", "256",
+                 "--hop", "64", "--patch-frames", "32", "--epochs", "1", "--quiet", "--no-cache", "-o", str(run)])
+    assert code == 2
+    one_error(capsys, "melfront train: error: ", str(run), "read-only file system (EROFS)")
