@@ -34,10 +34,15 @@ def _data(m, n=7):
     return feats, labels
 
 
-@pytest.mark.parametrize("optimizer,momentum", [("sgd", 0.0), ("sgd", 0.9), ("adam", 0.0)])
-def test_batched_equals_alone(optimizer, momentum, one_thread):
-    """Same seeds: each run's weights after k steps (2 epochs of 2 steps, dropout on) equal training it alone."""
-    runs = _runs(optimizer=optimizer, momentum=momentum, lr=0.01 if optimizer == "adam" else 0.05)
+@pytest.mark.parametrize("optimizer,momentum,model,opts", [("sgd", 0.0, "sbcnn", {}), ("sgd", 0.9, "sbcnn", {}),
+                                                          ("adam", 0.0, "sbcnn", {}),
+                                                          ("sgd", 0.0, "sbcnn", {"input_bn": True}),
+                                                          ("sgd", 0.0, "vgg", {"width": 4})])
+def test_batched_equals_alone(optimizer, momentum, model, opts, one_thread):
+    """Same seeds: each run's weights after k steps (2 epochs of 2 steps, dropout on) equal training it alone;
+    batch norm's running statistics too."""
+    runs = _runs(optimizer=optimizer, momentum=momentum, lr=0.01 if optimizer == "adam" else 0.05, model=model,
+                 opts=opts)
     feats, labels = _data(len(runs))
     alone, together = _trainers(runs), _trainers(runs)
     hist_alone = [t.fit(f, lab) for t, f, lab in zip(alone, feats, labels)]
@@ -54,11 +59,14 @@ def test_batched_equals_alone(optimizer, momentum, one_thread):
         for ea, eb in zip(ha, hb):
             assert eb["epoch"] == ea["epoch"] and abs(eb["loss"] - ea["loss"]) < 1e-4 * max(1.0, abs(ea["loss"]))
             assert eb["accuracy"] == ea["accuracy"]
+        for (name, ba), bb in zip(a.model.named_buffers(), b.model.buffers()):
+            torch.testing.assert_close(bb, ba, rtol=1e-4, atol=1e-5, msg=name)
         assert b.epoch == 2 and b.finished
     # the runs differ from one another (other seeds, other data): nothing was shared by mistake
-    assert not torch.allclose(together[0].model.backbone.head[-1].weight, together[1].model.backbone.head[-1].weight)
+    last = [list(t.model.parameters())[-2] for t in together]
+    assert not torch.allclose(last[0], last[1])
     # and training moved the weights
-    assert not torch.allclose(together[0].model.backbone.head[-1].weight, runs[0][0].backbone.head[-1].weight)
+    assert not torch.allclose(last[0], list(runs[0][0].parameters())[-2])
 
 
 def test_predict_after_batched_equals_alone(one_thread):
@@ -89,14 +97,13 @@ def test_one_diverging_run_fails_alone(one_thread):
 
 def test_reasons_and_fallback(one_thread):
     assert batch_reason(_trainers(_runs(m=2))) is None
-    assert "batch norm" in batch_reason(_trainers(_runs(m=2, opts={"input_bn": True})))
     assert "frontend" in batch_reason(_trainers(_runs(m=2, front="pcen")))
     assert "patience" in batch_reason(_trainers(_runs(m=2, patience=3)))
     assert "bf16" in batch_reason(_trainers(_runs(m=2, precision="bf16")))
-    with pytest.raises(TrainingError, match="batch norm"):
-        BatchedRuns(_trainers(_runs(m=2, opts={"input_bn": True})))
+    with pytest.raises(TrainingError, match="frontend"):
+        BatchedRuns(_trainers(_runs(m=2, front="pcen")))
     # fit_runs falls back to one run after another, and a failing run is that run's outcome only
-    runs = _runs(m=2, epochs=1, opts={"input_bn": True})
+    runs = _runs(m=2, epochs=1, front="pcen")
     feats, labels = _data(2, n=4)
     feats[0] = []
     out = fit_runs(_trainers(runs), feats, labels, policy="batched")
@@ -125,3 +132,27 @@ def test_run_trials_equals_run_trial(tmp_path, one_thread):
         assert [h["epoch"] for h in got["history"]] == [1, 2]
         for a, b in zip(got["learned"]["alpha"], alone["learned"]["alpha"]):
             assert abs(a - b) <= 1e-4 * abs(b)
+
+
+def test_study_cells_as_units_store_the_rows_of_runs_alone(tmp_path, monkeypatch, one_thread):
+    """run_study with batched cells (MELFRONT_BATCHED_RUNS=batched) stores one row per run, equal to the rows of
+    the study run one trial at a time."""
+    from melfront.study import StudyConfig, run_study
+    config = dict(dataset="synth", root=str(tmp_path / "synth"),
+                  dataset_options=dict(n_classes=2, clips_per_class=4, duration=0.5, sample_rate=8000, n_folds=2),
+                  frontends=["logeps", "loglearn"], models=["sbcnn"], n_per_class=[2], runs={"default": 2},
+                  test_folds="first", mel=dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52),
+                  train=dict(epochs=1, patch_frames=100, batch_size=4, lr=0.05))
+    import melfront.train.batched as batched
+    used = []
+    real_fit = batched.BatchedRuns.fit
+    monkeypatch.setattr(batched.BatchedRuns, "fit", lambda self, *a: used.append(len(self.trainers)) or real_fit(self, *a))
+    rows = {}
+    for mode in ("alone", "batched"):
+        monkeypatch.setenv("MELFRONT_BATCHED_RUNS", mode)
+        store = run_study(StudyConfig(**config), tmp_path / mode / "study.db", quiet=True, progress=False)
+        rows[mode] = {(r["frontend"], r["run"]): r for r in store.rows()}
+    assert used == [2, 2]  # the two cells (one per frontend) of two runs each, batched; none when "alone"
+    assert len(rows["batched"]) == 4 and rows["batched"].keys() == rows["alone"].keys()
+    for key, alone in rows["alone"].items():
+        assert rows["batched"][key]["accuracy"] == alone["accuracy"], key

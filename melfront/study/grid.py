@@ -22,10 +22,10 @@ from .config import StudyConfig, Trial, train_settings
 from .execution import OneByOne, execute_ray_units, execute_units
 from .preflight import preflight
 from .splits import check_study, folds_to_test, split_for_trial, study_clips
-from .store import ResultStore, StudyLock
+from .store import ResultStore, StudyLock, error_line
 
 __all__ = ["plan", "split_for_trial", "load_clips", "execute_trial", "run_study", "open_study", "failure_summary",
-           "pending_units", "run_units", "say_failures"]
+           "pending_units", "run_units", "say_failures", "CellUnit", "batched_cells"]
 
 
 def plan(config: StudyConfig, clips) -> list[Trial]:
@@ -196,7 +196,8 @@ def _run_locked(config, store_path, *, ray_address, jobs, progress, quiet, trial
     store.set_meta("skipped_clips", clips.skipped)
     store.set_meta("cell_shortfalls", accounting["shortfalls"])
     keyed = [(t.key(config), t) for t in trials]
-    units, old_failed = pending_units(store, [[kt] for kt in keyed], retry_failed)
+    cells = batched_cells() and trial_fn is None
+    units, old_failed = pending_units(store, _cells(keyed) if cells else [[kt] for kt in keyed], retry_failed)
     pending = sum(len(u) for u in units)
     say = (lambda *a: None) if quiet else print
     for line in accounting["lines"]:
@@ -205,11 +206,87 @@ def _run_locked(config, store_path, *, ray_address, jobs, progress, quiet, trial
                   if old_failed else "")
     say(f"study: {len(trials)} trials ({len(trials) - pending} already done{retry_note}) on {config.dataset} "
         f"({len(clips)} clips, {len(clips.classes)} classes)")
-    run_units(store, config, units, OneByOne(execute_trial), config.to_dict(), total=len(trials), trial_fn=trial_fn,
+    if cells:
+        say("batched runs: the runs of a cell (fold, n, model, frontend) train together as one stacked model where "
+            "the model allows it (melfront.train.batched), each stored as its own trial")
+    run_units(store, config, units, CellUnit() if cells else OneByOne(execute_trial), config.to_dict(),
+              total=len(trials), trial_fn=trial_fn,
               jobs=jobs, ray_address=ray_address, ray_num_cpus=ray_num_cpus, ray_num_gpus=ray_num_gpus,
               progress=progress, quiet=quiet, describe=_progress_line)
     say_failures(store, {k for k, _ in keyed}, retry_failed, say)
     return store
+
+
+def batched_cells() -> bool:
+    """Whether a study runs each cell as one unit of batched runs: ``$MELFRONT_BATCHED_RUNS`` ``"batched"`` /
+    ``"alone"``, else (``"auto"``) where it pays: on CUDA (on the CPU the runs one after another were faster,
+    :mod:`melfront.train.batched`).
+
+    >>> batched_cells() == torch.cuda.is_available() or os.environ.get("MELFRONT_BATCHED_RUNS", "auto") != "auto"
+    True
+    """
+    mode = os.environ.get("MELFRONT_BATCHED_RUNS", "auto")
+    if mode not in ("auto", "batched", "alone"):
+        raise StudyError(f"MELFRONT_BATCHED_RUNS must be auto, batched or alone, got {mode!r}")
+    return mode == "batched" or (mode == "auto" and torch.cuda.is_available())
+
+
+def _cells(keyed) -> list:
+    """The trials grouped by cell (fold, n, model, frontend), in plan order of each cell's first trial."""
+    cells: dict = {}
+    for key, trial in keyed:
+        cells.setdefault((trial.fold, trial.n, trial.model, trial.frontend), []).append((key, trial))
+    return list(cells.values())
+
+
+class CellUnit:
+    """The unit function of a cell's runs: :func:`melfront.train.batched.run_trials` trains them together where
+    the model allows it (each run as it would train alone) and tests each; one outcome per trial, as
+    :func:`execute_trial` would give it (a run that fails fails alone). Picklable (worker pool, Ray).
+
+    >>> import tempfile
+    >>> config = StudyConfig(root=tempfile.mkdtemp(), n_per_class=[1], dataset_options=dict(n_classes=2,
+    ...                      clips_per_class=4, duration=0.25, sample_rate=4000, n_folds=2))
+    >>> fake = lambda clips, train_clips, test_clips, **kw: dict(accuracy=len(train_clips) / 10)
+    >>> list(CellUnit()(config.to_dict(), [dict(fold=1, n=1, run=r, model="sbcnn", frontend="db") for r in (0, 1)],
+    ...                 fake))[1]
+    ('ok', {'accuracy': 0.2, 'split': 'official folds', 'n_per_class_actual': 1})
+    """
+
+    def __call__(self, cfg: dict, trial_dicts: list, trial_fn=None):
+        if trial_fn is not None or len(trial_dicts) < 2:  # a custom trial function: one by one, as always
+            yield from OneByOne(execute_trial)(cfg, trial_dicts, trial_fn)
+            return
+        from ..train.batched import run_trials
+
+        config = StudyConfig.from_dict(cfg)
+        trials = [Trial(**d) for d in trial_dicts]
+        clips = load_clips(config)
+        runs, outcomes = [], [None] * len(trials)
+        for i, t in enumerate(trials):
+            try:
+                train, test, note = split_for_trial(config, clips, t.fold, t.n, t.run)
+                runs.append((i, note, dict(train_clips=train, test_clips=test,
+                                           seed=seed_for(config.seed, t.n, t.run, t.fold) % 2**31)))
+            except Exception as exc:  # this trial's failure only
+                outcomes[i] = ("failed", error_line(exc))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as execute_trial: one intra-op thread per unit
+        try:
+            results = run_trials(clips, frontend=trials[0].frontend, model=trials[0].model,
+                                 runs=[r for _, _, r in runs], mel={**DEFAULT_MEL, **config.mel},
+                                 train=train_settings(config, trials[0].model), policy="batched")
+        finally:
+            torch.set_num_threads(threads)
+        for (i, note, run), res in zip(runs, results):
+            if isinstance(res, Exception):
+                outcomes[i] = ("failed", error_line(res))
+                continue
+            res = dict(res, split=note)
+            res["n_per_class_actual"] = n_per_class_actual(run["train_clips"], len(clips.classes),
+                                                           res.get("skipped", ()))
+            outcomes[i] = ("ok", res)
+        yield from outcomes
 
 
 def pending_units(store: ResultStore, units, retry_failed: bool = False) -> tuple[list, int]:

@@ -22,11 +22,11 @@ only; ``"batched"`` forces it where supported, ``"alone"`` never batches.
 Supported (:func:`batch_reason` says why not otherwise; such runs are trained one after another, as
 before): one random patch per clip per epoch (``sampling="random"``, Pons et al.'s; with ``"all"`` the runs'
 patch counts differ, episodes are the protonet's), fixed epochs (no early stopping), float32, no
-checkpoint, mel features, a frame-local frontend (:func:`melfront.train.dense.frame_local`: the logarithms
-and the learned power; PCEN's custom autograd scan has no vmap rule), and no batch norm (its running
-statistics would need per-run buffers updated in place under ``vmap``: VGG, TIMBRE, the protonet, ResNet
-and ``input_bn`` SB-CNN run alone). Runs with different numbers of training clips (shortfalls) are batched
-in groups of equal size.
+checkpoint, mel features and a frame-local frontend (:func:`melfront.train.dense.frame_local`: the logarithms
+and the learned power; PCEN's custom autograd scan has no vmap rule). Batch norm in training mode works: its
+running statistics are stacked per run like the weights and updated in place under ``vmap`` (tested against
+the run alone). Runs with different numbers of training clips (shortfalls) are batched in groups of equal
+size.
 """
 from __future__ import annotations
 
@@ -88,8 +88,6 @@ def batch_reason(trainers: Sequence[Trainer]) -> str | None:
     model = first.model
     if not frame_local(model.frontend):
         return f"the frontend {type(model.frontend).__name__} (not elementwise)"
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return "batch norm (running statistics per run)"
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if any({k: tuple(v.shape) for k, v in t.model.state_dict().items()} != shapes for t in trainers):
         return "runs with different architectures"
@@ -276,6 +274,8 @@ class BatchedRuns:
             with torch.no_grad():
                 for n, p in t.model.named_parameters():
                     p.copy_(params[n][r] if n in params else consts[n][r])
+                for n, buf in t.model.named_buffers():  # batch norm's running statistics, updated per run
+                    buf.copy_(consts[n][r])
             t.history, t.epoch, t.finished = histories[r], s["epochs"], failed[r] is None
             t.train_seconds += seconds
         return [failed[r] if failed[r] is not None else histories[r] for r in range(m)]
