@@ -106,3 +106,22 @@ def test_trainer_predict_uses_dense_and_agrees(one_thread, monkeypatch):
     ref = aggregate(logp, ds.clip_indices, 2, s["aggregation"])
     assert scores.shape == (2, 5)
     assert abs(scores - ref).max() < 1e-5
+
+
+def test_dense_refuses_where_not_exact():
+    from melfront.errors import ParameterError
+    clf = build_classifier("pcen", "sbcnn", 2, dict(MEL, n_mels=52), 100)[0].eval()
+    with pytest.raises(ParameterError, match="not frame-local"):
+        dense_logits(clf, [torch.rand(52, 120)], [(0, 0)], 100)
+
+
+def test_clips_of_many_lengths_batched_together(one_thread):
+    """Chunks of different lengths share a batch (zero-padded on the right): same logits as the loop."""
+    clf, n_mels, frames = _model("sbcnn-bn")
+    g = torch.Generator().manual_seed(3)
+    feats = [torch.rand(n_mels, n, generator=g) + 1e-3 for n in (100, 101, 117, 133, 160, 250)]
+    ds = PatchDataset(feats, [0] * len(feats), n_frames=frames, mode="all", hop=5)
+    with torch.no_grad():
+        dense = dense_logits(clf, feats, ds.index, frames, batch_frames=10_000)
+    loop = _loop(clf, feats, ds)
+    torch.testing.assert_close(dense, loop, rtol=1e-5, atol=1e-5 * float(loop.abs().max()))

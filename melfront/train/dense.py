@@ -40,6 +40,7 @@ from torch import nn
 
 from ..checks import positive_int
 from ..data.patches import repeat_pad
+from ..errors import ParameterError
 from ..frontends import Chain, Decibel, LogFloor, LogLearn, LogOffset, PowerLearn, Stack
 from ..models import PiczakCNN, SBCNN, Timbre
 
@@ -190,10 +191,9 @@ def dense_logits(model: nn.Module, features: Sequence[torch.Tensor], index: Sequ
 
     Equal to ``model(patch)`` for each patch ``features[clip][..., start:start + patch_frames]`` (clips
     shorter than a patch repeat-padded, as :func:`melfront.data.patches.crop`), computed densely as the
-    module docstring explains; needs :func:`dense_reason` to be None (else ``ValueError`` is not raised:
-    call it first). ``chunk_frames`` bounds the patch starts scored per pass of a clip (rounded up to a
-    multiple of the backbone's time stride); ``batch_frames`` the frames of equal-length chunks batched
-    together. Mel features ``(n_mels, frames)`` or ``(channels, n_mels, frames)``.
+    module docstring explains (:class:`~melfront.errors.ParameterError` where :func:`dense_reason` is not
+    None). ``chunk_frames`` bounds the patch starts scored per pass of a clip (rounded up to a multiple of the
+    backbone's time stride); ``batch_frames`` the frames of the chunks batched together. Mel features ``(n_mels, frames)`` or ``(channels, n_mels, frames)``.
 
     >>> from melfront.train import build_classifier
     >>> from melfront.data.patches import PatchDataset
@@ -208,6 +208,9 @@ def dense_logits(model: nn.Module, features: Sequence[torch.Tensor], index: Sequ
     (torch.Size([7, 3]), True)
     """
     patch_frames = positive_int("patch_frames", patch_frames)
+    reason = dense_reason(model)
+    if reason is not None:
+        raise ParameterError(f"dense evaluation is not exact for this classifier: {reason}")
     trunk, head = dense_plan(model.backbone)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     stride = 1
@@ -219,38 +222,45 @@ def dense_logits(model: nn.Module, features: Sequence[torch.Tensor], index: Sequ
     groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for item, (clip, start) in enumerate(index):
         groups.setdefault((clip, start // chunk * chunk), []).append((item, start))
-    by_len: dict[int, list] = {}
-    padded = {}
+    chunks, padded = [], {}
     for (clip, base), items in groups.items():
         if clip not in padded:
             padded[clip] = repeat_pad(features[clip], patch_frames)
         end = min(padded[clip].shape[-1], max(s for _, s in items) + patch_frames)
-        by_len.setdefault(end - base, []).append((clip, base, items))
-    n_classes = None
-    out = None
-    patch_shape = None
-    for length, chunks in by_len.items():
-        per = max(1, batch_frames // length)
-        for b in range(0, len(chunks), per):
-            part = chunks[b:b + per]
-            x = torch.stack([padded[c][..., base:base + length] for c, base, _ in part]).to(device, torch.float32)
-            z = model.features(x)
-            if patch_shape is None:
-                patch_shape = _trunk(z[:1, ..., :patch_frames], trunk)[0].shape[-2:]
-            maps, offsets, _ = _trunk(z, trunk)
-            logits = _head(maps, head, patch_shape)  # (K*B, positions, n_classes)
-            if out is None:
-                n_classes = logits.shape[-1]
-                out = torch.empty(len(index), n_classes, dtype=logits.dtype, device=logits.device)
-            n_b = len(part)
-            rows, cols, items = [], [], []
-            for j, (_, base, its) in enumerate(part):
-                for item, start in its:
-                    rel = start - base
-                    rows.append(offsets.index(rel % stride) * n_b + j)
-                    cols.append(rel // stride)
-                    items.append(item)
-            out[items] = logits[rows, cols]
+        chunks.append((end - base, clip, base, items))
+    # Chunks of similar length batched together, zero-padded on the right to the longest: a position whose
+    # receptive field reaches the padding belongs to no patch (every patch lies inside its clip), and a
+    # frame-local frontend maps the zeros to finite values, so the padding changes no gathered logit.
+    chunks.sort(key=lambda c: c[0])
+    parts, part = [], []
+    for c in chunks:
+        if part and (len(part) + 1) * c[0] > batch_frames:
+            parts.append(part)
+            part = []
+        part.append(c)
+    if part:
+        parts.append(part)
+    out = patch_shape = None
+    for part in parts:
+        length = part[-1][0]
+        x = torch.zeros((len(part),) + tuple(padded[part[0][1]].shape[:-1]) + (length,), dtype=torch.float32)
+        for j, (n, c, base, _) in enumerate(part):
+            x[j, ..., :n] = padded[c][..., base:base + n]
+        z = model.features(x.to(device))
+        if patch_shape is None:
+            patch_shape = _trunk(z[:1, ..., :patch_frames], trunk)[0].shape[-2:]
+        maps, offsets, _ = _trunk(z, trunk)
+        logits = _head(maps, head, patch_shape)  # (K*B, positions, n_classes)
+        if out is None:
+            out = torch.empty(len(index), logits.shape[-1], dtype=logits.dtype, device=logits.device)
+        rows, cols, items = [], [], []
+        for j, (_, _, base, its) in enumerate(part):
+            for item, start in its:
+                rel = start - base
+                rows.append(offsets.index(rel % stride) * len(part) + j)
+                cols.append(rel // stride)
+                items.append(item)
+        out[items] = logits[rows, cols]
     if out is None:
         return torch.zeros(0, 0)
     return out
