@@ -60,8 +60,9 @@ SETTINGS = (
     Setting("augment.shift", "leading zeros, uniform integer in [0, sample_rate) samples (< 1 s), clip kept whole",
             _REF + "Dataset/esc50_processor.py (_augment_esc50: randint(sample_rate); its pitch shift 0 and "
             "stretch 1.0 change nothing)"),
-    Setting("augment.seed", 41, _REF + "Dataset/esc50_processor.py (np.random.seed(41)); melfront draws with "
-            "numpy default_rng((41, clip number)), so the individual shifts differ from theirs"),
+    Setting("augment.seed", 41, _REF + "Dataset/esc50_processor.py (np.random.seed(41))",
+            deviation="melfront draws with numpy default_rng((41, clip number)), so the individual shifts differ "
+                      "from theirs (same distribution; NumPy's legacy stream cannot be replayed clip by clip)"),
     Setting("target.normalisation", "global z-score, then min-max to [-1, 1], training-set statistics",
             _REF + "MSTmodel/MSTloader.py; the same for arm (a)'s input, EnvClassification/loader.py"),
     Setting("mst.layers", "conv 512 x 1024 stride 512, conv 256 x 3, conv 60 x 3 (ReLU, ReLU, tanh)",
@@ -107,14 +108,19 @@ SETTINGS = (
     Setting("train.c", "MSTmodel layers loaded and frozen", _REF + "Experiments/classifier_training.py "
             "('initialized'), EnvClassification/trainer.py (MSTfrozen=True)"),
     Setting("train.c.batch_norm", "kept (the MSTmodel's learned batch norm, fixed statistics)",
-            "melfront's choice: the reference RawPiczakCNN.py rebuilds the layers without batch norm when it loads "
-            "the MSTmodel, which changes the function they compute", "unfixed"),
+            _REF + "EnvClassification/Models/RawPiczakCNN.py rebuilds the MSTmodel layers without batch norm when "
+            "it loads them", "unfixed",
+            deviation="melfront keeps the learned batch norm: dropping it changes the function the loaded layers "
+                      "compute (seed 004, abstract: 'initializing the first layers of an end-to-end CNN "
+                      "classifier with the learned transformation')"),
     Setting("train.d.branch_epoch", 100, "melfront's choice: (d) branches off (c) after 100 of the 200 epochs; the "
             "paper did not run fine-tuning (an open question there)", "unfixed"),
     Setting("train.finetune_lr_scale", 0.1, "melfront's documented setting (mst-study --finetune-lr-scale): the "
             "MST layers learn at lr x 0.1 in (d)", "unfixed"),
     Setting("eval.vote", "majority vote of the segments per clip", _REF + "Utilities/utilities.py "
-            "(classification_accuracy); ties broken by summed probability in melfront (theirs: value_counts order)"),
+            "(classification_accuracy)",
+            deviation="ties are broken by summed probability in melfront (theirs: pandas value_counts order, "
+                      "arbitrary among equal counts)"),
     Setting("eval.average", "test accuracy per epoch, mean over the 5 folds", _REF + "Utilities/utilities.py "
             "(retrieve_fold_results); the paper's Figure 3"),
     Setting("seed", 0, "melfront's seed (the reference trainers use 42 with TensorFlow's generators)", "unfixed"),
