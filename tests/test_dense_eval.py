@@ -125,3 +125,20 @@ def test_clips_of_many_lengths_batched_together(one_thread):
         dense = dense_logits(clf, feats, ds.index, frames, batch_frames=10_000)
     loop = _loop(clf, feats, ds)
     torch.testing.assert_close(dense, loop, rtol=1e-5, atol=1e-5 * float(loop.abs().max()))
+
+
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_input_norm_of_fitted_settings(norm, one_thread):
+    """The fitted settings' input norm (NormalizedBackbone, batch norm in eval mode) keeps dense evaluation exact."""
+    clf = build_classifier("loglearn", "sbcnn", 3, dict(MEL, n_mels=52), 100, {"input_norm": norm})[0].eval()
+    if norm == "batch":
+        clf.backbone.norm.bn.running_mean.fill_(-2.0)
+    assert dense_reason(clf) is None
+    feats = [torch.rand(52, 170, generator=torch.Generator().manual_seed(4)) + 1e-3]
+    ds = PatchDataset(feats, [0], n_frames=100, mode="all", hop=1)
+    with torch.no_grad():
+        dense = dense_logits(clf, feats, ds.index, 100)
+    loop = _loop(clf, feats, ds)
+    torch.testing.assert_close(dense, loop, rtol=1e-5, atol=1e-5 * float(loop.abs().max()))
+    example = build_classifier("loglearn", "sbcnn", 3, dict(MEL, n_mels=52), 100, {"input_norm": "example"})[0]
+    assert dense_reason(example.eval()) is not None

@@ -43,6 +43,7 @@ from ..data.patches import repeat_pad
 from ..errors import ParameterError
 from ..frontends import Chain, Decibel, LogFloor, LogLearn, LogOffset, PowerLearn, Stack
 from ..models import PiczakCNN, SBCNN, Timbre
+from .build import NormalizedBackbone
 
 __all__ = ["frame_local", "dense_plan", "dense_reason", "dense_logits", "patch_logits", "clip_patch_logits"]
 
@@ -68,13 +69,22 @@ def dense_plan(backbone: nn.Module):
     """``(trunk, head)`` of a backbone that dense evaluation computes exactly, else None.
 
     ``trunk``: the layers before the head, each a valid stride-1 convolution along time, an unpadded
-    max-pooling, or a pointwise layer; ``head``: ``("dense", layers)`` (flatten, a linear layer, then layers
+    max-pooling, or a pointwise layer (the input norm of :class:`~melfront.train.build.NormalizedBackbone` in
+    ``"batch"`` or ``"none"`` mode included; ``"example"`` standardises each patch by its own statistics); ``head``: ``("dense", layers)`` (flatten, a linear layer, then layers
     acting per position) or ``("max", ())`` (global max over the map).
 
     >>> from melfront import models
     >>> dense_plan(models.build("sbcnn", 10))[1][0], dense_plan(models.build("vgg", 10)) is None
     ('dense', True)
+    >>> [dense_plan(NormalizedBackbone(models.build("timbre", 10), m)) is None for m in ("batch", "example")]
+    [False, True]
     """
+    if isinstance(backbone, NormalizedBackbone):  # the fitted settings' input norm in front
+        inner = dense_plan(backbone.net)
+        norm = backbone.norm
+        if inner is None or norm.mode == "example":  # per-example statistics: each patch its own
+            return None
+        return ([norm.bn] if norm.bn is not None else []) + inner[0], inner[1]
     if isinstance(backbone, SBCNN):
         trunk, head = [backbone.input_bn, *backbone.features], ("dense", tuple(backbone.head))
     elif isinstance(backbone, PiczakCNN) and not backbone.deltas:
