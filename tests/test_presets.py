@@ -106,7 +106,7 @@ def test_show_lists_every_setting_with_status_and_source():
     # every deviation from a cited source is said, after the table
     tail = text.split("deviations from the sources (declared):")[1]
     deviating = [s for s in preset.settings if s.deviation]
-    assert {"split", "protocol.resampler", "train.protonet.support"} <= {s.key for s in deviating}
+    assert {"split", "protocol.resampler", "protocol.protonet_input_bn"} <= {s.key for s in deviating}
     for s in deviating:
         assert f"{s.key}: {s.deviation}" in tail
     assert preset.setting("split").as_dict()["deviation"] == preset.setting("split").deviation

@@ -274,3 +274,15 @@ def test_subsets_are_independent_across_n_when_set():
     from melfront.study.config import Trial
     trial = Trial(1, 2, 0, "sbcnn", "db")  # a finished nested trial is not mistaken for an independent one
     assert trial.key(StudyConfig()) != trial.key(StudyConfig(subsets="independent"))
+
+
+def test_fixed_support_patches_lie_on_the_grid_with_grid_queries(data):
+    from melfront.data.patches import all_patches
+    t = _proto(queries="grid_patches", grid_hop=10)
+    x, _, clips = t.fixed_support(*data)
+    for row, c in zip(x, clips):
+        grid = all_patches(data[0][c], 32, 10, cover_end=False)
+        assert any(torch.equal(row, g) for g in grid)
+    short = [f[:, :20] for f in data[0]]  # shorter than a patch: the repeat-padded clip's one patch
+    xs, _, cs = _proto(queries="grid_patches", grid_hop=10).fixed_support(short, data[1])
+    assert xs.shape[-1] == 32 and torch.equal(xs[0][:, :20], short[cs[0]])

@@ -135,9 +135,9 @@ PONS_SETTINGS = (
                                                 f"and the queries in two calls (batch norm sees each apart)"),
     Setting("train.protonet.query_per_class", 5, f"{_CFG} config_proto 'max_patches_per_class': 5"),
     Setting("train.protonet.support", "fixed", f"{_PRO} lines 280, 294-314: define_support is True only on the "
-                                               f"first update: one support set for the whole run",
-            deviation="melfront crops each support clip's patch at any frame; the reference picks one patch of the "
-                      "clip's 42-frame grid (line 291)"),
+                                               f"first update: one support set for the whole run; line 291: one "
+                                               f"random patch of each support clip's 42-frame grid (melfront: the "
+                                               f"same under queries='grid_patches')"),
     Setting("train.protonet.support_per_class", 5, f"{_CFG} config_proto 'patches_per_prototype': 5; {_PRO} line "
                                                    f"298: one random patch from each of up to 5 audios per class"),
     Setting("train.protonet.eval_hop", 42, f"{_PRO} eval() line 23: pack [config, 'overlap_sampling', 42] (42 "

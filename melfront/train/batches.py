@@ -26,8 +26,8 @@ Prototypical networks (``sampling="episodes"``) have two support rules (setting 
   ``pons2019-*`` presets set to the reference's rule: its queries are distinct patches of a 42-frame grid
   (``queries="grid_patches"``, ``grid_hop``; by default melfront crops clips drawn with replacement), an
   epoch is ``total_patches // query_size`` updates (``epoch_updates="patch_grid"``, :func:`grid_updates_per_epoch`),
-  and it embeds support and queries in two passes (``episode_passes=2``; by default one). The fixed support's
-  patches are cropped at any frame (the reference takes one patch of each clip's grid).
+  and it embeds support and queries in two passes (``episode_passes=2``; by default one). With
+  ``queries="grid_patches"`` the fixed support's patches lie on the grid too (by default: at any frame).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from typing import Sequence
 
 import torch
 
-from ..data.patches import PatchDataset, random_crop
+from ..data.patches import PatchDataset, all_patches, random_crop
 from ..data.sampling import episode, query_clips, rng_for, seed_for, support_clips
 
 __all__ = ["train_dataset", "eval_dataset", "batches", "epoch_order", "episode_batch", "episodes_per_epoch",
@@ -118,8 +118,10 @@ def fixed_support(features, clips_by_class, s: dict, kind: str, hop_length: int 
     """One support set for a whole run: ``(x, labels, clips)``, a function of ``seed`` and the clips only.
 
     Up to ``support_per_class`` distinct clips of each class (:func:`melfront.data.sampling.support_clips`)
-    and one random ``patch_frames`` patch of each; ``clips`` lists the chosen clip indices in the rows' order.
-    No epoch enters the draw, so a resumed run (same seed, same clips) draws the same set.
+    and one random ``patch_frames`` patch of each, at any frame, or with ``queries="grid_patches"`` one of the
+    clip's ``grid_hop`` grid patches (src/proto.py line 291: ``random.choice`` among the clip's patches);
+    ``clips`` lists the chosen clip indices in the rows' order. No epoch enters the draw, so a resumed run (same
+    seed, same clips) draws the same set.
 
     >>> feats = [torch.rand(4, 20) for _ in range(4)]
     >>> s = dict(support_per_class=1, patch_frames=8)
@@ -130,7 +132,14 @@ def fixed_support(features, clips_by_class, s: dict, kind: str, hop_length: int 
     """
     support = support_clips(clips_by_class, s["support_per_class"], rng_for("fixed-support", seed))
     g = torch.Generator().manual_seed(seed_for("fixed-support-crops", seed))
-    x = torch.stack([random_crop(features[c], s["patch_frames"], g, kind, hop_length) for c, _ in support])
+    if s.get("queries") == "grid_patches":
+        def pick(c):
+            grid = all_patches(features[c], s["patch_frames"], s["grid_hop"], kind, hop_length, cover_end=False)
+            return grid[int(torch.randint(0, grid.shape[0], (1,), generator=g))]
+    else:
+        def pick(c):
+            return random_crop(features[c], s["patch_frames"], g, kind, hop_length)
+    x = torch.stack([pick(c) for c, _ in support])
     return (x.to(device, torch.float32), torch.tensor([lab for _, lab in support], device=device),
             [int(c) for c, _ in support])
 
