@@ -89,7 +89,7 @@ def search_all(name: str, pattern: str, texts, deadline_s: float | None = None) 
         done = subprocess.run([sys.executable, "-I", "-S", "-c", _WORKER], input=job, capture_output=True,
                               text=True, timeout=deadline, encoding="utf-8", errors="surrogateescape")
     except subprocess.TimeoutExpired:
-        raise ParameterError(f"{name} {pattern!r}: matching {len(texts)} file names took more than {deadline:g} s; "
+        raise ParameterError(f"{name} {pattern!r}: matching {len(texts)} file names took more than {deadline:.1f} s; "
                              f"the pattern backtracks (nested quantifiers such as (a+)+ take exponential time): "
                              f"simplify it") from None
     if done.returncode != 0:

@@ -111,6 +111,8 @@ def _check_pcen_state(x, state) -> None:
     non-negative tensor ``(..., n_mels)`` matching the chunk ``(..., n_mels, frames)`` (eager mode only)."""
     if not torch.is_tensor(x) or x.ndim < 2 or not x.is_floating_point():
         raise ParameterError("x must be a floating-point tensor (..., n_mels, frames)")
+    if torch.is_tensor(state) and not state.is_floating_point():
+        raise ParameterError(f"state must be a floating-point tensor, got {state.dtype}")
     if not torch.is_tensor(state) or tuple(state.shape) != tuple(x.shape[:-1]):
         got = tuple(state.shape) if torch.is_tensor(state) else type(state).__name__
         raise ParameterError(f"state must have shape {tuple(x.shape[:-1])} (the chunk's shape without its frames "
