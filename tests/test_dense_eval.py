@@ -67,7 +67,7 @@ def test_which_path():
     exact = build_classifier("stack(logeps, loglearn)", "sbcnn", 2, mel, 100)[0].eval()
     assert dense_reason(exact) is None
     assert "training" in dense_reason(exact.train())
-    assert "frame-local" in dense_reason(build_classifier("db", "sbcnn", 2, mel, 100)[0].eval())
+    assert "frame-local" in dense_reason(build_classifier("db(ref='max')", "sbcnn", 2, mel, 100)[0].eval())
     assert "padding" in dense_reason(build_classifier("logeps", "vgg", 2, mel, 32, {"width": 4})[0].eval())
     piczak = build_classifier("logeps", "piczak", 2, dict(MEL), 41, {"deltas": True, "hidden": 8})[0].eval()
     assert dense_reason(piczak) is not None
@@ -142,3 +142,26 @@ def test_input_norm_of_fitted_settings(norm, one_thread):
     torch.testing.assert_close(dense, loop, rtol=1e-5, atol=1e-5 * float(loop.abs().max()))
     example = build_classifier("loglearn", "sbcnn", 3, dict(MEL, n_mels=52), 100, {"input_norm": "example"})[0]
     assert dense_reason(example.eval()) is not None
+
+
+def test_db_with_top_db_exact(one_thread):
+    """db (top_db=80): patches the clip changes are scored one by one, the others densely; all equal the loop."""
+    clf = build_classifier("db", "sbcnn", 3, dict(MEL, n_mels=52), 100)[0].eval()
+    assert dense_reason(clf) is None
+    g = torch.Generator().manual_seed(6)
+    loud = torch.rand(52, 300, generator=g) + 0.1
+    loud[:, 150:170] = 1e-12  # 110 dB under the rest: every patch over these frames is clipped
+    feats = [loud, torch.rand(52, 130, generator=g) + 0.1]
+    ds = PatchDataset(feats, [0, 0], n_frames=100, mode="all", hop=3)
+    import melfront.train.dense as dense_mod
+    seen = []
+    real = dense_mod.patch_logits
+    dense_mod.patch_logits = lambda m, f, idx, *a, **k: seen.append(len(idx)) or real(m, f, idx, *a, **k)
+    try:
+        with torch.no_grad():
+            dense = dense_logits(clf, feats, ds.index, 100)
+    finally:
+        dense_mod.patch_logits = real
+    assert seen and 0 < seen[0] < len(ds)  # some patches clipped, not all
+    loop = _loop(clf, feats, ds)
+    torch.testing.assert_close(dense, loop, rtol=1e-5, atol=1e-5 * float(loop.abs().max()))

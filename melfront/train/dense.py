@@ -23,8 +23,11 @@ patch needs, so an hour-long clip needs memory for one chunk, not the clip.
 The frontend runs on the whole chunk, which equals running it per patch only when it is **frame-local**
 (each output frame a function of the same input frame): the fixed and learned logarithms (logeps, log10000,
 logoffset, loglearn, logfloor), the learned power, ``db`` with a numeric ``ref`` and ``top_db=None``, and
-stacks or chains of these (:func:`frame_local`). ``db`` with ``top_db`` or ``ref="max"``, ``minmax`` and PCEN
-(a recursive smoother over time, started anew in each patch) depend on the patch they see, so these
+stacks or chains of these (:func:`frame_local`). ``db`` with ``top_db`` (the default, 80) clips each patch
+``top_db`` below the patch's own maximum: the unclipped decibels run on the chunk, and the patches the clip
+would change (a value more than ``top_db`` under the patch's peak) are found and scored patch by patch, so the
+logits stay exact. ``db`` with ``ref="max"``, ``minmax`` and PCEN (a recursive smoother over time, started anew
+in each patch) depend on the patch they see, so these
 classifiers, the padded backbones (VGG, the protonet's VGG, ResNet: zero padding at a patch's edges is not
 the clip's neighbouring frames, so no patch is a sub-computation of the clip's pass), PiczakCNN with deltas
 (the delta filter pads at the patch's edges) and waveform frontends are scored patch by patch, in large
@@ -63,6 +66,22 @@ def frame_local(frontend: nn.Module) -> bool:
     if isinstance(frontend, Decibel):
         return not frontend._ref_max and frontend.top_db is None
     return isinstance(frontend, _LOCAL_FRONTENDS)
+
+
+def _dense_frontend(frontend: nn.Module):
+    """``(frontend to run on whole chunks, top_db)``, or None when no exact dense scheme exists.
+
+    A frame-local frontend runs as it is (``top_db`` None). ``db`` with a numeric ``ref`` and ``top_db``
+    clips each patch at ``top_db`` below the patch's own maximum; where a patch's values all lie within
+    ``top_db`` of its maximum, the clip is a no-op and the patch equals the unclipped decibels. So the
+    unclipped law runs on the chunk and each patch is checked; patches where the clip bites are scored
+    patch by patch.
+    """
+    if frame_local(frontend):
+        return frontend, None
+    if isinstance(frontend, Decibel) and not frontend._ref_max and frontend.top_db is not None:
+        return Decibel(ref=frontend.ref, amin=frontend.amin, top_db=None), float(frontend.top_db)
+    return None
 
 
 def dense_plan(backbone: nn.Module):
@@ -130,7 +149,7 @@ def dense_reason(model: nn.Module, kind: str = "mel") -> str | None:
         return "waveform features"
     if model.training:
         return "the model is in training mode"
-    if not frame_local(model.frontend):
+    if _dense_frontend(model.frontend) is None:
         return f"the frontend {type(model.frontend).__name__} is not frame-local"
     if dense_plan(model.backbone) is None:
         return f"the backbone {type(model.backbone).__name__} has padding or layers that differ per patch"
@@ -250,13 +269,22 @@ def dense_logits(model: nn.Module, features: Sequence[torch.Tensor], index: Sequ
         part.append(c)
     if part:
         parts.append(part)
+    front, top_db = _dense_frontend(model.frontend)
+    front = front.to(device)
     out = patch_shape = None
+    clipped = []  # db with top_db: items whose patch the clip changes, scored patch by patch
     for part in parts:
         length = part[-1][0]
         x = torch.zeros((len(part),) + tuple(padded[part[0][1]].shape[:-1]) + (length,), dtype=torch.float32)
         for j, (n, c, base, _) in enumerate(part):
             x[j, ..., :n] = padded[c][..., base:base + n]
-        z = model.features(x.to(device))
+        z = front(x.to(device))
+        if z.ndim == 3:  # as Classifier.features: a channel axis
+            z = z.unsqueeze(1)
+        if top_db is not None:
+            window = lambda v: nn.functional.max_pool1d(v.unsqueeze(1), patch_frames, stride=1).squeeze(1)  # noqa: E731
+            peak, low = window(z.amax(dim=(1, 2))), -window(-z.amin(dim=(1, 2)))  # per patch start
+            bites = (low < peak - top_db).cpu()
         if patch_shape is None:
             patch_shape = _trunk(z[:1, ..., :patch_frames], trunk)[0].shape[-2:]
         maps, offsets, _ = _trunk(z, trunk)
@@ -267,10 +295,16 @@ def dense_logits(model: nn.Module, features: Sequence[torch.Tensor], index: Sequ
         for j, (_, _, base, its) in enumerate(part):
             for item, start in its:
                 rel = start - base
+                if top_db is not None and bool(bites[j, rel]):
+                    clipped.append(item)
+                    continue
                 rows.append(offsets.index(rel % stride) * len(part) + j)
                 cols.append(rel // stride)
                 items.append(item)
         out[items] = logits[rows, cols]
+    if clipped:
+        out[clipped] = patch_logits(model, features, [index[i] for i in clipped], patch_frames,
+                                    max(1, batch_frames // patch_frames), device=device).to(out.dtype)
     if out is None:
         return torch.zeros(0, 0)
     return out
