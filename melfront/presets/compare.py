@@ -97,8 +97,8 @@ class ComparePreset(Preset):
                 declared.append(f"test_folds: {_fmt(own['test_folds'])} -> \"all\" (they belong to "
                                 f"{self.default_dataset})")
         values["root"] = None if root is None else str(root)
-        declared += _drop_orphan_pairs(values, overrides or {})
         declared += _apply_overrides(values, dict(overrides or {}), study_dict(self.settings))
+        declared += _drop_orphan_pairs(values, overrides or {})
         try:
             config = StudyConfig.from_dict(values)
             config.validate()

@@ -174,7 +174,8 @@ def split_for_trial(config: StudyConfig, clips, fold, n: int, run: int):
 
     ``train_clips`` is :func:`melfront.data.sampling.few_shot_subset` of the fold's pool (``n`` per class,
     reproducible from ``(seed, n, run, fold)``; nested across ``n``, or drawn independently for each ``n`` when
-    ``config.subsets == "independent"``, as Pons et al.'s src/shared.py ``random.sample`` per run). Under official folds a class with fewer than ``n`` pool
+    ``config.subsets == "independent"``, as Pons et al.'s src/shared.py ``random.sample`` per run). Under
+    official folds a class with fewer than ``n`` pool
     clips is a DataError; under a holdout it gives all it has (see :func:`check_study`).
 
     >>> from melfront.data import Clip, ClipList
