@@ -27,8 +27,18 @@ def test_deliberate_errors_are_one_line_and_exit_2(monkeypatch, capsys, exc):
     captured = capsys.readouterr()
     err = captured.err
     assert err.count("\n") == 1 and err.startswith("melfront frontends: error: ")
-    assert str(exc).splitlines()[0] in err
+    if isinstance(exc, OSError) and exc.errno:  # an OS error: the path and the errno's meaning (PathError)
+        assert f"{exc.filename}: permission denied (EACCES)" in err
+    else:
+        assert str(exc).splitlines()[0] in err
     assert "Traceback" not in err and captured.out == ""
+
+
+def test_an_os_error_without_a_path_still_says_its_meaning(monkeypatch, capsys):
+    import errno
+    _make_command_raise(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
+    assert cli.main(["frontends"]) == 2
+    assert capsys.readouterr().err == "melfront frontends: error: no space left on device (ENOSPC)\n"
 
 
 def test_a_multi_line_message_is_joined_into_one_line(monkeypatch, capsys):
