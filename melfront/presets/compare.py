@@ -82,6 +82,7 @@ class ComparePreset(Preset):
     def plan(self, root=None, dataset=None, overrides: dict | None = None) -> Plan:
         """Check the protocol against the data at ``root`` (headers only); refuse or declare (see the module)."""
         from ..study import StudyConfig
+        from ..study.preflight import preflight
         from ..study.splits import complete_folds, resolve_split, study_clips
         dataset = dataset or self.default_dataset
         values = self.base_config(dataset)
@@ -102,6 +103,7 @@ class ComparePreset(Preset):
         try:
             config = StudyConfig.from_dict(values)
             config.validate()
+            preflight(config)  # as the real run does: mel bands, epochs, every model x frontend built
         except ParameterError as exc:
             raise StudyError(f"preset {self.name}: {exc}") from None
         try:
