@@ -194,3 +194,8 @@ def test_train_into_a_read_only_folder(tmp_path, monkeypatch, capsys):
                  "--hop", "64", "--patch-frames", "32", "--epochs", "1", "--quiet", "--no-cache", "-o", str(run)])
     assert code == 2
     one_error(capsys, "melfront train: error: ", str(run), "read-only file system (EROFS)")
+
+
+def test_an_absurd_model_width_is_counted_not_allocated(dry, capsys):
+    assert dry("--models", "vgg", "--set", 'model_options={"width": 100000000}') == 2
+    one_error(capsys, "model 'vgg'", "parameters, more than the 500,000,000 a study accepts")

@@ -9,8 +9,9 @@ another (or as a chance-level study stored with exit status 0):
   ``hop_length`` longer than the analysis window (``n_fft``), which skips audio between frames;
 - ``epochs`` and ``max_epochs`` above :data:`MAX_EPOCHS`;
 - every model with every frontend, built at the study's input size (``n_mels`` x ``patch_frames``) with its
-  ``model_options``: an unknown option, an option of the wrong type or a patch too small for the backbone is
-  found before any training.
+  ``model_options`` on PyTorch's ``meta`` device (nothing allocated): an unknown option, an option of the wrong
+  type, a patch too small for the backbone or a backbone over :data:`MAX_PARAMETERS` parameters is found before
+  any training.
 
 >>> from melfront.study import StudyConfig
 >>> mel = {"n_mels": 32, "n_fft": 256, "hop_length": 128, "sample_rate": 8000}
@@ -28,16 +29,23 @@ from __future__ import annotations
 
 import warnings
 
+import torch
+
+from .. import models
+from ..checks import one_of
 from ..data.cache import full_mel_config
 from ..errors import MelfrontError, ParameterError
 from ..functional import mel_filterbank
-from ..train import DEFAULT_MEL, build_classifier, resolve_settings
+from ..train import DEFAULT_MEL, resolve_settings
+from ..train.build import INPUT_NORMS, backbone_input_shape
 from .config import train_settings
 
-__all__ = ["preflight", "study_mel", "check_mel", "MAX_EPOCHS"]
+__all__ = ["preflight", "study_mel", "check_mel", "backbone_parameters", "MAX_EPOCHS", "MAX_PARAMETERS"]
 
 #: The most epochs (``epochs`` or ``max_epochs``) a study accepts.
 MAX_EPOCHS = 100_000
+#: The most backbone parameters a study accepts (2 GiB of float32 weights, before gradients and Adam's moments).
+MAX_PARAMETERS = 500_000_000
 
 
 def study_mel(config, n_mels: int) -> dict:
@@ -82,10 +90,30 @@ def preflight(config) -> None:
         mel = study_mel(config, s["n_mels"])
         check_mel(mel)
         for spec in config.frontends:
+            where = (f"model {m!r} with frontend {spec!r} (n_mels={mel['n_mels']}, patch_frames={s['patch_frames']}, "
+                     f"model_options={s['model_options']})")
             try:
-                build_classifier(spec, m, 2, mel, s["patch_frames"], s["model_options"])
-            except (MelfrontError, ValueError, TypeError) as exc:
-                cause = " ".join(str(exc).split()) or type(exc).__name__
-                raise ParameterError(f"model {m!r} with frontend {spec!r} (n_mels={mel['n_mels']}, "
-                                     f"patch_frames={s['patch_frames']}, model_options={s['model_options']}): "
-                                     f"{cause}") from None
+                n = backbone_parameters(spec, m, mel, s["patch_frames"], s["model_options"])
+            except (MelfrontError, ValueError, TypeError, RuntimeError) as exc:
+                raise ParameterError(f"{where}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+            if n > MAX_PARAMETERS:
+                raise ParameterError(f"{where}: the backbone would have {n:,} parameters, more than the "
+                                     f"{MAX_PARAMETERS:,} a study accepts ({4 * n / 2 ** 30:.1f} GiB of float32 "
+                                     f"weights alone)")
+
+
+def backbone_parameters(spec: str, model: str, mel: dict, patch_frames: int, model_options: dict) -> int:
+    """The backbone's parameter count for ``spec``'s output on ``patch_frames`` patches, built on PyTorch's
+    ``meta`` device (nothing allocated: an absurd ``width`` is counted, not attempted); its options and input
+    size are checked as :func:`melfront.train.build_classifier` checks them.
+
+    >>> from melfront.study import StudyConfig
+    >>> backbone_parameters("db", "vgg", study_mel(StudyConfig(), 32), 32, {"width": 4, "input_norm": "batch"})
+    684
+    """
+    options = dict(model_options or {})
+    one_of("model_options['input_norm']", options.pop("input_norm", "none"), INPUT_NORMS)
+    shape = backbone_input_shape(spec, mel, patch_frames)
+    with torch.device("meta"):
+        backbone = models.build(model, 2, **shape, **options)
+    return int(sum(p.numel() for p in backbone.parameters()))
