@@ -199,3 +199,8 @@ def test_train_into_a_read_only_folder(tmp_path, monkeypatch, capsys):
 def test_an_absurd_model_width_is_counted_not_allocated(dry, capsys):
     assert dry("--models", "vgg", "--set", 'model_options={"width": 100000000}') == 2
     one_error(capsys, "model 'vgg'", "parameters, more than the 500,000,000 a study accepts")
+
+
+def test_an_absurd_patch_is_refused_before_any_allocation(dry, capsys):
+    assert dry("--set", "patch_frames=100000000") == 2
+    one_error(capsys, "train['patch_frames']=100000000", "at most 600 s")

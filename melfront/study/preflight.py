@@ -7,7 +7,7 @@ another (or as a chance-level study stored with exit status 0):
 - the mel configuration: a filterbank with empty bands (``n_fft`` too small for ``n_mels``; the library
   function :func:`melfront.functional.mel_filterbank` keeps librosa's warning, a study refuses it), and a
   ``hop_length`` longer than the analysis window (``n_fft``), which skips audio between frames;
-- ``epochs`` and ``max_epochs`` above :data:`MAX_EPOCHS`;
+- ``epochs`` and ``max_epochs`` above :data:`MAX_EPOCHS`, a patch longer than :data:`MAX_PATCH_SECONDS`;
 - every model with every frontend, built at the study's input size (``n_mels`` x ``patch_frames``) with its
   ``model_options`` on PyTorch's ``meta`` device (nothing allocated): an unknown option, an option of the wrong
   type, a patch too small for the backbone or a backbone over :data:`MAX_PARAMETERS` parameters is found before
@@ -40,10 +40,13 @@ from ..train import DEFAULT_MEL, resolve_settings
 from ..train.build import INPUT_NORMS, backbone_input_shape
 from .config import train_settings
 
-__all__ = ["preflight", "study_mel", "check_mel", "backbone_parameters", "MAX_EPOCHS", "MAX_PARAMETERS"]
+__all__ = ["preflight", "study_mel", "check_mel", "backbone_parameters", "MAX_EPOCHS", "MAX_PARAMETERS",
+           "MAX_PATCH_SECONDS"]
 
 #: The most epochs (``epochs`` or ``max_epochs``) a study accepts.
 MAX_EPOCHS = 100_000
+#: The longest patch a study accepts, in seconds (``patch_frames`` x ``hop_length`` / ``sample_rate``).
+MAX_PATCH_SECONDS = 600
 #: The most backbone parameters a study accepts (2 GiB of float32 weights, before gradients and Adam's moments).
 MAX_PARAMETERS = 500_000_000
 
@@ -89,6 +92,11 @@ def preflight(config) -> None:
                 raise ParameterError(f"train[{key!r}] must be at most {MAX_EPOCHS} epochs, got {s[key]} (model {m!r})")
         mel = study_mel(config, s["n_mels"])
         check_mel(mel)
+        seconds = s["patch_frames"] * mel["hop_length"] / mel["sample_rate"]
+        if seconds > MAX_PATCH_SECONDS:
+            raise ParameterError(f"train['patch_frames']={s['patch_frames']} frames of hop {mel['hop_length']} at "
+                                 f"{mel['sample_rate']} Hz is a patch of {seconds:,.0f} s; at most "
+                                 f"{MAX_PATCH_SECONDS} s (model {m!r})")
         for spec in config.frontends:
             where = (f"model {m!r} with frontend {spec!r} (n_mels={mel['n_mels']}, patch_frames={s['patch_frames']}, "
                      f"model_options={s['model_options']})")
