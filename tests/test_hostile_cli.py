@@ -203,4 +203,15 @@ def test_an_absurd_model_width_is_counted_not_allocated(dry, capsys):
 
 def test_an_absurd_patch_is_refused_before_any_allocation(dry, capsys):
     assert dry("--set", "patch_frames=100000000") == 2
-    one_error(capsys, "train['patch_frames']=100000000", "at most 600 s")
+    one_error(capsys, "train['patch_frames'] (model 'sbcnn'): patch_frames=100000000 frames", "at most 600 s")
+
+
+def test_train_refuses_an_absurd_width_without_allocating(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MELFRONT_CACHE", str(tmp_path / "cache"))
+    code = main(["train", "--dataset", "synth", "--root", str(tmp_path / "synth"), "--dataset-option", "n_classes=2",
+                 "--dataset-option", "clips_per_class=4", "--dataset-option", "duration=0.25",
+                 "--dataset-option", "sample_rate=4000", "--dataset-option", "n_folds=2", "--test-fold", "1",
+                 "--model", "vgg", "--set", 'model_options={"width": 100000000}', "--epochs", "1", "--quiet",
+                 "--no-cache", "-o", str(tmp_path / "run")])
+    assert code == 2
+    one_error(capsys, "melfront train: error: ", "model 'vgg'", "parameters, more than 500,000,000")

@@ -29,26 +29,20 @@ from __future__ import annotations
 
 import warnings
 
-import torch
-
-from .. import models
 from ..checks import one_of
 from ..data.cache import full_mel_config
 from ..errors import MelfrontError, ParameterError
 from ..functional import mel_filterbank
 from ..train import DEFAULT_MEL, resolve_settings
-from ..train.build import INPUT_NORMS, backbone_input_shape
+from ..train.build import (INPUT_NORMS, MAX_PARAMETERS, MAX_PATCH_SECONDS, backbone_input_shape, backbone_parameters,
+                           check_patch)
 from .config import train_settings
 
-__all__ = ["preflight", "study_mel", "check_mel", "backbone_parameters", "MAX_EPOCHS", "MAX_PARAMETERS",
+__all__ = ["preflight", "study_mel", "check_mel", "classifier_parameters", "MAX_EPOCHS", "MAX_PARAMETERS",
            "MAX_PATCH_SECONDS"]
 
 #: The most epochs (``epochs`` or ``max_epochs``) a study accepts.
 MAX_EPOCHS = 100_000
-#: The longest patch a study accepts, in seconds (``patch_frames`` x ``hop_length`` / ``sample_rate``).
-MAX_PATCH_SECONDS = 600
-#: The most backbone parameters a study accepts (2 GiB of float32 weights, before gradients and Adam's moments).
-MAX_PARAMETERS = 500_000_000
 
 
 def study_mel(config, n_mels: int) -> dict:
@@ -92,16 +86,15 @@ def preflight(config) -> None:
                 raise ParameterError(f"train[{key!r}] must be at most {MAX_EPOCHS} epochs, got {s[key]} (model {m!r})")
         mel = study_mel(config, s["n_mels"])
         check_mel(mel)
-        seconds = s["patch_frames"] * mel["hop_length"] / mel["sample_rate"]
-        if seconds > MAX_PATCH_SECONDS:
-            raise ParameterError(f"train['patch_frames']={s['patch_frames']} frames of hop {mel['hop_length']} at "
-                                 f"{mel['sample_rate']} Hz is a patch of {seconds:,.0f} s; at most "
-                                 f"{MAX_PATCH_SECONDS} s (model {m!r})")
+        try:
+            check_patch(mel, s["patch_frames"])
+        except ParameterError as exc:
+            raise ParameterError(f"train['patch_frames'] (model {m!r}): {exc}") from None
         for spec in config.frontends:
             where = (f"model {m!r} with frontend {spec!r} (n_mels={mel['n_mels']}, patch_frames={s['patch_frames']}, "
                      f"model_options={s['model_options']})")
             try:
-                n = backbone_parameters(spec, m, mel, s["patch_frames"], s["model_options"])
+                n = classifier_parameters(spec, m, mel, s["patch_frames"], s["model_options"])
             except (MelfrontError, ValueError, TypeError, RuntimeError) as exc:
                 raise ParameterError(f"{where}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
             if n > MAX_PARAMETERS:
@@ -110,18 +103,15 @@ def preflight(config) -> None:
                                      f"weights alone)")
 
 
-def backbone_parameters(spec: str, model: str, mel: dict, patch_frames: int, model_options: dict) -> int:
-    """The backbone's parameter count for ``spec``'s output on ``patch_frames`` patches, built on PyTorch's
-    ``meta`` device (nothing allocated: an absurd ``width`` is counted, not attempted); its options and input
+def classifier_parameters(spec: str, model: str, mel: dict, patch_frames: int, model_options: dict) -> int:
+    """The backbone's parameter count behind frontend ``spec`` on ``patch_frames`` patches, built on PyTorch's
+    ``meta`` device (:func:`melfront.train.build.backbone_parameters`: nothing allocated); its options and input
     size are checked as :func:`melfront.train.build_classifier` checks them.
 
     >>> from melfront.study import StudyConfig
-    >>> backbone_parameters("db", "vgg", study_mel(StudyConfig(), 32), 32, {"width": 4, "input_norm": "batch"})
+    >>> classifier_parameters("db", "vgg", study_mel(StudyConfig(), 32), 32, {"width": 4, "input_norm": "batch"})
     684
     """
     options = dict(model_options or {})
     one_of("model_options['input_norm']", options.pop("input_norm", "none"), INPUT_NORMS)
-    shape = backbone_input_shape(spec, mel, patch_frames)
-    with torch.device("meta"):
-        backbone = models.build(model, 2, **shape, **options)
-    return int(sum(p.numel() for p in backbone.parameters()))
+    return backbone_parameters(model, 2, backbone_input_shape(spec, mel, patch_frames), options)

@@ -22,7 +22,8 @@ from ..errors import ParameterError
 from ..frontends import frontend as make_frontend
 
 __all__ = ["DEFAULT_MEL", "MEL_KEYS", "INPUT_NORMS", "frontend_common", "dummy_input", "backbone_input_shape",
-           "InputNorm", "NormalizedBackbone", "build_classifier", "learned_parameters"]
+           "InputNorm", "NormalizedBackbone", "build_classifier", "learned_parameters", "check_patch",
+           "backbone_parameters", "MAX_PATCH_SECONDS", "MAX_PARAMETERS"]
 
 #: Mel parameters of Pons et al. (2019) and Salamon & Bello (2017) at 22.05 kHz: 128 bands, hop 512,
 #: so a 128-frame patch is 2.97 s (their 3 s patches at 44.1 kHz with hop 1024).
@@ -77,7 +78,41 @@ def backbone_input_shape(frontend: str, mel: dict, patch_frames: int) -> dict:
     return _frontend_and_shape(frontend, mel, patch_frames)[1]
 
 
+#: The longest patch a classifier is built for, in seconds (``patch_frames`` x ``hop_length`` / ``sample_rate``).
+MAX_PATCH_SECONDS = 600
+#: The most backbone parameters a classifier is built with (2 GiB of float32 weights, before gradients and
+#: the optimiser's state); counted on PyTorch's ``meta`` device before anything is allocated.
+MAX_PARAMETERS = 500_000_000
+
+
+def check_patch(mel: dict, patch_frames: int) -> None:
+    """ParameterError for a patch longer than :data:`MAX_PATCH_SECONDS` (before a dummy pass allocates it).
+
+    >>> check_patch(dict(DEFAULT_MEL), 10 ** 8)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    melfront.errors.ParameterError: patch_frames=100000000 frames of hop 512 at 22050 Hz is a patch of 2,321,995 s; ...
+    """
+    seconds = patch_frames * mel["hop_length"] / mel["sample_rate"]
+    if seconds > MAX_PATCH_SECONDS:
+        raise ParameterError(f"patch_frames={patch_frames} frames of hop {mel['hop_length']} at {mel['sample_rate']} "
+                             f"Hz is a patch of {seconds:,.0f} s; at most {MAX_PATCH_SECONDS} s")
+
+
+def backbone_parameters(model: str, n_classes: int, shape: dict, options: dict) -> int:
+    """Parameters of ``models.build(model, n_classes, **shape, **options)``, counted on the ``meta`` device
+    (nothing allocated: an absurd ``width`` is counted, not attempted).
+
+    >>> backbone_parameters("vgg", 2, dict(n_mels=32, n_frames=32, in_channels=1), {"width": 4})
+    684
+    """
+    with torch.device("meta"):
+        backbone = models.build(model, n_classes, **shape, **options)
+    return int(sum(p.numel() for p in backbone.parameters()))
+
+
 def _frontend_and_shape(frontend: str, mel: dict, patch_frames: int):
+    check_patch(mel, patch_frames)
     fe = make_frontend(frontend, **frontend_common(mel))
     kind = getattr(fe, "input_kind", None)
     if kind not in ("mel", "waveform"):
@@ -189,6 +224,11 @@ def build_classifier(frontend: str, model: str, n_classes: int, mel: dict, patch
     norm = options.pop("input_norm", "none")
     norm = one_of("model_options['input_norm']", norm, INPUT_NORMS)
     fe, shape = _frontend_and_shape(frontend, mel, patch_frames)
+    n = backbone_parameters(model, n_classes, shape, options)
+    if n > MAX_PARAMETERS:
+        raise ParameterError(f"model {model!r} with model_options {options} on {shape['n_mels']} x {shape['n_frames']} "
+                             f"inputs would have {n:,} parameters, more than {MAX_PARAMETERS:,} "
+                             f"({4 * n / 2 ** 30:.1f} GiB of float32 weights alone)")
     backbone = models.build(model, n_classes, **shape, **options)
     if norm != "none":
         backbone = NormalizedBackbone(backbone, norm)
