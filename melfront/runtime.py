@@ -12,10 +12,12 @@ environment variables ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...`` do, appl
 CLI, the study's worker processes and Ray tasks. It is a no-op off glibc (macOS, Windows, musl), when
 ``MELFRONT_MALLOC=system`` is set, or when the user set any ``MALLOC_*_`` variable (theirs wins).
 
-**channels-last.** oneDNN's convolutions run faster on NHWC maps for SB-CNN-like nets; measured on the
-2-core development machine (one thread, BENCHMARKS.md): SB-CNN evaluation ~1.9x, training unchanged.
-:func:`channels_last` switches a module's 4-D weights to channels-last for the duration of a block
-(evaluation), values untouched, so training stays bit-for-bit as before.
+**channels-last.** oneDNN's convolutions and max-pools run faster on NHWC maps for some networks and slower for
+others; measured on the 2-core development machine (one thread, fp32, one training step, BENCHMARKS.md):
+SB-CNN 1.13x (logeps) to 1.46x (loglearn; its max-pools 7x faster), VGG-32 1.36x, ResNet 1.2x, the protonet's
+VGG 1.58x, but TIMBRE 0.27x and PiczakCNN 0.72x. :func:`channels_last_preferred` says which backbones the
+:class:`~melfront.train.Trainer` keeps in channels-last (values unchanged, results equal to float rounding);
+:func:`channels_last` switches a module for the duration of a block.
 
 **bf16.** :func:`autocast` is ``torch.autocast(device, bfloat16)`` for ``precision="bf16"`` and a no-op for
 ``"fp32"``; frontends switch autocast off inside (:class:`melfront.frontends.Frontend`), so they stay float32.
@@ -33,7 +35,10 @@ from .checks import one_of
 # torch is imported inside the functions that need it: the CLI calls tune_allocator before any command
 # (``melfront --help`` and ``melfront report`` stay torch-free).
 
-__all__ = ["tune_allocator", "allocator_state", "channels_last", "autocast"]
+__all__ = ["tune_allocator", "allocator_state", "channels_last", "channels_last_preferred", "autocast"]
+
+#: Backbones (class names) measured faster in channels-last, training and evaluation (module docstring).
+CHANNELS_LAST = ("SBCNN", "VGG", "ResNet", "ProtoNet")
 
 # glibc malloc.h
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4
@@ -96,12 +101,23 @@ def allocator_state() -> dict:
     return dict(_STATE)
 
 
+def channels_last_preferred(backbone) -> bool:
+    """Whether ``backbone`` (or the network a wrapper holds as ``.net``) is one measured faster in channels-last.
+
+    >>> from melfront import models
+    >>> channels_last_preferred(models.build("sbcnn", 10)), channels_last_preferred(models.build("timbre", 10))
+    (True, False)
+    """
+    return type(getattr(backbone, "net", backbone)).__name__ in CHANNELS_LAST
+
+
 @contextlib.contextmanager
-def channels_last(module):
+def channels_last(module, enabled: bool = True):
     """Inside the block, ``module``'s 4-D parameters and buffers are channels-last (values unchanged).
 
-    Convolutions then produce channels-last maps (oneDNN's faster layout on CPU). The layout is restored on
-    exit; parameters stay the same objects (an optimizer keeps its references).
+    Convolutions then produce channels-last maps (oneDNN's faster layout on CPU for some networks). The layout
+    is restored on exit; parameters stay the same objects (an optimizer keeps its references). ``enabled``
+    False: nothing changes.
 
     >>> import torch
     >>> conv = torch.nn.Conv2d(2, 3, 3)
@@ -112,6 +128,9 @@ def channels_last(module):
     """
     import torch
 
+    if not enabled:
+        yield module
+        return
     tensors = [t for t in list(module.parameters()) + list(module.buffers()) if t.dim() == 4]
     before = [t.data for t in tensors]
     for t in tensors:
