@@ -41,7 +41,7 @@ from torch import nn
 
 from ..checks import one_of
 from ..data.sampling import seed_for
-from ..errors import DivergenceError
+from ..errors import DivergenceError, TrainingError
 from .batches import batches, epoch_order, train_dataset
 from .dense import frame_local
 from .trainer import _ADVICE, Trainer
@@ -144,7 +144,6 @@ class BatchedRuns:
     def __init__(self, trainers: Sequence[Trainer]):
         reason = batch_reason(trainers)
         if reason is not None:
-            from ..errors import TrainingError
             raise TrainingError(f"these runs cannot be trained as one stacked model: {reason}")
         self.trainers = list(trainers)
         self.s = self.trainers[0].s
@@ -180,10 +179,9 @@ class BatchedRuns:
                                    nesterov=bool(s["nesterov"]) and s["momentum"] > 0)
         return torch.optim.Adam(groups, lr=s["lr"])
 
-    def _masks(self, gens, n_rows: int, shapes: dict) -> dict:
+    def _masks(self, gens, shapes: dict) -> dict:
         """Each run's dropout masks for one batch, drawn from its generator in forward order (as alone)."""
-        out = {}
-        per_run = [[] for _ in gens]
+        out, per_run = {}, [[] for _ in gens]
         for r, g in enumerate(gens):
             for name, p in self.drops:
                 m = torch.empty(shapes[name], dtype=torch.float32).bernoulli_(1 - p, generator=g)
@@ -219,7 +217,6 @@ class BatchedRuns:
         dss = [train_dataset(f, [int(v) for v in lab], s, t.kind, t.hop_length, t.seed)
                for t, f, lab in zip(self.trainers, features, labels)]
         if len({len(ds) for ds in dss}) != 1:
-            from ..errors import TrainingError
             raise TrainingError("batched runs need the same number of training items per run")
         params, consts = self._stack()
         opt = self._optimizer(params)
@@ -251,7 +248,7 @@ class BatchedRuns:
                 y = torch.stack([p[1] for p in parts])
                 if shapes is None or next(iter(shapes.values()), (x.shape[1],))[0] != x.shape[1]:
                     shapes = self._drop_shapes(x[0])
-                masks = self._masks(gens, x.shape[1], shapes)
+                masks = self._masks(gens, shapes)
                 grads, (losses, logits) = step(params, {**consts, **masks}, x, y)
                 for r in range(m):
                     value = float(losses[r].detach())

@@ -124,8 +124,7 @@ def _valid_layer(m: nn.Module) -> bool:
         return (m.stride[1] == 1 and m.padding in ((0, 0), "valid") and m.dilation[1] == 1
                 and m.padding_mode == "zeros")
     if isinstance(m, nn.MaxPool2d):
-        k, s, p, d = (v if isinstance(v, tuple) else (v, v) for v in (m.kernel_size, m.stride, m.padding, m.dilation))
-        return p == (0, 0) and d == (1, 1) and not m.ceil_mode
+        return _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1) and not m.ceil_mode
     return isinstance(m, _POINTWISE)
 
 
