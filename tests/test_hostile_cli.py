@@ -215,3 +215,8 @@ def test_train_refuses_an_absurd_width_without_allocating(tmp_path, monkeypatch,
                  "--no-cache", "-o", str(tmp_path / "run")])
     assert code == 2
     one_error(capsys, "melfront train: error: ", "model 'vgg'", "parameters, more than 500,000,000")
+
+
+def test_an_absurd_number_of_runs_is_refused_not_planned(dry, capsys):
+    assert dry("--runs", "100000000") == 2
+    one_error(capsys, "runs['default'] must be at most 10000, got 100000000")

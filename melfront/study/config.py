@@ -303,7 +303,13 @@ def _check_runs(runs) -> dict:
         if key != "default" and not (_is_plain_int(key) or (isinstance(key, str) and key.isdigit())) or key in (0, "0"):
             raise ParameterError(f"runs: keys must be 'default' or a number of clips per class, got {key!r}")
         out[str(key)] = positive_int(f"runs[{str(key)!r}]", value)
+        if out[str(key)] > MAX_RUNS:  # the grid is planned in memory: 10^8 runs would never finish planning
+            raise ParameterError(f"runs[{str(key)!r}] must be at most {MAX_RUNS}, got {value}")
     return out
+
+
+#: The most runs per n a study plans (Pons et al. use 20 at most).
+MAX_RUNS = 10_000
 
 
 def _check_test_folds(test_folds):
