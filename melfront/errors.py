@@ -128,7 +128,10 @@ class PathError(MelfrontError, OSError):
         if isinstance(exc, PathError):
             return exc
         where = path if path is not None else (exc.filename if exc.filename is not None else None)
-        if exc.errno:
+        if exc.errno == _errno.EEXIST and where is not None and _os.path.lexists(where) \
+                and not _os.path.isdir(where):  # mkdir on a file: say what is in the way
+            cause = "exists and is not a folder (EEXIST)"
+        elif exc.errno:
             cause = f"{_os.strerror(exc.errno)[:1].lower()}{_os.strerror(exc.errno)[1:]} " \
                     f"({_errno.errorcode.get(exc.errno, exc.errno)})"
         else:

@@ -220,3 +220,10 @@ def test_train_refuses_an_absurd_width_without_allocating(tmp_path, monkeypatch,
 def test_an_absurd_number_of_runs_is_refused_not_planned(dry, capsys):
     assert dry("--runs", "100000000") == 2
     one_error(capsys, "runs['default'] must be at most 10000, got 100000000")
+
+
+def test_report_into_a_file_says_what_is_in_the_way(tmp_path, capsys):
+    store_path = _tiny_store(tmp_path)
+    (tmp_path / "taken").write_text("x")
+    assert main(["report", str(store_path), "-o", str(tmp_path / "taken")]) == 2
+    one_error(capsys, f"{tmp_path / 'taken'}: exists and is not a folder (EEXIST)")
