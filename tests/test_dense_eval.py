@@ -165,3 +165,19 @@ def test_db_with_top_db_exact(one_thread):
     assert seen and 0 < seen[0] < len(ds)  # some patches clipped, not all
     loop = _loop(clf, feats, ds)
     torch.testing.assert_close(dense, loop, rtol=1e-5, atol=1e-5 * float(loop.abs().max()))
+
+
+def test_dense_only_where_it_pays(monkeypatch):
+    """At hop = a patch the few patches are scored directly (the dense pass computes every phase anyway)."""
+    import melfront.train.dense as dense_mod
+    clf, n_mels, frames = _model("sbcnn")
+    feats = [torch.rand(n_mels, 400) + 1e-3]
+    calls = []
+    real = dense_mod.dense_logits
+    monkeypatch.setattr(dense_mod, "dense_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for hop, dense in ((1, True), (frames, False)):
+        calls.clear()
+        ds = PatchDataset(feats, [0], n_frames=frames, mode="all", hop=hop)
+        with torch.no_grad():
+            z = clip_patch_logits(clf, feats, ds.index, frames, 64)
+        assert bool(calls) == dense and z.shape == (len(ds), 5)
