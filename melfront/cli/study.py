@@ -212,8 +212,11 @@ def _dry_run(config, estimate: bool = True) -> int:
     from ..study.preflight import preflight
     config.validate()  # the real run's checks (run_study), before the grid is shown
     preflight(config)
+    from ..study.splits import check_study
     clips = load_clips(config)
     trials = plan(config, clips)
+    for line in check_study(config, clips, trials)["lines"]:  # the real run's start: split, skipped, shortfalls
+        print(line)
     print("\n".join(grid_lines([dict(model=t.model, frontend=t.frontend, n=t.n, fold=t.fold, run=t.run)
                                 for t in trials])))
     if estimate and trials:  # step costs timed here, priced per trial (melfront.study.estimate)
