@@ -181,3 +181,18 @@ def test_dense_only_where_it_pays(monkeypatch):
         with torch.no_grad():
             z = clip_patch_logits(clf, feats, ds.index, frames, 64)
         assert bool(calls) == dense and z.shape == (len(ds), 5)
+
+
+def test_long_clip_in_bounded_pieces(monkeypatch, one_thread):
+    """A long clip is computed in chunks: no pass sees more than chunk_frames + patch_frames frames."""
+    import melfront.train.dense as dense_mod
+    clf, n_mels, frames = _model("timbre")
+    feats = [torch.rand(n_mels, 5000) + 1e-3]
+    ds = PatchDataset(feats, [0], n_frames=frames, mode="all", hop=1)
+    widths = []
+    real = dense_mod._trunk
+    monkeypatch.setattr(dense_mod, "_trunk", lambda z, trunk: widths.append(z.shape[0] * z.shape[-1]) or real(z, trunk))
+    with torch.no_grad():
+        z = dense_logits(clf, feats, ds.index, frames, chunk_frames=256, batch_frames=300)
+    assert z.shape == (len(ds), 5) and max(widths) <= 256 + frames
+    torch.testing.assert_close(z[::997], _loop(clf, feats, ds)[::997], rtol=1e-5, atol=1e-5)
