@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from melfront.data import download as D
+from melfront.data import extract
 from melfront.data.download import DownloadError, UnsafeArchiveError, download_dataset, download_file, safe_extract
 from melfront.errors import ParameterError
 
@@ -287,7 +288,7 @@ def test_total_size_limit_for_tar(tmp_path, monkeypatch):
             t.addfile(info, io.BytesIO(payload))
     with pytest.raises(UnsafeArchiveError, match="limit of 10000 bytes"):
         safe_extract(arc, tmp_path / "out", max_bytes=10_000)
-    monkeypatch.setattr(D, "MAX_EXTRACT_BYTES", 11_000)
+    monkeypatch.setattr(extract, "MAX_EXTRACT_BYTES", 11_000)  # the module safe_extract reads it from
     with pytest.raises(UnsafeArchiveError, match="expands to 12000 bytes"):
         safe_extract(arc, tmp_path / "out")
     assert len(safe_extract(arc, tmp_path / "out", strip=1, max_bytes=12_000)) == 3

@@ -335,7 +335,8 @@ def write_pages(out: Path, title: str, sections, images) -> Path:
             md += [md_escape(heading), ""]
             body.append(f"<p class='note'>{html.escape(heading)}</p>")
             continue
-        md += [f"## {md_escape(heading)}", "", f"![{md_escape(heading)}]({fname})", ""] + ([note_md, ""] if note_md else [])
+        md += [f"## {md_escape(heading)}", "", f"![{md_escape(heading)}]({fname})", ""]
+        md += [note_md, ""] if note_md else []
         data = base64.b64encode((out / fname).read_bytes()).decode()
         body.append(f"<h2>{html.escape(heading)}</h2><img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>"
                     + note_html)
