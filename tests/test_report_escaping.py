@@ -44,6 +44,6 @@ def test_report_md_is_inert_and_names_no_data_paths(tmp_path):
 def test_md_escape_and_short_paths():
     assert md_escape("a|b`c\\d") == "a\\|b\\`c\\\\d" and md_escape("x\ny") == "x y"
     assert short_paths("see /a/b/c/d.wav and n=1/2") == "see …/c/d.wav and n=1/2"
-    assert md_table(["<h>"], [["[a](javascript:x)"]]).splitlines() == ["| &lt;h&gt; |", "|---|",
+    assert md_table(["<h>"], [["[a](javascript:x)"]]).splitlines() == ["| &lt;h> |", "|---|",
                                                                       "| \\[a\\](javascript:x) |"]
     assert not re.search(r"(?m)^#", md_table(["c"], [["x\n# y"]]))

@@ -184,7 +184,8 @@ def test_report_files(tmp_path):
     text = page.read_text()
     md = (tmp_path / "report" / "report.md").read_text()
     assert "loglearn − logeps" in md and "| sbcnn |" in md
-    assert text.count("<table>") == 3 and "data:image/png;base64," in text and 'class="sig"' in text
+    # accuracy, MAP, the difference and how far the learned parameters moved
+    assert text.count("<table>") == 4 and "data:image/png;base64," in text and 'class="sig"' in text
     for name in ("accuracy_vs_n.png", "map_vs_n.png", "learned_parameters.png"):
         assert (tmp_path / "report" / name).read_bytes()[:4] == b"\x89PNG"
 

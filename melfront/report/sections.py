@@ -25,21 +25,33 @@ __all__ = ["md_table", "md_escape", "short_paths", "html_table", "planned_runs",
 OPEN_LIST = 20
 
 
-_MD_ACTIVE = re.compile(r"([\\`\[\]|])")
+_MD_ALWAYS = re.compile(r"([\\`|])")
+_MD_LINK = re.compile(r"\]\s*[(\[]")
+_MD_TAG = re.compile(r"<(?=[A-Za-z/!?])")
+_MD_ENTITY = re.compile(r"&(?=[#A-Za-z])")
+_MD_BLOCK = re.compile(r"^(\s*)([#>])")
 _ABS_PATH = re.compile(r"(?<![\w.~])/(?:[^/\s'\"<>|]+/)+[^/\s'\"<>|:,;]+")
 
 
 def md_escape(text) -> str:
-    r"""``text`` as inert Markdown: one line (line breaks become spaces: no injected heading), ``<``, ``>`` and
-    ``&`` as HTML entities (no raw HTML), and the characters that make links, images, code and table cells
-    (``[ ] ` | \``) backslash-escaped (no ``javascript:`` link); renders as the text itself.
+    r"""``text`` as inert Markdown: one line (line breaks become spaces: no injected heading), no raw HTML (a
+    ``<`` that could open a tag or an autolink, and a ``&`` that could open an entity, become entities), code
+    and table-cell characters (`` ` | \``) backslash-escaped, and brackets escaped wherever they could make a
+    link or an image (no ``javascript:`` link). Plain text, numbers and intervals stay as written
+    (``+2.0 [+1.0, +3.0]``, ``p <0.001``); rendered, every result reads as the text itself.
 
     >>> md_escape("<img src=x onerror=alert(1)>\n# [x](javascript:alert(1))")
-    '&lt;img src=x onerror=alert(1)&gt; # \\[x\\](javascript:alert(1))'
+    '&lt;img src=x onerror=alert(1)> # \\[x\\](javascript:alert(1))'
+    >>> md_escape("+2.0 [+1.0, +3.0] *; 4 pairs, p <0.001")
+    '+2.0 [+1.0, +3.0] *; 4 pairs, p <0.001'
     """
     text = " ".join(str(text).splitlines())
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_ACTIVE.sub(r"\\\1", text)
+    text = _MD_ENTITY.sub("&amp;", text)
+    text = _MD_TAG.sub("&lt;", text)
+    text = _MD_ALWAYS.sub(r"\\\1", text)
+    if _MD_LINK.search(text) or "![" in text:
+        text = text.replace("[", "\\[").replace("]", "\\]")
+    return _MD_BLOCK.sub(r"\1\\\2", text)  # a leading # or > opens no heading or quote inside a list item
 
 
 def short_paths(text) -> str:
