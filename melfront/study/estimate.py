@@ -120,6 +120,10 @@ def epoch_work(s: dict, n_train: int, n_classes: int, train_frames: list | None 
     >>> epoch_work(dict(sampling="episodes", episodes_per_epoch=None, query_per_class=5, support_per_class=5,
     ...                 support="fixed"), n_train=20, n_classes=10)  # n = 2: 10 x (2 + 5) patches an episode
     (1, 70, 20, 50)
+    >>> epoch_work(dict(sampling="episodes", epoch_updates="patch_grid", grid_hop=42, eval_hop=42, patch_frames=128,
+    ...                 query_per_class=5, support_per_class=5, support="fixed"), n_train=20, n_classes=10,
+    ...            train_frames=[300] * 20)[0]  # 20 clips x 5 grid patches = 100 patches // 50 queries
+    2
     """
     def patches_at(hop):
         if train_frames is None:
@@ -131,7 +135,11 @@ def epoch_work(s: dict, n_train: int, n_classes: int, train_frames: list | None 
     if s["sampling"] == "episodes":
         n = max(1, n_train // max(1, n_classes))
         support = n_classes * min(int(s["support_per_class"]), n)
-        episodes = s.get("episodes_per_epoch") or max(1, math.ceil(n_train / (n_classes * s["query_per_class"])))
+        if s.get("epoch_updates") == "patch_grid":  # total_patches // query_size (batches.grid_updates_per_epoch)
+            total = patches_at(s.get("grid_hop") or s["eval_hop"])
+            episodes = max(1, total // max(1, n_classes * int(s["query_per_class"])))
+        else:
+            episodes = s.get("episodes_per_epoch") or max(1, math.ceil(n_train / (n_classes * s["query_per_class"])))
         queries = episodes * n_classes * int(s["query_per_class"])
         extra += support if s.get("support") == "fixed" else patches_at(s["eval_hop"])
         return int(episodes), int(episodes * support + queries), extra, n_train if clip_monitor else queries
