@@ -169,7 +169,8 @@ def power_compress(x: torch.Tensor, exponent) -> torch.Tensor:
 def minmax(x: torch.Tensor) -> torch.Tensor:
     """Rescale each example to [0, 1]: ``(X - min) / (max - min)`` over ``(n_mels, frames)``.
 
-    A constant example maps to 0. ``x`` ``(..., n_mels, frames)``; same shape out.
+    A constant example (a silent patch) maps to 0, with a zero gradient. ``x`` ``(..., n_mels, frames)``;
+    same shape out.
 
     >>> minmax(torch.tensor([[[1.0, 3.0]], [[5.0, 5.0]]])).tolist()
     [[[0.0, 1.0]], [[0.0, 0.0]]]
@@ -178,5 +179,7 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
     dims = tuple(range(-min(2, x.ndim), 0))
     lo = x.amin(dim=dims, keepdim=True)
     span = x.amax(dim=dims, keepdim=True) - lo
-    tiny = torch.finfo(x.dtype).tiny
-    return (x - lo) / torch.clamp(span, min=tiny)
+    # a constant example (span 0, or below the smallest normal number) is 0 with a zero gradient: dividing by a
+    # clamped span instead gave a finite 0 forward but a gradient of ~1e38 (inf), NaN in a trainable frontend before
+    varies = span >= torch.finfo(x.dtype).tiny
+    return torch.where(varies, (x - lo) / torch.where(varies, span, torch.ones_like(span)), torch.zeros_like(x))
