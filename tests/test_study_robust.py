@@ -262,7 +262,7 @@ def test_ray_auto_without_a_cluster_starts_a_local_one(tmp_path, monkeypatch):
     lines = []
     try:
         connect_ray("auto", say=lines.append, num_cpus=1)
-        assert lines and "no running Ray cluster found, started a local Ray instance (1 CPUs)" in lines[0]
+        assert lines and "no Ray cluster to attach to" in lines[0] and "started a local Ray instance (1 CPUs)" in lines[0]
         config = tiny_config(tmp_path, n_per_class=[1, 2], runs={"default": 1})
         store = run_study(config, tmp_path / "ray.db", ray_address="auto", trial_fn=failing_trial, quiet=True)
     finally:
