@@ -8,6 +8,7 @@ Tiny: 3 classes x 4 random 32-band "spectrograms", 32-frame patches, 4-filter ne
 import copy
 
 import pytest
+from conftest import banded_features
 import torch
 
 import melfront.train.trainer as trainer_module
@@ -22,15 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def data():
-    g = torch.Generator().manual_seed(0)
-    feats, labels = [], []
-    for k in range(N_CLASSES):
-        for i in range(PER_CLASS):
-            x = torch.rand(32, 50 + 7 * i, generator=g) + 1e-3
-            x[8 * k:8 * k + 8] *= 20.0
-            feats.append(x)
-            labels.append(k)
-    return feats, labels
+    return banded_features(N_CLASSES, PER_CLASS)
 
 
 def _proto(**kw):

@@ -4,6 +4,7 @@ code src/proto.py) against ``"episode"`` (a new one every episode); prototypes, 
 Tiny: 3 classes x 4 clips of random 32-band "mel spectrograms", 32-frame patches, a 4-filter embedding.
 """
 import pytest
+from conftest import banded_features
 import torch
 
 import melfront.train.trainer as trainer_module
@@ -20,15 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny convolutions: one int
 
 @pytest.fixture(scope="module")
 def data():
-    g = torch.Generator().manual_seed(0)
-    feats, labels = [], []
-    for k in range(N_CLASSES):
-        for i in range(PER_CLASS):
-            x = torch.rand(32, 50 + 7 * i, generator=g) + 1e-3
-            x[8 * k:8 * k + 8] *= 20.0  # each class loud in its own bands
-            feats.append(x)
-            labels.append(k)
-    return feats, labels
+    return banded_features(N_CLASSES, PER_CLASS)
 
 
 def _settings(**kw):
