@@ -58,6 +58,17 @@ def test_an_example_alone_equals_it_in_a_batch_with_a_much_louder_one(mel64, spe
     torch.testing.assert_close(batch, alone, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("law", [lambda x: F.power_to_db(x, ref="max"), lambda x: F.power_to_db(x, top_db=40.0),
+                                 F.minmax])
+def test_per_example_laws_give_an_empty_output_for_no_frames(law):
+    """Their one body (F.*_plain, shared with the frontends) takes no maximum of nothing."""
+    x = torch.zeros(2, 4, 0, requires_grad=True)
+    y = law(x)
+    assert y.shape == (2, 4, 0)
+    y.sum().backward()
+    assert x.grad.shape == (2, 4, 0)
+
+
 def test_top_db_is_per_example_not_batch_wide(mel64):
     quiet, loud = mel64, mel64 * 1e8  # 80 dB louder
     out = F.power_to_db(torch.stack([quiet, loud]), ref="max", top_db=80.0)
@@ -99,7 +110,7 @@ def test_loglearn_starts_as_pons_et_al_and_is_a_log(mel64):
 def test_powerlearn_starts_at_square_root_and_per_band(mel64):
     x = mel64.float()
     torch.testing.assert_close(PowerLearn()(x), torch.sqrt(x))
-    f = PowerLearn(per_band=True, n_mels=16, init=2.0)
+    f = PowerLearn(per_band=True, n_mels=16, init_a=2.0)
     p = torch.sigmoid(torch.tensor(2.0))
     torch.testing.assert_close(f(x), x ** p, rtol=1e-5, atol=1e-7)
     assert f.exponent.shape == (16,)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import List
+from typing import Optional
 
 import torch
 from torch import nn
@@ -25,17 +25,9 @@ from .registry import register_frontend
 
 __all__ = ["Decibel", "LogOffset", "LogEPS", "Log10000", "LogLearn", "LogFloor", "PowerLearn", "MinMax"]
 
-# ``compress`` calls melfront.functional (argument checks, in-place fast paths); ``compress_plain`` is the same
-# law in plain tensor ops for TorchScript, export and compile (Frontend.forward chooses, tests/test_scripting.py
-# and tests/test_export.py check that both agree).
-
-
-def _per_band(v: torch.Tensor) -> torch.Tensor:
-    return v.unsqueeze(-1) if v.dim() == 1 else v
-
-
-def _example_dims(x: torch.Tensor) -> List[int]:
-    return [-2, -1] if x.dim() >= 2 else [-1]
+# ``compress`` calls melfront.functional (argument checks, then the law's one body); ``compress_plain`` calls
+# that body, ``F.*_plain``, directly: TorchScript cannot compile the checks, export and compile need none
+# (Frontend.forward chooses; tests/test_scripting.py and tests/test_export.py check that both agree).
 
 
 @register_frontend("db", "decibels, librosa.power_to_db (ref, amin, top_db per example)", input_kind="mel")
@@ -56,23 +48,18 @@ class Decibel(Frontend):
         F.power_to_db(torch.ones(1, 1), ref, amin, top_db)  # validates the arguments
         self.ref, self.amin, self.top_db = ref, float(amin), top_db
         self._ref_max = isinstance(ref, str)
-        self._ref_db = 0.0 if self._ref_max else 10.0 * math.log10(max(float(self.amin), abs(float(ref))))
-        self._top_db = -1.0 if top_db is None else float(top_db)
+        self._ref = 1.0 if self._ref_max else float(ref)  # typed for TorchScript (ref may be "max")
+        self._top_db: Optional[float] = None if top_db is None else float(top_db)
         self._fix_settings(ref=ref if isinstance(ref, str) else float(ref), amin=self.amin, top_db=top_db)
 
     def compress(self, x):
-        if x.numel() == 0 and x.is_floating_point():  # no frames: no per-example maximum to take
-            return x * 0.0
         return F.power_to_db(x, self.ref, self.amin, self.top_db)
 
     def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() == 0:  # no frames: no per-example maximum to take
-            return x * 0.0
-        db = 10.0 * torch.log10(torch.clamp(x, min=self.amin))
-        db = db - db.amax(dim=_example_dims(x), keepdim=True) if self._ref_max else db - self._ref_db
-        if self._top_db >= 0:
-            db = torch.maximum(db, db.amax(dim=_example_dims(x), keepdim=True) - self._top_db)
-        return db
+        ref: Optional[torch.Tensor] = None
+        if not self._ref_max:
+            ref = torch.full((), self._ref, dtype=x.dtype, device=x.device)
+        return F.power_to_db_plain(x, ref, self.amin, self._top_db)
 
     def extra_repr(self):
         return f"ref={self.ref!r}, amin={self.amin:g}, top_db={self.top_db}"
@@ -101,7 +88,8 @@ class LogOffset(Frontend):
         return F.log_offset(x, self.alpha, self.beta, self.base)
 
     def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.log(self.alpha * x + self.beta) * self._scale
+        return F.log_offset_plain(x, torch.full((), self.alpha, dtype=x.dtype, device=x.device),
+                                  torch.full((), self.beta, dtype=x.dtype, device=x.device), self._scale)
 
     def extra_repr(self):
         return f"alpha={self.alpha:g}, beta={self.beta:g}, base={self.base!r}"
@@ -193,7 +181,7 @@ class LogLearn(Frontend):
         return F.log_offset(x, self.alpha.to(x.dtype), self.beta.to(x.dtype))
 
     def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.log(_per_band(self.alpha.to(x.dtype)) * x + _per_band(self.beta.to(x.dtype)))
+        return F.log_offset_plain(x, self.alpha.to(x.dtype), self.beta.to(x.dtype))
 
     def extra_repr(self):
         return f"per_band={self.per_band}, n_mels={self.n_mels}"
@@ -216,7 +204,7 @@ class LogFloor(Frontend):
         return F.log_floor(x, self.floor)
 
     def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.log(torch.clamp(x, min=self.floor))
+        return F.log_floor_plain(x, self.floor)
 
     def extra_repr(self):
         return f"floor={self.floor:g}"
@@ -278,9 +266,7 @@ class PowerLearn(Frontend):
         return F.power_compress(x, self.exponent.to(x.dtype))
 
     def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
-        p, pos = _per_band(self.exponent.to(x.dtype)), x > 0
-        return torch.where(pos, torch.exp(p * torch.log(torch.where(pos, x, torch.ones_like(x)))),
-                           torch.zeros_like(x))
+        return F.power_compress_plain(x, self.exponent.to(x.dtype))
 
     def extra_repr(self):
         return f"per_band={self.per_band}, n_mels={self.n_mels}"
@@ -302,13 +288,7 @@ class MinMax(Frontend):
         super().__init__()
 
     def compress(self, x):
-        if x.numel() == 0 and x.is_floating_point():  # no frames: no per-example minimum to take
-            return x * 0.0
         return F.minmax(x)
 
     def compress_plain(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() == 0:  # no frames: no per-example minimum to take
-            return x * 0.0
-        lo = x.amin(dim=_example_dims(x), keepdim=True)
-        tiny = 2.2250738585072014e-308 if x.dtype == torch.float64 else 1.1754943508222875e-38
-        return (x - lo) / torch.clamp(x.amax(dim=_example_dims(x), keepdim=True) - lo, min=tiny)
+        return F.minmax_plain(x)

@@ -18,7 +18,8 @@ One concept per module:
 >>> F.power_to_db(mel).shape, F.num_frames(8000, 256, 128)
 (torch.Size([1, 16, 63]), 63)
 """
-from .compression import LOG_EPS, log_floor, log_offset, minmax, power_compress, power_to_db
+from .compression import (LOG_EPS, log_floor, log_floor_plain, log_offset, log_offset_plain, minmax, minmax_plain,
+                          power_compress, power_compress_plain, power_to_db, power_to_db_plain)
 from .params import band_param, check_spec
 from .pcen import PCEN_INITS, SCAN_CHUNK, pcen, pcen_plain, pcen_smoother, pcen_time_constant_to_s, plain_mode, start_state
 from .spectral import (DEFAULT_CHUNK_FRAMES, MAX_FILTERBANK_ELEMENTS, check_stft_args, deltas, fft_frequencies,
@@ -30,7 +31,8 @@ __all__ = [
     "spectrogram", "spectrogram_plain", "melspectrogram", "deltas", "num_frames", "check_stft_args", "MAX_FILTERBANK_ELEMENTS",
     "melspectrogram_chunked", "DEFAULT_CHUNK_FRAMES",
     # compressions
-    "LOG_EPS", "log_offset", "power_to_db", "log_floor", "power_compress", "minmax",
+    "LOG_EPS", "log_offset", "power_to_db", "log_floor", "power_compress", "minmax", "log_offset_plain",
+    "power_to_db_plain", "log_floor_plain", "power_compress_plain", "minmax_plain",
     "PCEN_INITS", "SCAN_CHUNK", "pcen_time_constant_to_s", "pcen_smoother", "pcen", "pcen_plain", "plain_mode",
     "start_state",
     "check_spec", "band_param",

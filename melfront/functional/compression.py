@@ -12,6 +12,7 @@ float64, differentiably. "Per example" always means: reduced over the last two d
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from ..checks import finite_float, optional, positive_float
 from ..errors import ParameterError
 from .params import band_param, check_spec
 
-__all__ = ["LOG_EPS", "log_offset", "power_to_db", "log_floor", "power_compress", "minmax"]
+__all__ = ["LOG_EPS", "log_offset", "power_to_db", "log_floor", "power_compress", "minmax", "log_offset_plain",
+           "power_to_db_plain", "log_floor_plain", "power_compress_plain", "minmax_plain"]
 
 #: Pons, Serrà & Serra's (2019) "log-EPS" offset: numpy's float64 machine epsilon, 2.22e-16.
 LOG_EPS = float(np.finfo(np.float64).eps)
@@ -64,10 +66,22 @@ def log_offset(x: torch.Tensor, alpha=1.0, beta=LOG_EPS, base="e") -> torch.Tens
     for name, v in (("alpha", alpha), ("beta", beta)):
         if not torch.is_tensor(v):
             positive_float(name, v)
-    a = band_param(alpha, x, "alpha")
-    b_ = band_param(beta, x, "beta")
+    return log_offset_plain(x, band_param(alpha, x, "alpha"), band_param(beta, x, "beta"), scale)
+
+
+def log_offset_plain(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """:func:`log_offset`'s computation, ``scale * log(alpha X + beta)``, with no argument checks.
+
+    The one body of the law: :func:`log_offset` calls it after its checks, and the frontends
+    (:class:`~melfront.frontends.LogOffset`, :class:`~melfront.frontends.LogLearn`) call it directly under
+    TorchScript, export and compile. ``alpha, beta``: tensors of ``x``'s dtype, 0-d or per band
+    (``(n_mels,)`` or ``(n_mels, 1)``); ``scale``: ``1 / ln(base)``.
+
+    >>> log_offset_plain(torch.tensor([[0.0, 0.0999]]), torch.tensor(1e4), torch.tensor(1.0), 1 / math.log(10)).tolist()
+    [[0.0, 3.0]]
+    """
     # alpha X overflows for X near the dtype's largest value (3e38 in float32): stay at the largest finite value
-    out = torch.log(torch.clamp(a * x + b_, max=torch.finfo(x.dtype).max))
+    out = torch.log(torch.clamp(_per_band(alpha) * x + _per_band(beta), max=_largest(x.dtype)))
     return out * scale if scale != 1.0 else out
 
 
@@ -108,28 +122,40 @@ def power_to_db(x: torch.Tensor, ref=1.0, amin: float = 1e-10, top_db: float | N
     """
     check_spec(x)
     _check_db_args(ref, amin, top_db)
-    dims = tuple(range(-min(2, x.ndim), 0))
+    r = None if isinstance(ref, str) else torch.as_tensor(ref, dtype=x.dtype, device=x.device)
     # in place where autograd does not need the intermediates (one full-size allocation instead of five)
-    inplace = not (torch.is_grad_enabled() and x.requires_grad)
+    return power_to_db_plain(x, r, float(amin), None if top_db is None else float(top_db),
+                             inplace=not (torch.is_grad_enabled() and x.requires_grad))
+
+
+def power_to_db_plain(x: torch.Tensor, ref: Optional[torch.Tensor] = None, amin: float = 1e-10,
+                      top_db: Optional[float] = 80.0, inplace: bool = False) -> torch.Tensor:
+    """:func:`power_to_db`'s computation with no argument checks; ``ref=None`` is ``"max"``.
+
+    The one body of the decibel law: :func:`power_to_db` calls it after its checks (``inplace`` where
+    autograd needs no intermediates), :class:`~melfront.frontends.Decibel` directly under TorchScript,
+    export and compile. ``ref``: a tensor of ``x``'s dtype broadcasting against ``x`` (0-d, or e.g.
+    ``(batch, 1, 1)``). A spectrogram with no frames gives an empty output of the same shape.
+
+    >>> power_to_db_plain(torch.tensor([[1.0, 0.1, 1e-12]]), None, 1e-10, 80.0).tolist()
+    [[0.0, -10.0, -80.0]]
+    """
+    if x.numel() == 0:  # no frames: no per-example maximum to take
+        return x * 0.0
+    dims = [-2, -1] if x.dim() >= 2 else [-1]
     db = torch.clamp(x, min=amin)
     db = db.log10_().mul_(10.0) if inplace else 10.0 * torch.log10(db)
-    peak_is_zero = False
-    if isinstance(ref, str):  # "max": log10 is monotonic, so the log of the max is the max of the log
+    if ref is None:  # "max": log10 is monotonic, so the log of the max is the max of the log
         peak = db.amax(dim=dims, keepdim=True)
         db = db.sub_(peak) if inplace else db - peak
-        peak_is_zero = True
-    else:
-        r = torch.as_tensor(ref, dtype=x.dtype, device=x.device).abs()
-        if not (r.ndim == 0 and float(r) == 1.0):
-            offset = 10.0 * torch.log10(torch.clamp(r, min=amin))
-            fits = offset.ndim <= db.ndim and torch.broadcast_shapes(offset.shape, db.shape) == db.shape
-            db = db.sub_(offset) if inplace and fits else db - offset
+        if top_db is not None:  # every example's maximum is now exactly 0 dB
+            db = db.clamp_(min=-top_db) if inplace else torch.clamp(db, min=-top_db)
+        return db
+    offset = 10.0 * torch.log10(torch.clamp(ref.abs(), min=amin))
+    db = db.sub_(offset) if inplace and offset.numel() == 1 and offset.dim() <= db.dim() else db - offset
     if top_db is not None:
-        if peak_is_zero:  # every example's maximum is now exactly 0 dB
-            db = db.clamp_(min=-float(top_db)) if inplace else torch.clamp(db, min=-float(top_db))
-        else:
-            floor = db.amax(dim=dims, keepdim=True) - top_db
-            db = torch.maximum(db, floor, out=db) if inplace else torch.maximum(db, floor)
+        floor = db.amax(dim=dims, keepdim=True) - top_db
+        db = torch.maximum(db, floor, out=db) if inplace else torch.maximum(db, floor)
     return db
 
 
@@ -142,7 +168,15 @@ def log_floor(x: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
     [[0.0, 0.0]]
     """
     check_spec(x)
-    positive_float("floor", floor)
+    return log_floor_plain(x, positive_float("floor", floor))
+
+
+def log_floor_plain(x: torch.Tensor, floor: float) -> torch.Tensor:
+    """:func:`log_floor`'s computation with no argument checks (the one body; TorchScript, export, compile).
+
+    >>> log_floor_plain(torch.tensor([[0.0, 1.0]]), 1.0).tolist()
+    [[0.0, 0.0]]
+    """
     return torch.log(torch.clamp(x, min=floor))
 
 
@@ -160,8 +194,18 @@ def power_compress(x: torch.Tensor, exponent) -> torch.Tensor:
     check_spec(x)
     if not torch.is_tensor(exponent):
         positive_float("exponent", exponent)
-    p = band_param(exponent, x, "exponent")
-    pos = x > 0
+    return power_compress_plain(x, band_param(exponent, x, "exponent"))
+
+
+def power_compress_plain(x: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """:func:`power_compress`'s computation with no argument checks (the one body; TorchScript, export, compile).
+
+    ``exponent``: a tensor of ``x``'s dtype, 0-d or per band (``(n_mels,)`` or ``(n_mels, 1)``).
+
+    >>> power_compress_plain(torch.tensor([[0.0, 4.0]]), torch.tensor(0.5)).tolist()
+    [[0.0, 2.0]]
+    """
+    p, pos = _per_band(exponent), x > 0
     safe = torch.where(pos, x, torch.ones_like(x))
     return torch.where(pos, torch.exp(p * torch.log(safe)), torch.zeros_like(x))
 
@@ -176,10 +220,48 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
     [[[0.0, 1.0]], [[0.0, 0.0]]]
     """
     check_spec(x)
-    dims = tuple(range(-min(2, x.ndim), 0))
+    return minmax_plain(x)
+
+
+def minmax_plain(x: torch.Tensor) -> torch.Tensor:
+    """:func:`minmax`'s computation with no argument checks (the one body; TorchScript, export, compile).
+
+    A spectrogram with no frames gives an empty output of the same shape.
+
+    >>> minmax_plain(torch.tensor([[2.0, 4.0, 3.0]])).tolist()
+    [[0.0, 1.0, 0.5]]
+    """
+    if x.numel() == 0:  # no frames: no per-example minimum to take
+        return x * 0.0
+    dims = [-2, -1] if x.dim() >= 2 else [-1]
     lo = x.amin(dim=dims, keepdim=True)
     span = x.amax(dim=dims, keepdim=True) - lo
     # a constant example (span 0, or below the smallest normal number) is 0 with a zero gradient: dividing by a
     # clamped span instead gave a finite 0 forward but a gradient of ~1e38 (inf), NaN in a trainable frontend before
-    varies = span >= torch.finfo(x.dtype).tiny
+    varies = span >= _tiny(x.dtype)
     return torch.where(varies, (x - lo) / torch.where(varies, span, torch.ones_like(span)), torch.zeros_like(x))
+
+
+def _per_band(v: torch.Tensor) -> torch.Tensor:
+    """A 0-d value stays, a per-band vector ``(m,)`` becomes ``(m, 1)`` (``(m, 1)`` stays)."""
+    return v.unsqueeze(-1) if v.dim() == 1 else v
+
+
+def _largest(dtype: torch.dtype) -> float:
+    """``torch.finfo(dtype).max`` in a form TorchScript compiles."""
+    if dtype == torch.float64:
+        return 1.7976931348623157e308
+    if dtype == torch.float16:
+        return 65504.0
+    if dtype == torch.bfloat16:
+        return 3.3895313892515355e38
+    return 3.4028234663852886e38
+
+
+def _tiny(dtype: torch.dtype) -> float:
+    """``torch.finfo(dtype).tiny`` (the smallest normal number) in a form TorchScript compiles."""
+    if dtype == torch.float64:
+        return 2.2250738585072014e-308
+    if dtype == torch.float16:
+        return 6.103515625e-05
+    return 1.1754943508222875e-38  # float32 and bfloat16
