@@ -27,7 +27,7 @@ from ..train import DEFAULT_MEL, frontend_common
 from . import claims
 from .sections import (account_sections, html_table, md_table, planned_runs, run_counts, settings_section,
                        write_pages)
-from .stats import CONFIDENCE, mean_std, paired_interval  # CONFIDENCE: coverage of a paired difference's CI
+from .stats import CONFIDENCE, mean_std, p_text, paired_interval  # CONFIDENCE: coverage of a paired difference's CI
 from .movement import movement, movement_note
 from .verdict import DELTA, sequential_planned, store_verdict, verdict_section, verdicts
 
@@ -223,8 +223,7 @@ def check_compare(pairs, frontends) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------
-def _fmt_p(p) -> str:
-    return "n/a" if math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+_fmt_p = p_text
 
 
 def _fmt_cell(mean, std, count, planned, short) -> str:

@@ -19,6 +19,7 @@ import json
 import math
 
 from .sections import html_table, md_table
+from .stats import p_text
 
 __all__ = ["METRICS", "preset_meta", "report_title", "headline_metric", "claim_comparisons", "reading",
            "protocol_section", "claims_section"]
@@ -115,8 +116,7 @@ def _pts(fraction) -> str:
     return f"{0.0 if abs(value) < 0.05 else value:+.1f}"
 
 
-def _p(p) -> str:
-    return "n/a" if p is None or math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+_p = p_text
 
 
 def reading(d, a: str, b: str, significance: float = 0.05) -> tuple[str, str]:

@@ -11,6 +11,7 @@ has none (``None``).
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -19,7 +20,7 @@ from scipy import stats
 from ..checks import probability
 from ..errors import ParameterError
 
-__all__ = ["mean_std", "mean_interval", "paired_interval", "CONFIDENCE"]
+__all__ = ["mean_std", "mean_interval", "paired_interval", "p_text", "CONFIDENCE"]
 
 #: Default coverage of a confidence interval.
 CONFIDENCE = 0.95
@@ -84,3 +85,15 @@ def paired_interval(y, x, confidence: float = CONFIDENCE) -> tuple[float, float]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return _interval(stats.ttest_rel(y, x), mean, std, confidence)
+
+
+def p_text(p) -> str:
+    """A p-value as every report writes it: three decimals, ``<0.001`` below that (a paired test whose differences
+    are all equal gives p = 0), ``n/a`` when there is none.
+
+    >>> p_text(0.04321), p_text(0.0), p_text(float("nan")), p_text(None)
+    ('0.043', '<0.001', 'n/a', 'n/a')
+    """
+    if p is None or math.isnan(p):
+        return "n/a"
+    return f"{p:.3f}" if p >= 0.001 else "<0.001"

@@ -28,6 +28,7 @@ from scipy import stats as sp
 from ..study.config import runs_for_n
 from ..study.sequential import rule_text
 from . import claims
+from .stats import p_text
 
 __all__ = ["DELTA", "POWER", "runs_needed", "cell_verdict", "verdicts", "verdict_lines", "verdict_section",
            "sequential_planned", "store_verdict"]
@@ -106,7 +107,7 @@ def _diff_text(fe, d) -> str:
     mean = -100 * d["mean"]  # frontend minus best
     if d["count"] < 2:
         return f"{fe} ({mean:+.1f} points, 1 pair: no test)"
-    return f"{fe} ({mean:+.1f} points, p {d['p_cell']:.3g})"
+    return f"{fe} ({mean:+.1f} points, p {p_text(d['p_cell'])})"
 
 
 def _sentence(v: dict) -> str:
