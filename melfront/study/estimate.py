@@ -254,6 +254,7 @@ def measure_step_cost(model: str, frontend: str, s: dict, mel: dict, n_classes: 
     from ..data.cache import full_mel_config
     from ..frontends import MelSpectrogram
     from ..train.build import build_classifier
+    from ..train.trainer import Trainer
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -262,11 +263,10 @@ def measure_step_cost(model: str, frontend: str, s: dict, mel: dict, n_classes: 
         length = samples_for_frames(s["patch_frames"], mel["hop_length"]) if waveform else s["patch_frames"]
         shape = (length,) if waveform else (mel["n_mels"], length)
         embed = s.get("sampling") == "episodes" and hasattr(clf.backbone, "embed")
-        params = [p for p in clf.parameters() if p.requires_grad]
-        opt = (torch.optim.Adam(params, lr=1e-9, weight_decay=s.get("weight_decay") or 0.0)
-               if s.get("optimizer") == "adam" else
-               torch.optim.SGD(params, lr=1e-9, momentum=s.get("momentum") or 0.0,
-                               weight_decay=s.get("weight_decay") or 0.0))
+        # the trainer's own update (Trainer.step: decay, clipping, optimiser step as in training), at a tiny lr:
+        # the time, not the result, matters here
+        trainer = Trainer(clf, dict(_complete_settings(model, s), lr=1e-9), kind="waveform" if waveform else "mel",
+                          hop_length=mel["hop_length"], device="cpu", progress=False)
 
         def forward(x):
             return clf.backbone.embed(clf.features(x)) if embed else clf(x)
@@ -276,13 +276,9 @@ def measure_step_cost(model: str, frontend: str, s: dict, mel: dict, n_classes: 
             clf.train()
 
             def step():
-                opt.zero_grad()
                 out = forward(x)
                 loss = out.pow(2).mean() if embed else torch.nn.functional.cross_entropy(out, y)
-                loss.backward()
-                if s.get("clip_norm"):
-                    torch.nn.utils.clip_grad_norm_(params, s["clip_norm"])
-                opt.step()
+                trainer.step(loss, 1, 1)
             return _timed(step)
 
         small, large = sizes
@@ -308,6 +304,17 @@ def measure_step_cost(model: str, frontend: str, s: dict, mel: dict, n_classes: 
         torch.set_num_threads(threads)
     how = f"batches of {small} and {large} (training), {b_eval} (evaluation)"
     return StepCost(step, patch, eval_patch, features, how)
+
+
+def _complete_settings(model: str, s: dict) -> dict:
+    """``s`` as the trainer's complete settings: as given when complete, else the model's defaults overridden by
+    ``s`` (:func:`melfront.train.resolve_settings`)."""
+    from ..errors import ParameterError
+    from ..train.settings import TrainSettings, resolve_settings
+    try:
+        return TrainSettings.from_dict(s).as_dict()
+    except ParameterError:
+        return resolve_settings(model, s)
 
 
 def _time_predict(clf, s: dict, mel: dict, frames: int, waveform: bool) -> float:
