@@ -1,11 +1,13 @@
 """Batched runs: the runs of one study cell trained as one stacked model.
 
 The runs of a cell (same model, frontend, n, fold; other seeds and training subsets) have the same
-architecture and settings. :class:`BatchedRuns` stacks their weights (``torch.func.stack_module_state``)
-and trains them together: per step, one ``vmap`` over the runs of ``grad(functional_call(model))`` gives every
-run's gradient of its own mini-batch; gradient clipping is applied per run (each run's global norm); the
-optimiser (SGD or Adam, elementwise in every parameter) steps the stacked tensors, which is each run's own
-update with its own state. Every run draws exactly what it would draw alone: initial weights (built by the
+architecture and settings. :class:`BatchedRuns` stacks their weights (leading dimension: the run) as the
+parameters of one module, whose forward is a ``vmap`` over the runs of ``functional_call(model)``, and trains
+it in :class:`melfront.train.Trainer`'s own epoch loop and update step, as the trainer's task: the loss of a
+step is the sum of the live runs' mean losses of their own mini-batches, so backward gives every run exactly
+its own gradient; gradient clipping is applied per run (each run's global norm, the task's
+``clip_gradients``); the optimiser (SGD or Adam, elementwise in every parameter) steps the stacked tensors,
+which is each run's own update with its own state. Every run draws exactly what it would draw alone: initial weights (built by the
 caller from the run's seed), patches and batch order (``(seed, epoch)``-hashed, :mod:`melfront.train.batches`)
 and dropout masks (the run's ``(seed, epoch)`` generator, drawn in the order its layers would draw them on the
 CPU). So the weights after ``k`` steps equal those of :meth:`melfront.train.Trainer.fit` alone to float
@@ -160,8 +162,6 @@ class BatchedRuns:
         for n in list(params):
             if n not in trainable:
                 consts[n] = params.pop(n)
-        for p in params.values():
-            p.requires_grad_(True)
         return params, consts
 
     def _optimizer(self, params: dict):
@@ -210,94 +210,139 @@ class BatchedRuns:
         return {k: (x.shape[0],) + v[1:] for k, v in shapes.items()}
 
     def fit(self, features: Sequence[Sequence[torch.Tensor]], labels: Sequence[Sequence[int]]) -> list:
-        """Train every run; per run its history (list of epoch dicts) or the exception that ended it."""
-        from torch.func import functional_call, grad_and_value, vmap
+        """Train every run; per run its history (list of epoch dicts) or the exception that ended it.
 
+        The stacked model is trained by a :class:`~melfront.train.Trainer` of its own (its epoch loop, its
+        update step), with this object as its task (:meth:`train_epoch`, :meth:`clip_gradients`,
+        :meth:`check_parameters`).
+        """
         s, m = self.s, len(self.trainers)
-        dss = [train_dataset(f, [int(v) for v in lab], s, t.kind, t.hop_length, t.seed)
-               for t, f, lab in zip(self.trainers, features, labels)]
-        if len({len(ds) for ds in dss}) != 1:
+        self._dss = [train_dataset(f, [int(v) for v in lab], s, t.kind, t.hop_length, t.seed)
+                     for t, f, lab in zip(self.trainers, features, labels)]
+        if len({len(ds) for ds in self._dss}) != 1:
             raise TrainingError("batched runs need the same number of training items per run")
         params, consts = self._stack()
-        opt = self._optimizer(params)
-        decay = {n for n, p in self.trainers[0].model.named_parameters()
-                 if any(p is q for g in self.trainers[0].optimizer.param_groups if g.get("name") == "decay"
-                        for q in g["params"])}
-        template = self.template.train()
-
-        def loss_fn(p, c, x, y):
-            logits = functional_call(template, {**p, **c}, (x,))
-            return nn.functional.cross_entropy(logits, y), logits.detach()
-
-        step = vmap(grad_and_value(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0))
-        failed: list[Exception | None] = [None] * m
-        histories: list[list[dict]] = [[] for _ in range(m)]
-        shapes = None
-        t0 = time.perf_counter()
-        for epoch in range(1, s["epochs"] + 1):
-            te = time.perf_counter()
-            gens = [torch.Generator().manual_seed(seed_for(t.seed, "dropout", epoch)) for t in self.trainers]
-            iters = []
-            for t, ds in zip(self.trainers, dss):
-                ds.set_epoch(epoch)
-                order = epoch_order(len(ds), s["batch_size"], t.seed, epoch, drop_last=s["drop_last"])
-                iters.append(batches(ds, order, s["batch_size"], self.device))
-            loss_sum, correct, total = [0.0] * m, [0] * m, 0
-            for b, parts in enumerate(zip(*iters)):
-                x = torch.stack([p[0] for p in parts])
-                y = torch.stack([p[1] for p in parts])
-                if shapes is None or next(iter(shapes.values()), (x.shape[1],))[0] != x.shape[1]:
-                    shapes = self._drop_shapes(x[0])
-                masks = self._masks(gens, shapes)
-                grads, (losses, logits) = step(params, {**consts, **masks}, x, y)
-                for r in range(m):
-                    value = float(losses[r].detach())
-                    if failed[r] is None and not math.isfinite(value):
-                        failed[r] = DivergenceError(f"training diverged: the loss became {value} in epoch {epoch}, "
-                                                    f"batch {b + 1}; " + _ADVICE)
-                    loss_sum[r] += value * y.shape[1]
-                    correct[r] += int((logits[r].argmax(1) == y[r]).sum())
-                total += y.shape[1]
-                self._apply(params, grads, opt, decay, failed)
-            for r, t in enumerate(self.trainers):
-                if failed[r] is None and not all(bool(torch.isfinite(p[r]).all()) for p in params.values()):
-                    failed[r] = DivergenceError(f"training diverged: a parameter became NaN or infinite in epoch "
-                                                f"{epoch}; " + _ADVICE)
-                histories[r].append(dict(epoch=epoch, loss=loss_sum[r] / max(total, 1),
-                                         accuracy=correct[r] / max(total, 1),
-                                         seconds=(time.perf_counter() - te) / m))
-        seconds = (time.perf_counter() - t0) / m
+        stack = _Stack(self.template, params, consts)
+        trainer = Trainer(stack, s, kind=self.trainers[0].kind, hop_length=self.trainers[0].hop_length,
+                          seed=self.trainers[0].seed, device=self.device, progress=False, task=self)
+        trainer.optimizer = self._optimizer(stack.named_stacked())  # the runs' own groups, learning rates
+        self.failed: list[Exception | None] = [None] * m
+        self.histories: list[list[dict]] = [[] for _ in range(m)]
+        self._shapes = None
+        trainer.fit()
+        stacked = stack.named_stacked()
+        seconds = trainer.train_seconds / m
         for r, t in enumerate(self.trainers):
             with torch.no_grad():
                 for n, p in t.model.named_parameters():
-                    p.copy_(params[n][r] if n in params else consts[n][r])
+                    p.copy_(stacked[n][r] if n in stacked else consts[n][r])
                 for n, buf in t.model.named_buffers():  # batch norm's running statistics, updated per run
                     buf.copy_(consts[n][r])
-            t.history, t.epoch, t.finished = histories[r], s["epochs"], failed[r] is None
+            t.history, t.epoch, t.finished = self.histories[r], s["epochs"], self.failed[r] is None
             t.train_seconds += seconds
-        return [failed[r] if failed[r] is not None else histories[r] for r in range(m)]
+        return [self.failed[r] if self.failed[r] is not None else self.histories[r] for r in range(m)]
 
-    def _apply(self, params: dict, grads: dict, opt, decay: set, failed: list) -> None:
-        """Per-run decay-before-clip and clipping (each run's global norm), then the optimiser's step."""
-        s = self.s
+    # ---------------------------------------------------------------- the stacked trainer's task
+    def train_epoch(self, trainer: Trainer, epoch: int) -> float:
+        """One epoch of every run's own batches; each update is ``trainer.step`` of the sum of the live runs'
+        mean losses (so each run gets exactly its own gradient). Appends each run's history record; returns
+        the mean loss of the live runs."""
+        s, m = self.s, len(self.trainers)
+        te = time.perf_counter()
+        gens = [torch.Generator().manual_seed(seed_for(t.seed, "dropout", epoch)) for t in self.trainers]
+        iters = []
+        for t, ds in zip(self.trainers, self._dss):
+            ds.set_epoch(epoch)
+            order = epoch_order(len(ds), s["batch_size"], t.seed, epoch, drop_last=s["drop_last"])
+            iters.append(batches(ds, order, s["batch_size"], self.device))
+        loss_sum, correct, total = [0.0] * m, [0] * m, 0
+        for b, parts in enumerate(zip(*iters)):
+            x = torch.stack([p[0] for p in parts])
+            y = torch.stack([p[1] for p in parts])
+            if self._shapes is None or next(iter(self._shapes.values()), (x.shape[1],))[0] != x.shape[1]:
+                self._shapes = self._drop_shapes(x[0])
+            logits = trainer.model(x, self._masks(gens, self._shapes))  # (runs, batch, classes)
+            losses = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+            losses = losses.reshape(y.shape).mean(1)
+            values = losses.detach().tolist()
+            for r, value in enumerate(values):
+                if self.failed[r] is None and not math.isfinite(value):
+                    self.failed[r] = DivergenceError(f"training diverged: the loss became {value} in epoch "
+                                                     f"{epoch}, batch {b + 1}; " + _ADVICE)
+                loss_sum[r] += value * y.shape[1]
+                correct[r] += int((logits[r].detach().argmax(1) == y[r]).sum())
+            total += y.shape[1]
+            live = [r for r in range(m) if self.failed[r] is None]
+            if live:
+                trainer.step(losses[live].sum(), epoch, b + 1)
+        for r in range(m):
+            self.histories[r].append(dict(epoch=epoch, loss=loss_sum[r] / max(total, 1),
+                                          accuracy=correct[r] / max(total, 1),
+                                          seconds=(time.perf_counter() - te) / m))
+        live = [loss_sum[r] / max(total, 1) for r in range(m) if self.failed[r] is None]
+        return sum(live) / len(live) if live else math.nan
+
+    def clip_gradients(self, trainer: Trainer) -> None:
+        """A failed run's gradients zeroed (it stops moving; the others are untouched), then clipping per run:
+        each run's global norm (``clip_norm``)."""
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        dead = [r for r, f in enumerate(self.failed) if f is not None]
         with torch.no_grad():
-            dead = [r for r, f in enumerate(failed) if f is not None]
-            for n, g in grads.items():
-                if dead:
-                    g[dead] = 0.0  # a diverged run stops moving; the others are untouched
-                if s.get("decay_before_clip") and s["weight_decay"] and n in decay:
-                    g.add_(params[n], alpha=float(s["weight_decay"]))
-            if s["clip_norm"] is not None:
+            if dead:
+                for g in grads:
+                    g[dead] = 0.0
+            if self.s["clip_norm"] is not None and grads:
                 norms = torch.stack([torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
-                                     for g in grads.values()], dim=1)  # (runs, params)
+                                     for g in grads], dim=1)  # (runs, params)
                 total = torch.linalg.vector_norm(norms, dim=1)
-                coef = torch.clamp(s["clip_norm"] / (total + 1e-6), max=1.0)
-                for g in grads.values():
+                coef = torch.clamp(self.s["clip_norm"] / (total + 1e-6), max=1.0)
+                for g in grads:
                     g.mul_(coef.reshape((-1,) + (1,) * (g.dim() - 1)))
-            for n, p in params.items():
-                p.grad = grads[n]
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+
+    def check_parameters(self, trainer: Trainer, epoch: int) -> None:
+        """Per run: one whose weights became non-finite fails alone (the others go on)."""
+        stacked = list(trainer.model.parameters())
+        for r in range(len(self.trainers)):
+            if self.failed[r] is None and not all(bool(torch.isfinite(p[r]).all()) for p in stacked):
+                self.failed[r] = DivergenceError(f"training diverged: a parameter became NaN or infinite in epoch "
+                                                 f"{epoch}; " + _ADVICE)
+
+    def evaluate(self, trainer: Trainer) -> dict:
+        """No validation metrics: each run is evaluated alone afterwards."""
+        return {}
+
+    @staticmethod
+    def score(record: dict) -> float:
+        """Unused: batched runs have no early stopping (:func:`batch_reason`)."""
+        return 0.0
+
+
+class _Stack(nn.Module):
+    """The runs' stacked trainable parameters as this module's parameters (leading dimension: the run);
+    ``forward(x, masks)`` is ``vmap`` over the runs of ``functional_call(template)`` with each run's
+    parameters, buffers (updated in place: batch norm's running statistics) and dropout masks."""
+
+    def __init__(self, template: nn.Module, params: dict, consts: dict):
+        super().__init__()
+        self.names = list(params)
+        self.stacked = nn.ParameterList([nn.Parameter(p) for p in params.values()])
+        self.consts = consts  # buffers and frozen parameters, stacked per run
+        self._template = (template,)  # not a submodule: a meta-device copy, never moved or trained
+
+    def named_stacked(self) -> dict:
+        return dict(zip(self.names, self.stacked))
+
+    def train(self, mode: bool = True):
+        self._template[0].train(mode)
+        return super().train(mode)
+
+    def forward(self, x: torch.Tensor, masks: dict) -> torch.Tensor:
+        from torch.func import functional_call, vmap
+        template = self._template[0]
+
+        def one(p, c, xr):
+            return functional_call(template, {**p, **c}, (xr,))
+        return vmap(one)(self.named_stacked(), {**self.consts, **masks}, x)
 
 
 def fit_runs(trainers: Sequence[Trainer], features, labels, policy: str = "auto") -> list:

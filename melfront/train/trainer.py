@@ -96,7 +96,10 @@ class Trainer:
         ``train_epoch(trainer, epoch)`` makes every update through :meth:`step`, ``evaluate(trainer)`` gives the
         validation metrics and ``score(record)`` what early stopping maximises; :meth:`fit` then takes no data
         (the task holds it), records the untrained model's metrics as epoch 0, and keeps this class's epoch
-        loop, divergence checks, early stopping and best-state restore.
+        loop, divergence checks, early stopping and best-state restore. Optional: ``clip_gradients(trainer)``
+        clips (or otherwise edits) the gradients in :meth:`step` instead of ``clip_grad_norm_`` with
+        ``clip_norm``, and ``check_parameters(trainer, epoch)`` replaces the end-of-epoch all-finite check
+        (e.g. :class:`melfront.train.batched.BatchedRuns`: per stacked run, a failing run fails alone).
 
     Optimiser parameter groups (``group["name"]``): ``"decay"`` (the backbone's kernels,
     ``weight_decay``), ``"no_decay"`` (the backbone's other trainable parameters) and ``"frontend"``
@@ -212,7 +215,10 @@ class Trainer:
                     for p in g["params"]:
                         if p.grad is not None:
                             p.grad.add_(p.detach(), alpha=float(self.s["weight_decay"]))
-        if self.s["clip_norm"] is not None:
+        clip = getattr(self.task, "clip_gradients", None)
+        if clip is not None:  # a task's own clipping (e.g. per stacked run: train/batched.py)
+            clip(self)
+        elif self.s["clip_norm"] is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.s["clip_norm"])
         self.optimizer.step()
         return value
@@ -511,7 +517,11 @@ class Trainer:
         self.model.train()
         torch.manual_seed(seed_for(self.seed, "dropout", epoch))
         loss = self.task.train_epoch(self, epoch)
-        self._check_parameters(epoch)
+        check = getattr(self.task, "check_parameters", None)
+        if check is not None:
+            check(self, epoch)
+        else:
+            self._check_parameters(epoch)
         rec = dict(epoch=epoch, loss=loss, **self.task.evaluate(self))
         rec["seconds"] = time.perf_counter() - t0
         self.history.append(rec)
