@@ -291,3 +291,20 @@ def test_dry_run_estimate_times_real_steps(tmp_path):
               if t.startswith(("  MSTModel:", "  arm ("))]
     assert len(shares) >= 4 and abs(sum(shares) - 100) < 0.3
     assert "batches of 4" in text and "computed once" in text and "ms/segment" in text
+
+
+def test_two_folds_side_by_side_in_worker_processes(tmp_path):
+    # jobs=2: each fold's unit in its own spawned worker; every row stored, the same keys as one by one
+    from melfront.data import dataset
+    from melfront.mst.protocol import run_protocol
+    clips = dataset("esc50", _esc50(tmp_path / "d"))
+    splits = fold_splits(clips, FOLD_PAIRS[:2])
+    settings = ProtocolSettings().replace(**{**TINY, "epochs": 1, "finetune_epochs": 0})
+    out = tmp_path / "out"
+    run_protocol(splits, clips.classes, out, settings, dataset="esc50", meta={"name": "tax2017", "title": "t"},
+                 progress=False, quiet=True, jobs=2)
+    rows, failures = _rows(out)
+    assert failures == []
+    assert sorted((r["fold"], r["frontend"]) for r in rows) == \
+        [(fold, f) for fold in ("1-2", "2-3") for f in ("a", "b", "c", "mst")]
+    assert (out / "fold_1-2" / "mst.pt").is_file() and (out / "fold_2-3" / "mst.pt").is_file()
