@@ -35,7 +35,8 @@ from .checks import one_of
 # torch is imported inside the functions that need it: the CLI calls tune_allocator before any command
 # (``melfront --help`` and ``melfront report`` stay torch-free).
 
-__all__ = ["tune_allocator", "allocator_state", "channels_last", "channels_last_preferred", "autocast"]
+__all__ = ["tune_allocator", "allocator_state", "channels_last", "channels_last_preferred", "autocast",
+           "default_device", "seed_everything"]
 
 #: Backbones (class names) measured faster in channels-last, training and evaluation (module docstring).
 CHANNELS_LAST = ("SBCNN", "VGG", "ResNet", "ProtoNet")
@@ -158,3 +159,29 @@ def autocast(device, precision: str = "fp32"):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is usable, else ``"cpu"``.
+
+    >>> default_device() in ("cuda", "cpu")
+    True
+    """
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, numpy's global generator and torch (CPU and CUDA).
+
+    >>> import torch
+    >>> seed_everything(3); a = torch.rand(1); seed_everything(3); bool(torch.rand(1) == a)
+    True
+    """
+    import random
+
+    import numpy as np
+    import torch
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -11,6 +11,7 @@ import pytest
 from conftest import banded_features
 import torch
 
+import melfront.train.episodes as episodes_module
 import melfront.train.trainer as trainer_module
 from melfront.errors import ParameterError
 from melfront.train import Trainer, build_classifier, resolve_settings
@@ -86,14 +87,14 @@ def _grid_count(feats, patch, hop):
 
 def test_an_epoch_has_total_patches_over_query_size_updates(data, monkeypatch):
     calls = []
-    original = trainer_module.grid_queries
+    original = episodes_module.grid_queries
 
     def spy(*args, **kwargs):
         x, y = original(*args, **kwargs)
         calls.append(y.clone())
         return x, y
 
-    monkeypatch.setattr(trainer_module, "grid_queries", spy)
+    monkeypatch.setattr(episodes_module, "grid_queries", spy)
     t = _proto(epochs=1, epoch_updates="patch_grid", queries="grid_patches", grid_hop=5)
     t.fit(*data)
     total = _grid_count(data[0], 32, 5)
@@ -103,14 +104,14 @@ def test_an_epoch_has_total_patches_over_query_size_updates(data, monkeypatch):
 
 def test_grid_queries_are_distinct_patches(data, monkeypatch):
     seen = []
-    original = trainer_module.grid_queries
+    original = episodes_module.grid_queries
 
     def spy(*args, **kwargs):
         x, y = original(*args, **kwargs)
         seen.append(x)
         return x, y
 
-    monkeypatch.setattr(trainer_module, "grid_queries", spy)
+    monkeypatch.setattr(episodes_module, "grid_queries", spy)
     _proto(epochs=1, queries="grid_patches", query_per_class=4, grid_hop=10).fit(*data)
     for x in seen:
         flat = x.flatten(1)

@@ -7,7 +7,7 @@ import pytest
 from conftest import banded_features
 import torch
 
-import melfront.train.trainer as trainer_module
+import melfront.train.episodes as episodes_module
 from melfront.errors import CheckpointError, ParameterError
 from melfront.train import Trainer, build_classifier, resolve_settings
 from melfront.train.settings import PONS_PROTO_EVAL_HOP
@@ -41,14 +41,14 @@ def _trainer(seed=0, checkpoint=None, **kw):
 def record(monkeypatch):
     """Every episode's support patches (the model's raw input), in order."""
     seen = []
-    original = trainer_module.episode_batch
+    original = episodes_module.episode_batch
 
     def spy(*args, **kwargs):
         x, sup_y, qry_y = original(*args, **kwargs)
         seen.append((x[:len(sup_y)].clone(), sup_y.clone(), x[len(sup_y):].clone()))
         return x, sup_y, qry_y
 
-    monkeypatch.setattr(trainer_module, "episode_batch", spy)
+    monkeypatch.setattr(episodes_module, "episode_batch", spy)
     return seen
 
 

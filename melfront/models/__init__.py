@@ -22,7 +22,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ParameterError
-from .classifier import Backbone, Classifier, glorot_init, kernel_weights
+from .classifier import Backbone, Classifier, glorot_init, kernel_weights, set_batch_norm
 from .piczak import PiczakCNN
 from .protonet import ProtoNet, prototype_logits
 from .resnet import ResNet
@@ -30,7 +30,7 @@ from .sbcnn import SBCNN
 from .timbre import Timbre
 from .vgg import VGG
 
-__all__ = ["build", "MODELS", "Classifier", "Backbone", "kernel_weights", "glorot_init",
+__all__ = ["build", "MODELS", "Classifier", "Backbone", "kernel_weights", "set_batch_norm", "glorot_init",
            "SBCNN", "VGG", "Timbre", "PiczakCNN", "ProtoNet", "ResNet", "prototype_logits",
            "default_settings", "min_input"]
 

@@ -240,6 +240,23 @@ def kernel_weights(module: nn.Module, layers: str = "all") -> list[nn.Parameter]
     return [m.weight for m in module.modules() if isinstance(m, kinds)]
 
 
+def set_batch_norm(module: nn.Module, momentum: float | None = None, eps: float | None = None) -> None:
+    """Set ``momentum`` and ``eps`` (None: leave as is) on every batch-norm layer of ``module``, e.g. TensorFlow's
+    ``batch_normalization`` defaults (decay 0.99, epsilon 1e-3) are torch's momentum 0.01, eps 1e-3.
+
+    >>> from melfront.models import SBCNN
+    >>> net = SBCNN(10, input_bn=True); set_batch_norm(net, 0.01, 1e-3)
+    >>> {(m.momentum, m.eps) for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    {(0.01, 0.001)}
+    """
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if momentum is not None:
+                m.momentum = float(momentum)
+            if eps is not None:
+                m.eps = float(eps)
+
+
 class Classifier(nn.Module):
     """A frontend followed by a backbone, trained jointly.
 

@@ -6,7 +6,8 @@ patch per training clip, ``batch_size`` a step, a last batch of one dropped; ``s
 query_per_class``), and one step of ``b`` patches costs ``step + b * patch`` seconds, both measured on this
 machine with one thread (:func:`measure_step_cost`: a few timed forward + backward + update steps per model at
 the study's input size, at two batch sizes; :mod:`melfront.study.step_cost`). With early stopping the epochs
-are not known in advance: a trial takes at least ``patience + 1`` and at most ``max_epochs``, so the estimate is a range.
+are not known in advance: a trial takes at least ``patience + 1`` and at most ``max_epochs``, so the estimate
+is a range.
 
 Evaluation is priced by the test clips' durations: a clip of ``F`` frames gives ``len(patch_starts(F, L, h))``
 patches of ``L`` frames at the evaluation hop ``h`` (Pons et al.'s hop 1: a 4-s clip at 44.1 kHz and hop 1024 is

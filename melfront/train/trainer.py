@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,13 +28,12 @@ from tqdm import tqdm
 from ..checks import finite_float, one_of
 from ..data.sampling import seed_for
 from ..errors import CheckpointError, DivergenceError, ParameterError, TrainingError
-from ..models import kernel_weights
-from ..runtime import autocast, channels_last, channels_last_preferred, tune_allocator
-from ..models.protonet import prototype_logits
-from .batches import (batches, episode_batch, episodes_per_epoch, epoch_order, eval_dataset, fixed_support,
-                      grid_by_class, grid_dataset, grid_queries, grid_updates_per_epoch, train_dataset)
+from ..models import kernel_weights, set_batch_norm
+from ..runtime import autocast, channels_last, channels_last_preferred, default_device, seed_everything, tune_allocator
+from .batches import batches, epoch_order, eval_dataset, train_dataset
 from .checkpoint import cpu_state_dict, load_checkpoint, load_weights, save_checkpoint
 from .dense import clip_patch_logits
+from .episodes import Episodes, tick as _tick
 from .metrics import aggregate, clip_metrics
 from .settings import TrainSettings
 
@@ -44,27 +42,7 @@ __all__ = ["Trainer", "seed_everything", "default_device"]
 _ADVICE = "lower train['lr'] or set train['clip_norm']"
 
 
-def default_device() -> str:
-    """``"cuda"`` when a GPU is usable, else ``"cpu"``.
-
-    >>> default_device() in ("cuda", "cpu")
-    True
-    """
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's ``random``, numpy's global generator and torch (CPU and CUDA).
-
-    >>> seed_everything(3); a = torch.rand(1); seed_everything(3); bool(torch.rand(1) == a)
-    True
-    """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class Trainer:
+class Trainer(Episodes):
     """Fit and evaluate a :class:`melfront.models.Classifier` on in-memory clip features.
 
     Parameters
@@ -144,7 +122,7 @@ class Trainer:
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.config = dict(config or {})
         self.history: list[dict] = []
-        self._set_batch_norm()
+        set_batch_norm(getattr(self.model, "backbone", self.model), self.s["bn_momentum"], self.s["bn_eps"])
         self.optimizer = self._make_optimizer()
         self.epoch = 0  # epochs completed
         self.best = dict(score=-math.inf, epoch=0, bad=0, state=None)
@@ -156,16 +134,6 @@ class Trainer:
         self.task = task  # None: classification; else the objective's hook (see the class docstring)
 
     # ---------------------------------------------------------------- optimiser
-    def _set_batch_norm(self) -> None:
-        """Settings ``bn_momentum`` / ``bn_eps``: set on every batch-norm layer of the backbone (not the frontend's)."""
-        backbone = getattr(self.model, "backbone", self.model)
-        for m in backbone.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                if self.s["bn_momentum"] is not None:
-                    m.momentum = float(self.s["bn_momentum"])
-                if self.s["bn_eps"] is not None:
-                    m.eps = float(self.s["bn_eps"])
-
     def _make_optimizer(self):
         s = self.s
         frontend = getattr(self.model, "frontend", None)
@@ -230,19 +198,7 @@ class Trainer:
         torch.manual_seed(seed_for(self.seed, "dropout", epoch))
         total, correct, loss_sum = 0, 0, 0.0
         if s["sampling"] == "episodes":
-            grid = self._grid(ds)
-            if s["epoch_updates"] == "patch_grid":
-                n_episodes = grid_updates_per_epoch(s, grid[1])
-            else:
-                n_episodes = episodes_per_epoch(s, n_train, len(clips_by_class))
-            bar = self._batch_bar(epoch, n_episodes, "episode")
-            for k in range(n_episodes):
-                x, sup_y, qry_y = self._episode(ds, clips_by_class, grid, epoch, k)
-                logits = self._episode_logits(x, sup_y)
-                loss_sum += self._step(nn.functional.cross_entropy(logits, qry_y), epoch, k + 1) * len(qry_y)
-                correct += int((logits.argmax(1) == qry_y).sum())
-                total += len(qry_y)
-                _tick(bar, loss_sum, total)
+            bar, loss_sum, correct, total = self._episodes_epoch(ds, clips_by_class, n_train, epoch)
         else:
             ds.set_epoch(epoch)
             order = epoch_order(len(ds), s["batch_size"], self.seed, epoch, drop_last=s["drop_last"])
@@ -263,89 +219,11 @@ class Trainer:
             raise DivergenceError(f"training diverged: a parameter became NaN or infinite in epoch {epoch}; "
                                   + _ADVICE)
 
-    def _grid(self, ds):
-        """``(grid dataset, {label: items})`` when an epoch or the queries follow the patch grid, else None."""
-        s = self.s
-        if s["epoch_updates"] != "patch_grid" and s["queries"] != "grid_patches":
-            return None
-        if getattr(self, "_grid_cache", None) is None or self._grid_cache[0] is not ds:
-            g = grid_dataset(ds.features, ds.labels, s, self.kind, self.hop_length, self.seed)
-            self._grid_cache = (ds, (g, grid_by_class(g)))
-        return self._grid_cache[1]
-
-    def _episode(self, ds, clips_by_class, grid, epoch: int, k: int):
-        """Episode ``k`` of ``epoch``: ``(x, support_labels, query_labels)``, support rows first."""
-        s = self.s
-        support = None if self._support is None else self._support[:2]
-        if s["queries"] == "grid_patches":
-            q, qry_y = grid_queries(grid[0], grid[1], s, self.seed, epoch, k, self.device)
-            if support is None:  # a support set per episode, drawn as with queries="clips"
-                x, sup_y, _ = episode_batch(ds.features, clips_by_class, s, self.kind, self.hop_length, self.seed,
-                                            epoch, k, self.device)
-                support = (x[:len(sup_y)], sup_y)
-            return torch.cat([support[0].to(self.device, torch.float32), q]), support[1].to(self.device), qry_y
-        return episode_batch(ds.features, clips_by_class, s, self.kind, self.hop_length, self.seed, epoch, k,
-                             self.device, support=support)
-
-    def _episode_logits(self, x, sup_y):
-        """Query logits of an episode; ``episode_passes=2`` embeds support and queries apart (batch norm sees
-        each set alone, as src/proto.py's two ``models.select`` calls), 1 in one pass."""
-        n = len(sup_y)
-        if self.s["episode_passes"] == 2:
-            zs, zq = self.model.features(x[:n]), self.model.features(x[n:])
-            backbone = self.model.backbone
-            embs, embq = backbone.embed(zs), backbone.embed(zq)
-            return prototype_logits(embq, backbone.compute_prototypes(embs, sup_y))
-        z = self.model.features(x)
-        return self.model.backbone.logits(z[n:], z[:n], sup_y)
-
     def _batch_bar(self, epoch: int, total: int, unit: str):
         """The per-batch progress bar of one epoch (None without ``progress``); it disappears when the epoch ends."""
         if not self.progress:
             return None
         return tqdm(total=total, desc=f"epoch {epoch}", unit=unit, leave=False, dynamic_ncols=True)
-
-    # ---------------------------------------------------------------- prototypes (protonet)
-    def fixed_support(self, features, labels):
-        """The run's fixed support set (setting ``support="fixed"``): ``(x, labels, clip indices)``.
-
-        Up to ``support_per_class`` training clips per class and one random ``patch_frames`` patch of each,
-        drawn from this trainer's ``seed`` alone (:func:`melfront.train.batches.fixed_support`), so the same
-        seed and clips give the same set, in this session or a resumed one. ``x`` is
-        ``(n_support, n_mels, patch_frames)`` (or samples, for waveform features) on the trainer's device.
-        """
-        by_class: dict[int, list[int]] = {}
-        for i, lab in enumerate(labels):
-            by_class.setdefault(int(lab), []).append(i)
-        return fixed_support(features, by_class, self.s, self.kind, self.hop_length, self.seed, self.device)
-
-    @torch.no_grad()
-    def set_prototypes(self, features, labels) -> None:
-        """Prototypical network: store the prototypes used by :meth:`predict` (other models: nothing).
-
-        ``support="episode"``: the class means of every evaluation patch (``eval_hop`` apart) of the clips
-        ``features``; ``support="fixed"``: the class means of the fixed support set of those clips
-        (:meth:`fixed_support`), as Pons et al. evaluate. Embeddings are computed in eval mode.
-        """
-        backbone = self.model.backbone
-        if not hasattr(backbone, "set_prototypes"):
-            return
-        was = self.model.training
-        self.model.eval()
-        emb, ys = [], []
-        if self.s["support"] == "fixed":
-            # fit drew the set from these training clips already; another caller draws it (the same, by seed)
-            x_all, y_all, _ = self._support or self.fixed_support(features, labels)
-            parts = [(x_all[b:b + self.s["eval_batch_size"]], y_all[b:b + self.s["eval_batch_size"]])
-                     for b in range(0, len(y_all), self.s["eval_batch_size"])]
-        else:
-            ds = self._eval_dataset(features, labels)
-            parts = ((x, y) for x, y, _ in batches(ds, range(len(ds)), self.s["eval_batch_size"], self.device))
-        for x, y in parts:
-            emb.append(backbone.embed(self.model.features(x)))
-            ys.append(y)
-        backbone.set_prototypes(torch.cat(emb), torch.cat(ys))
-        self.model.train(was)
 
     # ---------------------------------------------------------------- evaluation
     def _eval_dataset(self, features, labels):
@@ -536,18 +414,6 @@ class Trainer:
         self._save(final=True)
         return self.history
 
-    def _draw_support(self, features, labels):
-        """``support="fixed"``: the run's support set (checked against a resumed checkpoint's); else None."""
-        if self.s["support"] != "fixed":
-            return None
-        support = self.fixed_support(features, labels)
-        saved = self._checkpoint_support
-        if saved is not None and [int(c) for c in saved] != support[2]:
-            raise CheckpointError(f"{self.checkpoint}: cannot resume, the checkpoint was trained with the fixed "
-                                  f"support clips {list(saved)}, these training clips give {support[2]} "
-                                  f"(other training clips or seed?)")
-        return support
-
     def _epoch_start_state(self):
         """What :meth:`_save_interrupted` needs when no checkpoint holds the current epoch's start yet."""
         if self.checkpoint is None or self._saved_epoch == self.epoch:
@@ -615,12 +481,6 @@ class Trainer:
         self.finished = True
         self._save(final=True)
         return self.history
-
-
-def _tick(bar, loss_sum: float, total: int) -> None:
-    if bar is not None:
-        bar.set_postfix(loss=f"{loss_sum / max(total, 1):.3f}", refresh=False)
-        bar.update(1)
 
 
 def _show(bar, rec: dict) -> None:
