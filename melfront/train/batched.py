@@ -54,14 +54,20 @@ POLICIES = ("auto", "batched", "alone")
 _SAME_EXCEPT = ("seed",)
 
 
+def _example_runs(k: int, epochs: int) -> list:
+    """``k`` SB-CNN trainers (seeds 0..k-1, 52 mel bands, 100-frame patches, lr 0.01) for the examples here."""
+    from .build import build_classifier
+    from .settings import resolve_settings
+    mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52)
+    s = resolve_settings("sbcnn", dict(epochs=epochs, batch_size=2, lr=0.01, patch_frames=100, n_mels=52))
+    return [Trainer(build_classifier("logeps", "sbcnn", 2, mel, 100)[0], s, seed=seed, device="cpu", progress=False)
+            for seed in range(k)]
+
+
 def batch_reason(trainers: Sequence[Trainer]) -> str | None:
     """None when :class:`BatchedRuns` can train ``trainers`` together; else why not.
 
-    >>> from melfront.train import build_classifier, resolve_settings
-    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52)
-    >>> s = resolve_settings("sbcnn", dict(epochs=1, batch_size=2, patch_frames=100, n_mels=52))
-    >>> ts = [Trainer(build_classifier("logeps", "sbcnn", 2, mel, 100)[0], s, seed=k, device="cpu", progress=False)
-    ...       for k in range(2)]
+    >>> ts = _example_runs(2, epochs=1)
     >>> batch_reason(ts) is None, batch_reason(ts[:1])
     (True, 'a single run')
     """
@@ -132,11 +138,7 @@ class BatchedRuns:
     ``train_seconds`` (the batch's wall time divided by the number of runs), so that its ``predict`` /
     ``evaluate`` score it alone.
 
-    >>> from melfront.train import build_classifier, resolve_settings
-    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52)
-    >>> s = resolve_settings("sbcnn", dict(epochs=2, batch_size=2, lr=0.01, patch_frames=100, n_mels=52))
-    >>> ts = [Trainer(build_classifier("logeps", "sbcnn", 2, mel, 100)[0], s, seed=k, device="cpu",
-    ...               progress=False) for k in range(3)]
+    >>> ts = _example_runs(3, epochs=2)
     >>> feats = [[torch.rand(52, 120) + 1e-3 for _ in range(4)] for _ in ts]
     >>> out = BatchedRuns(ts).fit(feats, [[0, 1, 0, 1]] * 3)
     >>> [len(h) for h in out], ts[1].epoch, ts[1].predict(feats[1]).shape
@@ -352,11 +354,7 @@ def fit_runs(trainers: Sequence[Trainer], features, labels, policy: str = "auto"
     :func:`batch_reason` allows, else alone) or ``"alone"``. Runs are batched in groups with the same number
     of training clips.
 
-    >>> from melfront.train import build_classifier, resolve_settings
-    >>> mel = dict(sample_rate=8000, n_fft=256, hop_length=64, n_mels=52)
-    >>> s = resolve_settings("sbcnn", dict(epochs=1, batch_size=2, lr=0.01, patch_frames=100, n_mels=52))
-    >>> ts = [Trainer(build_classifier("logeps", "sbcnn", 2, mel, 100)[0], s, seed=k, device="cpu",
-    ...               progress=False) for k in range(2)]
+    >>> ts = _example_runs(2, epochs=1)
     >>> feats = [[torch.rand(52, 120) + 1e-3 for _ in range(2)] for _ in ts]
     >>> [len(h) for h in fit_runs(ts, feats, [[0, 1]] * 2, policy="alone")]
     [1, 1]
