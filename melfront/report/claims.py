@@ -271,4 +271,4 @@ def _summary(kinds, a, b) -> str:
     if count["untested"]:
         parts.append(f"{count['untested']} with too few pairs to test")
     return (f"Over {len(kinds)} cell(s) (model × n): " + ", ".join(parts)
-            + f" (better: CI excludes 0 and Holm p below the threshold).")
+            + " (better: CI excludes 0 and Holm p below the threshold).")

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from multiprocessing.connection import wait
 
-from ..errors import DivergenceError, StudyError
+from ..errors import DivergenceError
 from .ray_connect import RAY_TIMEOUT, connect_ray, probe_ray  # noqa: F401 (re-exported)
 from .store import error_line
 
