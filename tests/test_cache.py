@@ -240,3 +240,24 @@ def test_default_location_respects_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "h"))
     assert default_cache_dir() == tmp_path / "h" / ".cache" / "melfront"
+
+
+def test_a_clean_clip_is_decoded_once_and_a_changed_one_again(tmp_path):
+    from melfront.audio import audio_problem
+    clip = tmp_path / "dog.wav"
+    soundfile.write(clip, np.zeros(800, np.float32), 8000)
+    calls = []
+
+    def check(path):
+        calls.append(path)
+        return audio_problem(path)
+
+    cache = FeatureCache(tmp_path / "cache")
+    assert cache.audio_problem(clip, check) is None and FeatureCache(tmp_path / "cache").audio_problem(clip, check) is None
+    assert len(calls) == 1  # the second cache (another process) found the clean verdict
+    data = np.zeros(800, np.float32)
+    data[3] = np.nan
+    soundfile.write(clip, data, 8000, subtype="FLOAT")  # changed (size): decoded again, and its problem is said
+    problem = cache.audio_problem(clip, check)
+    assert len(calls) == 2 and problem is not None and "NaN" in problem
+    assert cache.audio_problem(clip, check) == problem and len(calls) == 3  # problems are not remembered

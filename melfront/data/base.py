@@ -290,14 +290,15 @@ def _header_problem(path) -> str | None:
     return None
 
 
-def check_clips(clips: ClipList) -> tuple[ClipList, list[list[str]]]:
+def check_clips(clips: ClipList, decode=audio_problem) -> tuple[ClipList, list[list[str]]]:
     """``(readable clips, [[path, cause], ...])``: every clip checked, unreadable ones out.
 
     Each clip's header is read, then its samples are decoded once at the file's own rate
     (:func:`melfront.audio.audio_problem`: block by block, nothing kept, no resampling): missing, empty, special
     and non-audio files, corrupt headers, implausible rates, zero-length audio, truncated data and NaN or
     infinite samples are all found here, before any few-shot sampling, so that ``n`` clips per class means
-    ``n`` readable clips. The returned list also becomes ``readable.skipped`` (after the loader's own
+    ``n`` readable clips (``decode``: that check; a study passes one that remembers clean files,
+    :meth:`melfront.data.cache.FeatureCache.audio_problem`). The returned list also becomes ``readable.skipped`` (after the loader's own
     ``clips.skipped``, e.g. directories or FIFOs named like audio). A class that had clips and has no
     readable one left is a DataError naming it and the first cause (it would stay in the study untrainable).
 
@@ -312,7 +313,7 @@ def check_clips(clips: ClipList) -> tuple[ClipList, list[list[str]]]:
     """
     kept, skipped, first_bad = [], [], {}
     for c in clips:
-        problem = _header_problem(c.path) or audio_problem(c.path)
+        problem = _header_problem(c.path) or decode(c.path)
         if problem is None:
             kept.append(c)
         else:

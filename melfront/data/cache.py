@@ -226,6 +226,28 @@ class FeatureCache:
         return self._get(path, "waveform", dict(sample_rate=sample_rate),
                          lambda: load_audio(path, sample_rate=sample_rate)[0])
 
+    def audio_problem(self, path, check) -> str | None:
+        """``check(path)`` (a clip's problem, or None when it decodes cleanly: :func:`melfront.audio.audio_problem`),
+        remembered for clean files: a file whose size and modification time have not changed since it decoded
+        cleanly is not decoded again (an empty entry records it), so a study's scan costs one decode per file,
+        not one per process (``--jobs``, Ray workers) and run. Problems are not remembered (checked each time).
+        """
+        problem = []
+
+        def compute():
+            problem.append(check(path))
+            if problem[0] is not None:
+                raise _Unclean
+            return torch.zeros(0)
+
+        try:
+            self._get(path, "clean", {}, compute)
+        except _Unclean:
+            return problem[0]
+        except (AudioError, OSError):  # the file's identity cannot be read: let the check say why
+            return check(path)
+        return None
+
     # -- housekeeping ------------------------------------------------------------------------
     def clean_temporary(self, older_than: float = 0.0) -> int:
         """Remove temporary files left by killed writers (those older than ``older_than`` seconds; by
@@ -244,6 +266,10 @@ class FeatureCache:
 
     def __repr__(self) -> str:
         return f"FeatureCache(root={str(self.root)!r}, hits={self.hits}, misses={self.misses})"
+
+
+class _Unclean(Exception):
+    """Internal: a clip whose check found a problem (nothing is stored for it)."""
 
 
 class _NoCache(FeatureCache):

@@ -31,7 +31,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from ..audio import audio_problem
 from ..data import dataset
+from ..data.cache import FeatureCache
 from ..data.base import ClipList, check_clips, class_counts, group_of, with_groups
 from ..data.folder import group_hint
 from ..data.sampling import few_shot_subset, grouped_holdout, shortfalls, without_groups_of
@@ -48,8 +50,9 @@ SPLITS = ("folds", "holdout")
 def study_clips(config: StudyConfig) -> ClipList:
     """The study's data set with its groups (``config.group_by``) and without its unreadable clips.
 
-    Every clip's header is read (:func:`melfront.data.base.check_clips`, well under a millisecond a clip)
-    before any sampling, so that ``n`` means ``n`` readable clips; the unreadable ones are in ``.skipped``
+    Every clip's header is read and its samples decoded (:func:`melfront.data.base.check_clips`) before any
+    sampling, so that ``n`` means ``n`` readable clips; a clip that decoded cleanly before and is unchanged is
+    remembered by the feature cache and not decoded again; the unreadable ones are in ``.skipped``
     as ``[path, cause]``. Fewer than two classes with readable clips is a DataError.
 
     >>> import tempfile
@@ -60,7 +63,8 @@ def study_clips(config: StudyConfig) -> ClipList:
     """
     clips = dataset(config.dataset, config.root, **config.dataset_options)
     clips = with_groups(clips, getattr(config, "group_by", None))
-    readable, _ = check_clips(clips)
+    cache = FeatureCache()  # the trials' cache: a clip that decoded cleanly is not decoded again by each worker
+    readable, _ = check_clips(clips, decode=lambda path: cache.audio_problem(path, audio_problem))
     present = [name for name, m in zip(readable.classes, class_counts(readable, len(readable.classes))) if m]
     if len(present) < 2:
         raise DataError(f"{config.dataset}: a study needs at least two classes with readable clips; found "
